@@ -1,0 +1,54 @@
+//! Every limit and timing of the core, with Socket.IO's defaults.
+
+/// The core's settings. Every queue, map and buffer a client can grow is bounded here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub ping_interval_ms: u64,
+    pub ping_timeout_ms: u64,
+    pub upgrade_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Largest packet (WebSocket frame) or polling POST body, in bytes.
+    pub max_payload: usize,
+    /// Attachments per binary packet.
+    pub max_attachments: usize,
+    /// Bytes the core buffers for one session while it cannot send (polling between GETs,
+    /// an upgrade in progress). Over it the session is closed as a transport error.
+    pub max_buffered_bytes: usize,
+    pub max_rooms_per_socket: usize,
+    pub max_namespaces_per_connection: usize,
+    pub max_connections: usize,
+    /// Server-to-client acks awaited per socket.
+    pub max_pending_acks: usize,
+    /// Connection state recovery: how long a disconnected session can be resumed; 0 = off.
+    pub recovery_window_ms: u64,
+    /// Packets kept for recovery replay (per node).
+    pub recovery_max_packets: usize,
+    /// Disconnected sessions kept for recovery.
+    pub recovery_max_sessions: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ping_interval_ms: 25_000,
+            ping_timeout_ms: 20_000,
+            upgrade_timeout_ms: 10_000,
+            connect_timeout_ms: 45_000,
+            max_payload: 1_000_000,
+            max_attachments: 10,
+            max_buffered_bytes: 1 << 20,
+            max_rooms_per_socket: 1_000,
+            max_namespaces_per_connection: 16,
+            max_connections: 200_000,
+            max_pending_acks: 1_000,
+            recovery_window_ms: 120_000,
+            recovery_max_packets: 10_000,
+            recovery_max_sessions: 100_000,
+        }
+    }
+}
+
+/// The largest ack id a JavaScript client can count to (2^53 − 1).
+pub const MAX_ACK_ID: u64 = (1 << 53) - 1;
+/// JSON nesting deeper than this makes a packet invalid (serde_json's own limit is the same).
+pub const MAX_JSON_DEPTH: usize = 128;

@@ -1,0 +1,101 @@
+//! The servers the official conformance suites expect: a raw Engine.IO echo, and the
+//! Socket.IO test handlers (PROTOCOL.md, "Conformance settings").
+
+use crate::codec::payload::OutPacket;
+use crate::config::Config;
+use crate::engineio::{Engine, Event as EngineEvent};
+use crate::host::{Input, Output};
+use crate::rng::Rng;
+use crate::service::{Machine, Metrics};
+use crate::socketio::{Event, Handler, Io, Message, SocketId};
+use crate::time::Instant;
+use bytes::{BufMut, BytesMut};
+use serde_json::Value;
+
+/// Engine.IO with no Socket.IO on top: every message goes back as it came.
+pub struct EngineEcho {
+    engine: Engine,
+    now: Instant,
+}
+
+impl EngineEcho {
+    #[must_use]
+    pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Self {
+        EngineEcho { engine: Engine::new(&config, Rng::new(seed)), now }
+    }
+
+    fn echo(&mut self) {
+        while let Some(ev) = self.engine.poll_event() {
+            match ev {
+                EngineEvent::Text(s, text) => {
+                    let mut b = BytesMut::with_capacity(text.len() + 1);
+                    b.put_u8(b'4');
+                    b.extend_from_slice(text.as_bytes());
+                    self.engine.send(s, OutPacket::Text(b.freeze()));
+                }
+                EngineEvent::Binary(s, bin) => self.engine.send(s, OutPacket::Binary(bin)),
+                EngineEvent::Opened(_) | EngineEvent::Closed(..) => {}
+            }
+        }
+        self.engine.flush();
+    }
+}
+
+impl Machine for EngineEcho {
+    fn handle(&mut self, input: Input<'_>, now: Instant) {
+        self.now = self.now.max(now);
+        self.engine.handle(input, self.now);
+        self.echo();
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.engine.handle_timeout(self.now);
+        self.echo();
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.engine.poll_output()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.engine.poll_timeout()
+    }
+
+    fn metrics(&self) -> Metrics {
+        Metrics { connections: self.engine.session_count(), traffic: self.engine.traffic(), ..Metrics::default() }
+    }
+}
+
+/// Namespaces `/` and `/custom`: `auth` on connect, `message` → `message-back`,
+/// `message-with-ack` → an ack with the same arguments.
+#[derive(Debug, Default)]
+pub struct ConformanceApp;
+
+impl ConformanceApp {
+    #[must_use]
+    pub fn new() -> Self {
+        ConformanceApp
+    }
+}
+
+impl Handler for ConformanceApp {
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == "/" || nsp == "/custom"
+    }
+
+    fn on_connect(&mut self, io: &mut Io, socket: &SocketId, auth: &Value, _recovered: bool, now: Instant) {
+        io.emit_to(socket, &Message::new("auth", vec![auth.clone()]), now);
+    }
+
+    fn on_event(&mut self, io: &mut Io, socket: &SocketId, event: Event, now: Instant) {
+        match (event.name.as_str(), event.ack) {
+            ("message", _) => {
+                let msg = Message::new("message-back", event.args).with_binary(event.binary);
+                io.emit_to(socket, &msg, now);
+            }
+            ("message-with-ack", Some(id)) => io.ack(socket, id, &event.args, &event.binary),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! What crosses the boundary between the core and a host: inputs, outputs, connection ids.
+//!
+//! A host owns the sockets. It gives every HTTP request and every WebSocket its own
+//! [`ConnId`], hands what arrives to the core as an [`Input`], and carries out every
+//! [`Output`] it drains.
+
+use bytes::Bytes;
+use std::net::IpAddr;
+
+/// A host-assigned id for one transport: one HTTP request (a polling GET or POST, or a
+/// WebSocket upgrade request that, once accepted, stays the id of that WebSocket).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// The HTTP method of a request on the Engine.IO path.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    /// Any other method (PUT, DELETE, ...): answered as a bad handshake method.
+    Other,
+}
+
+/// An HTTP request on the Engine.IO path (CORS preflights are the host's business).
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    pub conn: ConnId,
+    pub method: Method,
+    /// The raw query string, without the leading `?`.
+    pub query: &'a str,
+    /// The POST body. The host stops reading at `max_payload + 1` bytes and sets `too_large`.
+    pub body: &'a [u8],
+    pub too_large: bool,
+    /// The request asks to upgrade to WebSocket (`Upgrade: websocket`).
+    pub websocket: bool,
+    pub remote: Option<IpAddr>,
+}
+
+/// A WebSocket frame as received.
+#[derive(Copy, Clone, Debug)]
+pub enum Frame<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+}
+
+/// A WebSocket frame to send. The bytes are shared: a broadcast hands every target a clone
+/// of one encoded buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutFrame {
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+impl OutFrame {
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            OutFrame::Text(b) | OutFrame::Binary(b) => b.len(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a transport went away, as the host saw it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum TransportEnd {
+    /// The peer closed it or the request was aborted.
+    Closed,
+    /// A read or write failed, a frame broke the WebSocket rules, or a frame was over the
+    /// payload limit (the host closes such a WebSocket with code 1009 itself).
+    Error,
+    /// The host's outbound queue for it went over its limit: the client does not read.
+    Backpressure,
+}
+
+/// Everything the world tells the core.
+#[derive(Clone, Debug)]
+pub enum Input<'a> {
+    Request(Request<'a>),
+    /// A frame on a WebSocket the core accepted.
+    Frame {
+        conn: ConnId,
+        frame: Frame<'a>,
+    },
+    /// A transport ended without the core asking for it. Unknown ids are ignored.
+    Ended {
+        conn: ConnId,
+        how: TransportEnd,
+    },
+    /// Stop: tell every client, then close every transport.
+    Shutdown,
+}
+
+/// Everything the core wants done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Answer an HTTP request; this ends it.
+    Respond { conn: ConnId, status: u16, content_type: &'static str, body: Bytes },
+    /// Complete the WebSocket upgrade of this request; frames for it follow.
+    Accept { conn: ConnId },
+    /// Send a frame on a WebSocket.
+    Send { conn: ConnId, frame: OutFrame },
+    /// Close a WebSocket (after the frames already sent) with this code and reason.
+    Close { conn: ConnId, code: u16, reason: &'static str },
+}
+
+impl Output {
+    /// The transport this output is for.
+    #[must_use]
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Output::Respond { conn, .. }
+            | Output::Accept { conn }
+            | Output::Send { conn, .. }
+            | Output::Close { conn, .. } => *conn,
+        }
+    }
+}
+
+/// The content type of every Engine.IO polling answer.
+pub const TEXT_PLAIN: &str = "text/plain; charset=UTF-8";
+/// The content type of Engine.IO error answers.
+pub const APPLICATION_JSON: &str = "application/json";

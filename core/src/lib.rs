@@ -1,0 +1,70 @@
+//! parlor-core: the whole logic of parlor as a deterministic, sans-IO state machine.
+//!
+//! It speaks Engine.IO v4 and Socket.IO v5 and runs applications (the room service, the
+//! conformance handlers) on top. It has no networking, reads no clock, starts no thread
+//! and touches no file: hosts (the native server, the WebAssembly component) feed it
+//! inputs and carry out its outputs.
+//!
+//! # Layout
+//!
+//! - [`time`]: the host's clock as a value ([`Instant`]) and the deadline table.
+//! - [`host`]: what crosses the boundary: [`Input`], [`Output`], connection ids.
+//! - [`config`]: every limit and timing.
+//! - [`codec`]: wire formats, pure (Engine.IO packets, polling payloads, Socket.IO packets).
+//! - [`engineio`]: Engine.IO sessions (handshake, heartbeat, polling slots, upgrade).
+//! - [`socketio`]: namespaces, sockets, rooms, acks, recovery, and the application API
+//!   ([`Handler`], [`Io`]).
+//! - [`service`]: [`Service`], the layers wired into one [`Machine`].
+//! - [`app`]: the room service. [`conformance`]: the handlers the official suites expect.
+//!
+//! Layers only look down: codec ← engineio ← socketio ← app.
+//!
+//! # The run loop
+//!
+//! The four kinds of calls: getters, `handle*` (inputs), the application's actions (through
+//! [`Io`] inside handler callbacks), and `poll_*` (outputs). The drain rule: after every
+//! `handle*` call, drain [`Machine::poll_output`] until it returns `None`, then arm one
+//! timer at [`Machine::poll_timeout`]; when it fires, call [`Machine::handle_timeout`].
+//!
+//! ```
+//! use parlor_core::{conformance::ConformanceApp, Config, Input, Instant, Machine, Service};
+//! use parlor_core::host::{ConnId, Method, Request};
+//!
+//! let mut core = Service::new(Config::default(), [7; 32], Instant(0), ConformanceApp::new());
+//! let req = Request { conn: ConnId(1), method: Method::Get, query: "EIO=4&transport=polling",
+//!                     body: b"", too_large: false, websocket: false, remote: None };
+//! core.handle(Input::Request(req), Instant(0));
+//! while let Some(output) = core.poll_output() {
+//!     // carry it out: answer the request, send the frame, close the socket...
+//!     println!("{output:?}");
+//! }
+//! let next_wakeup = core.poll_timeout(); // the first heartbeat
+//! assert_eq!(next_wakeup, Some(Instant(25_000)));
+//! ```
+//!
+//! # The time rule
+//!
+//! Time is an input: every call carries `now` (milliseconds on the host's monotonic clock)
+//! and the core never goes backwards (an earlier `now` is clamped). Wall-clock timestamps
+//! come in as inputs too. Randomness comes only from the seed given to [`Service::new`].
+//! Bad input never panics: every decode error becomes a defined close or error packet, and
+//! every buffer a client can grow is bounded by [`Config`].
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod codec;
+pub mod config;
+pub mod conformance;
+pub mod engineio;
+pub mod host;
+pub mod rng;
+pub mod service;
+pub mod socketio;
+pub mod time;
+
+pub use config::Config;
+pub use host::{ConnId, Input, Output};
+pub use service::{Machine, Metrics, Service};
+pub use socketio::{Handler, Io};
+pub use time::Instant;

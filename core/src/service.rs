@@ -1,0 +1,104 @@
+//! [`Service`]: the whole core as one state machine, Engine.IO → Socket.IO → an application,
+//! and the [`Machine`] trait every host drives.
+
+use crate::config::Config;
+use crate::engineio::{Engine, Traffic};
+use crate::host::{Input, Output};
+use crate::rng::Rng;
+use crate::socketio::{Handler, Io};
+use crate::time::Instant;
+
+/// What a host drives: the four kinds of calls of the core contract.
+///
+/// After every `handle*` call the host drains [`Machine::poll_output`] until `None`, then
+/// arms one timer at [`Machine::poll_timeout`]. Nothing else moves the state.
+pub trait Machine {
+    fn handle(&mut self, input: Input<'_>, now: Instant);
+    /// Fires expired timers; an early call does nothing.
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_output(&mut self) -> Option<Output>;
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Gauges and counters for `/metrics`.
+    fn metrics(&self) -> Metrics;
+}
+
+/// Numbers a host exports as metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Open Engine.IO sessions.
+    pub connections: usize,
+    /// Per namespace: (name, sockets, rooms other than the sockets' own-id rooms).
+    pub namespaces: Vec<(String, usize, usize)>,
+    pub traffic: Traffic,
+    /// Socket disconnects so far, by Socket.IO reason.
+    pub disconnects: Vec<(&'static str, u64)>,
+}
+
+/// The core: an Engine.IO engine, the Socket.IO layer over it, and an application.
+pub struct Service<H: Handler> {
+    io: Io,
+    handler: H,
+    /// The last `now` seen: time never goes backwards inside the core.
+    now: Instant,
+}
+
+impl<H: Handler> Service<H> {
+    /// `rng_seed` is the only source of randomness (session ids, socket ids, pids).
+    pub fn new(config: Config, rng_seed: [u8; 32], now: Instant, handler: H) -> Self {
+        let mut rng = Rng::new(rng_seed);
+        let engine = Engine::new(&config, rng.fork());
+        Service { io: Io::new(config, engine, rng), handler, now }
+    }
+
+    #[must_use]
+    pub fn io(&self) -> &Io {
+        &self.io
+    }
+
+    #[must_use]
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    fn clamp(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        self.now
+    }
+}
+
+impl<H: Handler> Machine for Service<H> {
+    fn handle(&mut self, input: Input<'_>, now: Instant) {
+        let now = self.clamp(now);
+        self.io.engine_mut().handle(input, now);
+        self.io.run(&mut self.handler, now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clamp(now);
+        self.io.engine_mut().handle_timeout(now);
+        self.io.handle_timeout(&mut self.handler, now);
+        if self.handler.poll_timeout().is_some_and(|t| t <= now) {
+            self.handler.handle_timeout(&mut self.io, now);
+        }
+        self.io.run(&mut self.handler, now);
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.io.engine_mut().poll_output()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        [self.io.engine().poll_timeout(), self.io.poll_timeout(), self.handler.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.io.metrics()
+    }
+}

@@ -1,0 +1,247 @@
+//! The Rust API applications are written against: what a [`Handler`] is told, and the
+//! values it passes back to [`Io`](super::Io) to emit, ack, join and leave.
+
+use crate::time::Instant;
+use bytes::Bytes;
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+
+/// A socket id: per namespace connection, random, 20 url-safe characters. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SocketId(Arc<str>);
+
+impl SocketId {
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SocketId {
+    fn from(s: &str) -> Self {
+        SocketId(Arc::from(s))
+    }
+}
+
+impl From<String> for SocketId {
+    fn from(s: String) -> Self {
+        SocketId(Arc::from(s))
+    }
+}
+
+impl fmt::Display for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SocketId({})", self.0)
+    }
+}
+
+/// An event a client emitted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// The event name (a client may also use a number; it arrives here as its decimal text).
+    pub name: String,
+    /// The arguments after the name. Buffers appear as `{"_placeholder":true,"num":i}`
+    /// objects that index into `binary`.
+    pub args: Vec<Value>,
+    pub binary: Vec<Bytes>,
+    /// The client waits for an answer: pass this id to [`Io::ack`](super::Io::ack).
+    pub ack: Option<u64>,
+}
+
+/// An event to emit: a name, arguments and buffers, placeholders as in [`Event`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub event: String,
+    pub args: Vec<Value>,
+    pub binary: Vec<Bytes>,
+}
+
+impl Message {
+    #[must_use]
+    pub fn new(event: impl Into<String>, args: Vec<Value>) -> Self {
+        Message { event: event.into(), args, binary: Vec::new() }
+    }
+
+    #[must_use]
+    pub fn with_binary(mut self, binary: Vec<Bytes>) -> Self {
+        self.binary = binary;
+        self
+    }
+}
+
+/// Who a broadcast reaches: the sockets of one namespace that are in any of `rooms` (or
+/// all of them if `rooms` is empty), minus those in any of `except_rooms`, minus
+/// `except_socket`. Each socket gets it once however many of its rooms match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    pub nsp: String,
+    pub rooms: Vec<String>,
+    pub except_rooms: Vec<String>,
+    pub except_socket: Option<SocketId>,
+}
+
+impl Target {
+    /// Every socket of a namespace.
+    #[must_use]
+    pub fn all(nsp: &str) -> Self {
+        Target { nsp: nsp.to_owned(), ..Target::default() }
+    }
+
+    /// Adds a room (`to`/`in`); several rooms make a union.
+    #[must_use]
+    pub fn to(mut self, room: impl Into<String>) -> Self {
+        self.rooms.push(room.into());
+        self
+    }
+
+    /// Leaves out the sockets of a room.
+    #[must_use]
+    pub fn except(mut self, room: impl Into<String>) -> Self {
+        self.except_rooms.push(room.into());
+        self
+    }
+
+    /// Leaves out one socket (`socket.broadcast`).
+    #[must_use]
+    pub fn except_socket(mut self, socket: &SocketId) -> Self {
+        self.except_socket = Some(socket.clone());
+        self
+    }
+}
+
+/// The answer to an ack the server asked a client for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AckReply {
+    Answered {
+        args: Vec<Value>,
+        binary: Vec<Bytes>,
+    },
+    TimedOut,
+    /// The socket disconnected before answering.
+    Disconnected,
+}
+
+/// A middleware refusal: becomes CONNECT_ERROR `{message, data}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectRefusal {
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl ConnectRefusal {
+    #[must_use]
+    pub fn new(message: impl Into<String>) -> Self {
+        ConnectRefusal { message: message.into(), data: None }
+    }
+}
+
+/// Why a socket left its namespace, with Socket.IO's names.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    ServerNamespaceDisconnect,
+    ClientNamespaceDisconnect,
+    TransportClose,
+    TransportError,
+    PingTimeout,
+    ParseError,
+    ForcedClose,
+    ServerShuttingDown,
+}
+
+impl DisconnectReason {
+    pub const ALL: [DisconnectReason; 8] = [
+        DisconnectReason::ServerNamespaceDisconnect,
+        DisconnectReason::ClientNamespaceDisconnect,
+        DisconnectReason::TransportClose,
+        DisconnectReason::TransportError,
+        DisconnectReason::PingTimeout,
+        DisconnectReason::ParseError,
+        DisconnectReason::ForcedClose,
+        DisconnectReason::ServerShuttingDown,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
+        }
+    }
+
+    /// Connection state recovery applies after these, not after a deliberate disconnect.
+    #[must_use]
+    pub fn is_recoverable(self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::TransportClose
+                | DisconnectReason::TransportError
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ServerShuttingDown
+        )
+    }
+}
+
+/// An application on top of the Socket.IO layer. Every callback gets the layer as `io`
+/// to act through, and the step's `now`.
+pub trait Handler {
+    /// Whether a namespace exists; a CONNECT to any other is refused "Invalid namespace".
+    fn has_namespace(&self, nsp: &str) -> bool;
+
+    /// Middleware: runs before a socket exists; `Err` refuses the CONNECT.
+    fn authorize(
+        &mut self,
+        _io: &mut super::Io,
+        _nsp: &str,
+        _auth: &Value,
+        _now: Instant,
+    ) -> Result<(), ConnectRefusal> {
+        Ok(())
+    }
+
+    /// A socket connected (its CONNECT was answered). `recovered` is true when it resumed
+    /// an earlier session: same id, same rooms, missed packets already replayed.
+    fn on_connect(&mut self, _io: &mut super::Io, _socket: &SocketId, _auth: &Value, _recovered: bool, _now: Instant) {}
+
+    fn on_event(&mut self, _io: &mut super::Io, _socket: &SocketId, _event: Event, _now: Instant) {}
+
+    /// The answer to [`Io::emit_with_ack`](super::Io::emit_with_ack), by the tag it returned.
+    fn on_ack(&mut self, _io: &mut super::Io, _socket: &SocketId, _tag: u64, _reply: AckReply, _now: Instant) {}
+
+    /// The socket is gone from its namespace and rooms (the id is still readable for
+    /// cleanup through the arguments, no longer through `io`).
+    fn on_disconnect(
+        &mut self,
+        _io: &mut super::Io,
+        _socket: &SocketId,
+        _nsp: &str,
+        _reason: DisconnectReason,
+        _now: Instant,
+    ) {
+    }
+
+    /// The application's own timers.
+    fn handle_timeout(&mut self, _io: &mut super::Io, _now: Instant) {}
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+}
+
+impl std::borrow::Borrow<str> for SocketId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}

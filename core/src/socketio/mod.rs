@@ -1,0 +1,592 @@
+//! Socket.IO v5 over the engine: namespaces and sockets, the connect/auth hook, rooms and
+//! broadcast targets, acks both ways, binary reassembly, connection state recovery; and
+//! [`Io`], the handle applications act through.
+
+pub mod api;
+pub mod recovery;
+
+pub use api::{AckReply, ConnectRefusal, DisconnectReason, Event, Handler, Message, SocketId, Target};
+
+use crate::codec::payload::OutPacket;
+use crate::codec::socketio::{self as codec, Packet, PacketType};
+use crate::config::Config;
+use crate::engineio::{self, CloseReason, Engine, SessionId};
+use crate::rng::Rng;
+use crate::service::Metrics;
+use crate::time::{Instant, Timers};
+use bytes::Bytes;
+use recovery::{Recovery, Saved, Stored};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// One Engine.IO session seen from Socket.IO: its sockets by namespace, and a binary
+/// packet waiting for its attachments.
+#[derive(Debug, Default)]
+struct Client {
+    sockets: HashMap<String, SocketId>,
+    partial: Option<(Packet, Vec<Bytes>)>,
+}
+
+#[derive(Debug)]
+struct Socket {
+    nsp: String,
+    session: SessionId,
+    rooms: HashSet<String>,
+    pid: Option<String>,
+    /// Small number naming this socket in timer keys.
+    seq: u64,
+    next_ack: u64,
+    pending_acks: HashSet<u64>,
+    base_offset: u64,
+}
+
+#[derive(Debug, Default)]
+struct Namespace {
+    sockets: HashSet<SocketId>,
+    rooms: HashMap<String, HashSet<SocketId>>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Timer {
+    /// The client must CONNECT to a namespace by then.
+    Connect(SessionId),
+    /// A server-to-client ack expires: (socket seq, ack id).
+    Ack(u64, u64),
+}
+
+/// A callback owed to the handler, queued because the handler was busy when it arose.
+#[derive(Debug)]
+enum Notice {
+    Disconnected { id: SocketId, nsp: String, reason: DisconnectReason },
+    Ack { id: SocketId, tag: u64, reply: AckReply },
+}
+
+/// The Socket.IO layer of one node.
+#[derive(Debug)]
+pub struct Io {
+    config: Config,
+    engine: Engine,
+    rng: Rng,
+    clients: HashMap<SessionId, Client>,
+    sockets: HashMap<SocketId, Socket>,
+    by_seq: HashMap<u64, SocketId>,
+    next_seq: u64,
+    namespaces: HashMap<String, Namespace>,
+    timers: Timers<Timer>,
+    notices: VecDeque<Notice>,
+    recovery: Recovery,
+    disconnects: HashMap<DisconnectReason, u64>,
+}
+
+impl Io {
+    #[must_use]
+    pub fn new(config: Config, engine: Engine, rng: Rng) -> Self {
+        let recovery =
+            Recovery::new(config.recovery_window_ms, config.recovery_max_packets, config.recovery_max_sessions);
+        Io {
+            config,
+            engine,
+            rng,
+            clients: HashMap::new(),
+            sockets: HashMap::new(),
+            by_seq: HashMap::new(),
+            next_seq: 0,
+            namespaces: HashMap::new(),
+            timers: Timers::default(),
+            notices: VecDeque::new(),
+            recovery,
+            disconnects: HashMap::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The namespace of a connected socket.
+    #[must_use]
+    pub fn nsp_of(&self, socket: &SocketId) -> Option<&str> {
+        self.sockets.get(socket).map(|s| s.nsp.as_str())
+    }
+
+    #[must_use]
+    pub fn is_connected(&self, socket: &SocketId) -> bool {
+        self.sockets.contains_key(socket)
+    }
+
+    /// The rooms of a socket, sorted (its own-id room included unless it left it).
+    #[must_use]
+    pub fn rooms_of(&self, socket: &SocketId) -> Vec<String> {
+        let mut rooms: Vec<String> =
+            self.sockets.get(socket).map(|s| s.rooms.iter().cloned().collect()).unwrap_or_default();
+        rooms.sort();
+        rooms
+    }
+
+    /// The sockets of `nsp` in any of `rooms` (all of the namespace if `rooms` is empty),
+    /// sorted, each once.
+    #[must_use]
+    pub fn sockets_in(&self, nsp: &str, rooms: &[&str]) -> Vec<SocketId> {
+        let target =
+            Target { nsp: nsp.to_owned(), rooms: rooms.iter().map(|r| (*r).to_owned()).collect(), ..Target::default() };
+        let mut v = self.targets(&target);
+        v.sort();
+        v
+    }
+
+    /// The engine's `sid` of the connection a socket rides on.
+    #[must_use]
+    pub fn connection_of(&self, socket: &SocketId) -> Option<&str> {
+        self.sockets.get(socket).and_then(|s| self.engine.sid(s.session))
+    }
+
+    #[must_use]
+    pub fn metrics(&self) -> Metrics {
+        let mut namespaces: Vec<(String, usize, usize)> = self
+            .namespaces
+            .iter()
+            .map(|(name, ns)| {
+                let rooms = ns.rooms.keys().filter(|r| !ns.sockets.contains(r.as_str())).count();
+                (name.clone(), ns.sockets.len(), rooms)
+            })
+            .collect();
+        namespaces.sort();
+        let disconnects =
+            DisconnectReason::ALL.iter().map(|r| (r.as_str(), self.disconnects.get(r).copied().unwrap_or(0))).collect();
+        Metrics { connections: self.engine.session_count(), namespaces, traffic: self.engine.traffic(), disconnects }
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    // ---- the application's actions ----
+
+    /// Emits an event to every socket `target` selects, encoding it once.
+    pub fn emit(&mut self, target: &Target, msg: &Message, now: Instant) {
+        let offset = self.recovery.enabled().then(|| self.recovery.take_offset());
+        let offset_text = offset.map(|o| o.to_string());
+        let packets = encode_event(&target.nsp, None, msg, offset_text.as_deref());
+        for id in self.targets(target) {
+            if let Some(s) = self.sockets.get(&id) {
+                for p in &packets {
+                    self.engine.send(s.session, p.clone());
+                }
+            }
+        }
+        if let Some(offset) = offset {
+            let stored = Stored {
+                offset,
+                at: now,
+                nsp: target.nsp.clone(),
+                rooms: target.rooms.clone(),
+                except_rooms: target.except_rooms.clone(),
+                except_socket: target.except_socket.clone(),
+                packets,
+            };
+            self.recovery.store(stored, now);
+        }
+    }
+
+    /// Emits to one socket (to its own-id room, so recovery can replay it).
+    pub fn emit_to(&mut self, socket: &SocketId, msg: &Message, now: Instant) {
+        let Some(nsp) = self.nsp_of(socket).map(str::to_owned) else { return };
+        self.emit(&Target::all(&nsp).to(socket.as_str()), msg, now);
+    }
+
+    /// Emits to one socket and waits for its ack; the handler's `on_ack` gets the answer,
+    /// a timeout after `timeout_ms`, or a disconnect. Returns the tag `on_ack` will carry,
+    /// or `None` if the socket is gone or has too many acks pending.
+    pub fn emit_with_ack(&mut self, socket: &SocketId, msg: &Message, timeout_ms: u64, now: Instant) -> Option<u64> {
+        let s = self.sockets.get_mut(socket)?;
+        if s.pending_acks.len() >= self.config.max_pending_acks {
+            return None;
+        }
+        let id = s.next_ack;
+        s.next_ack += 1;
+        s.pending_acks.insert(id);
+        self.timers.set(Timer::Ack(s.seq, id), now.plus(timeout_ms));
+        let session = s.session;
+        for p in encode_event(&s.nsp, Some(id), msg, None) {
+            self.engine.send(session, p);
+        }
+        Some(id)
+    }
+
+    /// Answers a client's ack request.
+    pub fn ack(&mut self, socket: &SocketId, ack_id: u64, args: &[Value], binary: &[Bytes]) {
+        let Some(s) = self.sockets.get(socket) else { return };
+        let text = codec::encode_args(PacketType::Ack, &s.nsp, Some(ack_id), None, args, None, binary.len());
+        self.engine.send(s.session, OutPacket::Text(Bytes::from(text)));
+        for b in binary {
+            self.engine.send(s.session, OutPacket::Binary(b.clone()));
+        }
+    }
+
+    /// Puts a socket in a room; false if the socket is gone or at its room limit.
+    pub fn join(&mut self, socket: &SocketId, room: &str) -> bool {
+        let Some(s) = self.sockets.get_mut(socket) else { return false };
+        if s.rooms.contains(room) {
+            return true;
+        }
+        if s.rooms.len() >= self.config.max_rooms_per_socket {
+            return false;
+        }
+        s.rooms.insert(room.to_owned());
+        let ns = self.namespaces.entry(s.nsp.clone()).or_default();
+        ns.rooms.entry(room.to_owned()).or_default().insert(socket.clone());
+        true
+    }
+
+    pub fn leave(&mut self, socket: &SocketId, room: &str) {
+        let Some(s) = self.sockets.get_mut(socket) else { return };
+        if s.rooms.remove(room) {
+            if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
+                remove_member(ns, room, socket);
+            }
+        }
+    }
+
+    /// Disconnects a socket from its namespace (`server namespace disconnect`): the client
+    /// is told with a DISCONNECT packet; the engine session stays.
+    pub fn disconnect(&mut self, socket: &SocketId, now: Instant) {
+        if let Some(s) = self.sockets.get(socket) {
+            let text = codec::encode(PacketType::Disconnect, &s.nsp, None, None, 0);
+            self.engine.send(s.session, OutPacket::Text(Bytes::from(text)));
+            self.remove_socket(socket, DisconnectReason::ServerNamespaceDisconnect, now);
+        }
+    }
+
+    /// Closes the whole connection a socket rides on (every namespace of it).
+    pub fn close_connection(&mut self, socket: &SocketId) {
+        if let Some(s) = self.sockets.get(socket) {
+            self.engine.close(s.session, CloseReason::ForcedClose);
+        }
+    }
+
+    // ---- the step ----
+
+    /// Handles everything the engine reported, and every notice owed to the handler,
+    /// until both are empty; then answers waiting polls.
+    pub fn run<H: Handler>(&mut self, handler: &mut H, now: Instant) {
+        loop {
+            if let Some(ev) = self.engine.poll_event() {
+                self.on_engine_event(ev, handler, now);
+            } else if let Some(n) = self.notices.pop_front() {
+                match n {
+                    Notice::Disconnected { id, nsp, reason } => handler.on_disconnect(self, &id, &nsp, reason, now),
+                    Notice::Ack { id, tag, reply } => handler.on_ack(self, &id, tag, reply, now),
+                }
+            } else {
+                break;
+            }
+        }
+        self.engine.flush();
+    }
+
+    pub fn handle_timeout<H: Handler>(&mut self, handler: &mut H, now: Instant) {
+        while let Some(t) = self.timers.pop_expired(now) {
+            match t {
+                Timer::Connect(s) => {
+                    if self.clients.get(&s).is_some_and(|c| c.sockets.is_empty()) {
+                        self.engine.close(s, CloseReason::ForcedClose);
+                    }
+                }
+                Timer::Ack(seq, ack_id) => {
+                    let Some(id) = self.by_seq.get(&seq).cloned() else { continue };
+                    if let Some(s) = self.sockets.get_mut(&id) {
+                        if s.pending_acks.remove(&ack_id) {
+                            self.notices.push_back(Notice::Ack { id, tag: ack_id, reply: AckReply::TimedOut });
+                        }
+                    }
+                }
+            }
+        }
+        self.run(handler, now);
+    }
+
+    // ---- internals ----
+
+    fn on_engine_event<H: Handler>(&mut self, ev: engineio::Event, handler: &mut H, now: Instant) {
+        match ev {
+            engineio::Event::Opened(s) => {
+                self.clients.insert(s, Client::default());
+                self.timers.set(Timer::Connect(s), now.plus(self.config.connect_timeout_ms));
+            }
+            engineio::Event::Text(s, text) => self.on_text(s, &text, handler, now),
+            engineio::Event::Binary(s, bin) => self.on_binary(s, bin, handler, now),
+            engineio::Event::Closed(s, reason) => {
+                self.timers.cancel(Timer::Connect(s));
+                if let Some(client) = self.clients.remove(&s) {
+                    let reason = match reason {
+                        CloseReason::TransportClose => DisconnectReason::TransportClose,
+                        CloseReason::TransportError => DisconnectReason::TransportError,
+                        CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+                        CloseReason::ParseError => DisconnectReason::ParseError,
+                        CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+                        CloseReason::ServerShuttingDown => DisconnectReason::ServerShuttingDown,
+                    };
+                    let mut ids: Vec<SocketId> = client.sockets.into_values().collect();
+                    ids.sort();
+                    for id in ids {
+                        self.remove_socket(&id, reason, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_text<H: Handler>(&mut self, s: SessionId, text: &str, handler: &mut H, now: Instant) {
+        let Some(client) = self.clients.get_mut(&s) else { return };
+        if client.partial.is_some() {
+            // A text packet while attachments are due: the stream is broken.
+            return self.engine.close(s, CloseReason::ForcedClose);
+        }
+        match codec::decode(text, self.config.max_attachments) {
+            Ok(p) if p.attachments > 0 => client.partial = Some((p, Vec::new())),
+            Ok(p) => self.dispatch(s, p, Vec::new(), handler, now),
+            Err(_) => self.engine.close(s, CloseReason::ForcedClose),
+        }
+    }
+
+    fn on_binary<H: Handler>(&mut self, s: SessionId, bin: Bytes, handler: &mut H, now: Instant) {
+        let Some(client) = self.clients.get_mut(&s) else { return };
+        let Some((packet, buffers)) = client.partial.as_mut() else {
+            return self.engine.close(s, CloseReason::ForcedClose);
+        };
+        buffers.push(bin);
+        if buffers.len() == packet.attachments {
+            if let Some((p, b)) = client.partial.take() {
+                self.dispatch(s, p, b, handler, now);
+            }
+        }
+    }
+
+    fn dispatch<H: Handler>(&mut self, s: SessionId, p: Packet, binary: Vec<Bytes>, handler: &mut H, now: Instant) {
+        let Some(client) = self.clients.get(&s) else { return };
+        let socket = client.sockets.get(&p.nsp).cloned();
+        match (p.kind, socket) {
+            (PacketType::Connect, None) => self.on_connect(s, p, handler, now),
+            // A second CONNECT to the same namespace: already answered, nothing to do.
+            (PacketType::Connect, Some(_)) => {}
+            (PacketType::Disconnect, Some(id)) => {
+                self.remove_socket(&id, DisconnectReason::ClientNamespaceDisconnect, now)
+            }
+            (PacketType::Event | PacketType::BinaryEvent, Some(id)) => {
+                let Some(Value::Array(mut items)) = p.data else { return };
+                let name = match items.remove(0) {
+                    Value::String(n) => n,
+                    other => other.to_string(),
+                };
+                let event = Event { name, args: items, binary, ack: p.id };
+                handler.on_event(self, &id, event, now);
+            }
+            (PacketType::Ack | PacketType::BinaryAck, Some(id)) => {
+                let (Some(ack_id), Some(Value::Array(args))) = (p.id, p.data) else { return };
+                let Some(sock) = self.sockets.get_mut(&id) else { return };
+                if sock.pending_acks.remove(&ack_id) {
+                    self.timers.cancel(Timer::Ack(sock.seq, ack_id));
+                    handler.on_ack(self, &id, ack_id, AckReply::Answered { args, binary }, now);
+                }
+            }
+            // Packets for a namespace this client is not in are dropped.
+            _ => {}
+        }
+    }
+
+    fn on_connect<H: Handler>(&mut self, s: SessionId, p: Packet, handler: &mut H, now: Instant) {
+        let nsp = p.nsp;
+        if !handler.has_namespace(&nsp) {
+            return self.connect_error(s, &nsp, &ConnectRefusal::new("Invalid namespace"));
+        }
+        let count = self.clients.get(&s).map_or(0, |c| c.sockets.len());
+        if count >= self.config.max_namespaces_per_connection {
+            return self.connect_error(s, &nsp, &ConnectRefusal::new("Too many namespaces"));
+        }
+        let mut auth = match p.data {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let pid = auth.remove("pid");
+        let offset = auth.remove("offset");
+        let auth = Value::Object(auth);
+
+        if let (true, Some(Value::String(pid))) = (self.recovery.enabled(), &pid) {
+            let offset = offset.as_ref().and_then(Value::as_str);
+            if let Some((saved, missed)) = self.recovery.restore(pid, offset, now) {
+                if saved.nsp == nsp && !self.sockets.contains_key(&saved.id) {
+                    let id = saved.id.clone();
+                    self.add_socket(s, &nsp, id.clone(), Some(pid.clone()), saved.rooms, now);
+                    for packet in missed {
+                        self.engine.send(s, packet);
+                    }
+                    handler.on_connect(self, &id, &auth, true, now);
+                    return;
+                }
+            }
+        }
+
+        if let Err(refusal) = handler.authorize(self, &nsp, &auth, now) {
+            return self.connect_error(s, &nsp, &refusal);
+        }
+        // The handler may have closed the connection meanwhile.
+        if !self.clients.contains_key(&s) {
+            return;
+        }
+        let mut id = SocketId::from(self.rng.id());
+        while self.sockets.contains_key(&id) {
+            id = SocketId::from(self.rng.id());
+        }
+        let pid = self.recovery.enabled().then(|| self.rng.id());
+        let rooms = std::iter::once(id.as_str().to_owned()).collect();
+        self.add_socket(s, &nsp, id.clone(), pid, rooms, now);
+        handler.on_connect(self, &id, &auth, false, now);
+    }
+
+    /// Registers a socket, answers its CONNECT, and joins its rooms.
+    fn add_socket(
+        &mut self,
+        s: SessionId,
+        nsp: &str,
+        id: SocketId,
+        pid: Option<String>,
+        rooms: HashSet<String>,
+        _now: Instant,
+    ) {
+        let reply = match &pid {
+            Some(pid) => json!({"sid": id.as_str(), "pid": pid}),
+            None => json!({"sid": id.as_str()}),
+        };
+        let text = codec::encode(PacketType::Connect, nsp, None, Some(&reply), 0);
+        self.engine.send(s, OutPacket::Text(Bytes::from(text)));
+
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_seq.insert(seq, id.clone());
+        let ns = self.namespaces.entry(nsp.to_owned()).or_default();
+        ns.sockets.insert(id.clone());
+        for room in &rooms {
+            ns.rooms.entry(room.clone()).or_default().insert(id.clone());
+        }
+        self.sockets.insert(
+            id.clone(),
+            Socket {
+                nsp: nsp.to_owned(),
+                session: s,
+                rooms,
+                pid,
+                seq,
+                next_ack: 0,
+                pending_acks: HashSet::new(),
+                base_offset: self.recovery.next_offset() - 1,
+            },
+        );
+        if let Some(c) = self.clients.get_mut(&s) {
+            c.sockets.insert(nsp.to_owned(), id);
+        }
+        self.timers.cancel(Timer::Connect(s));
+    }
+
+    fn connect_error(&mut self, s: SessionId, nsp: &str, refusal: &ConnectRefusal) {
+        let mut body = Map::new();
+        body.insert("message".into(), Value::String(refusal.message.clone()));
+        if let Some(data) = &refusal.data {
+            body.insert("data".into(), data.clone());
+        }
+        let text = codec::encode(PacketType::ConnectError, nsp, None, Some(&Value::Object(body)), 0);
+        self.engine.send(s, OutPacket::Text(Bytes::from(text)));
+    }
+
+    /// Takes a socket out of its namespace and rooms, saves it for recovery if the reason
+    /// allows, and queues the handler's `on_disconnect`.
+    fn remove_socket(&mut self, id: &SocketId, reason: DisconnectReason, now: Instant) {
+        let Some(sock) = self.sockets.remove(id) else { return };
+        self.by_seq.remove(&sock.seq);
+        if let Some(c) = self.clients.get_mut(&sock.session) {
+            c.sockets.remove(&sock.nsp);
+        }
+        if let Some(ns) = self.namespaces.get_mut(&sock.nsp) {
+            ns.sockets.remove(id);
+            for room in &sock.rooms {
+                remove_member(ns, room, id);
+            }
+        }
+        let mut acks: Vec<u64> = sock.pending_acks.iter().copied().collect();
+        acks.sort_unstable();
+        for ack_id in acks {
+            self.timers.cancel(Timer::Ack(sock.seq, ack_id));
+            self.notices.push_back(Notice::Ack { id: id.clone(), tag: ack_id, reply: AckReply::Disconnected });
+        }
+        if let (true, Some(pid)) = (reason.is_recoverable() && self.recovery.enabled(), sock.pid) {
+            let saved = Saved {
+                id: id.clone(),
+                nsp: sock.nsp.clone(),
+                rooms: sock.rooms,
+                at: now,
+                base_offset: sock.base_offset,
+            };
+            self.recovery.save(pid, saved, now);
+        }
+        *self.disconnects.entry(reason).or_default() += 1;
+        self.notices.push_back(Notice::Disconnected { id: id.clone(), nsp: sock.nsp, reason });
+    }
+
+    /// The sockets a target selects, each once.
+    fn targets(&self, target: &Target) -> Vec<SocketId> {
+        let Some(ns) = self.namespaces.get(&target.nsp) else { return Vec::new() };
+        let excluded = |id: &SocketId| {
+            target.except_socket.as_ref() == Some(id)
+                || target.except_rooms.iter().any(|r| ns.rooms.get(r).is_some_and(|m| m.contains(id)))
+        };
+        match target.rooms.as_slice() {
+            [] => ns.sockets.iter().filter(|id| !excluded(id)).cloned().collect(),
+            [room] => {
+                ns.rooms.get(room).map(|m| m.iter().filter(|id| !excluded(id)).cloned().collect()).unwrap_or_default()
+            }
+            rooms => {
+                let mut seen = HashSet::new();
+                rooms
+                    .iter()
+                    .filter_map(|r| ns.rooms.get(r))
+                    .flat_map(|m| m.iter())
+                    .filter(|id| !excluded(id) && seen.insert(*id))
+                    .cloned()
+                    .collect()
+            }
+        }
+    }
+}
+
+fn remove_member(ns: &mut Namespace, room: &str, id: &SocketId) {
+    if let Some(members) = ns.rooms.get_mut(room) {
+        members.remove(id);
+        if members.is_empty() {
+            ns.rooms.remove(room);
+        }
+    }
+}
+
+/// Encodes an event (and its attachments) once, as shared buffers.
+fn encode_event(nsp: &str, ack: Option<u64>, msg: &Message, offset: Option<&str>) -> Vec<OutPacket> {
+    let text = codec::encode_args(PacketType::Event, nsp, ack, Some(&msg.event), &msg.args, offset, msg.binary.len());
+    let mut packets = Vec::with_capacity(1 + msg.binary.len());
+    packets.push(OutPacket::Text(Bytes::from(text)));
+    packets.extend(msg.binary.iter().cloned().map(OutPacket::Binary));
+    packets
+}
+
+#[cfg(test)]
+mod tests;

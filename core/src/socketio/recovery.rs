@@ -1,0 +1,252 @@
+//! Connection state recovery on one node: recent packets with their offsets and targets,
+//! and the sessions of sockets that dropped, so a client that comes back within the
+//! window gets its old id, its rooms and what it missed.
+
+use super::api::SocketId;
+use crate::codec::payload::OutPacket;
+use crate::time::Instant;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// A packet as it was broadcast, kept for replay.
+#[derive(Debug)]
+pub struct Stored {
+    pub offset: u64,
+    pub at: Instant,
+    pub nsp: String,
+    pub rooms: Vec<String>,
+    pub except_rooms: Vec<String>,
+    pub except_socket: Option<SocketId>,
+    /// The event packet and its attachments, as sent.
+    pub packets: Vec<OutPacket>,
+}
+
+impl Stored {
+    /// Whether a socket of `nsp` in `rooms` was a target of this packet.
+    fn reaches(&self, id: &SocketId, nsp: &str, rooms: &HashSet<String>) -> bool {
+        self.nsp == nsp
+            && (self.rooms.is_empty() || self.rooms.iter().any(|r| rooms.contains(r)))
+            && !self.except_rooms.iter().any(|r| rooms.contains(r))
+            && self.except_socket.as_ref() != Some(id)
+    }
+}
+
+/// A socket that dropped and may come back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Saved {
+    pub id: SocketId,
+    pub nsp: String,
+    pub rooms: HashSet<String>,
+    pub at: Instant,
+    /// The last offset that existed when the socket connected: a client that received no
+    /// event yet (and so sends no offset) missed everything after it.
+    pub base_offset: u64,
+}
+
+#[derive(Debug)]
+pub struct Recovery {
+    window_ms: u64,
+    max_packets: usize,
+    max_sessions: usize,
+    next_offset: u64,
+    packets: VecDeque<Stored>,
+    /// Every offset up to this one is gone from `packets`.
+    evicted_upto: u64,
+    sessions: HashMap<String, Saved>,
+    /// pids in the order they were saved, for expiry and the count bound.
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Recovery {
+    #[must_use]
+    pub fn new(window_ms: u64, max_packets: usize, max_sessions: usize) -> Self {
+        Recovery {
+            window_ms,
+            max_packets,
+            max_sessions,
+            next_offset: 1,
+            packets: VecDeque::new(),
+            evicted_upto: 0,
+            sessions: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.window_ms > 0
+    }
+
+    /// The offset the next stored packet will get.
+    #[must_use]
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Takes an offset for a packet about to be encoded.
+    pub fn take_offset(&mut self) -> u64 {
+        let o = self.next_offset;
+        self.next_offset += 1;
+        o
+    }
+
+    pub fn store(&mut self, packet: Stored, now: Instant) {
+        self.prune(now);
+        while self.packets.len() >= self.max_packets.max(1) {
+            if let Some(old) = self.packets.pop_front() {
+                self.evicted_upto = old.offset;
+            }
+        }
+        self.packets.push_back(packet);
+    }
+
+    pub fn save(&mut self, pid: String, saved: Saved, now: Instant) {
+        self.prune(now);
+        while self.sessions.len() >= self.max_sessions.max(1) {
+            match self.order.pop_front() {
+                Some((_, old)) => {
+                    self.sessions.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.order.push_back((now, pid.clone()));
+        self.sessions.insert(pid, saved);
+    }
+
+    /// Takes the saved session of `pid` and the packets it missed after `offset`, if the
+    /// session is known and young enough and nothing it missed was evicted.
+    pub fn restore(&mut self, pid: &str, offset: Option<&str>, now: Instant) -> Option<(Saved, Vec<OutPacket>)> {
+        self.prune(now);
+        let saved = self.sessions.get(pid)?;
+        let from = match offset {
+            Some(o) => o.parse::<u64>().ok()?,
+            None => saved.base_offset,
+        };
+        if from < self.evicted_upto || from >= self.next_offset {
+            return None;
+        }
+        let saved = self.sessions.remove(pid)?;
+        let missed = self
+            .packets
+            .iter()
+            .filter(|p| p.offset > from && p.reaches(&saved.id, &saved.nsp, &saved.rooms))
+            .flat_map(|p| p.packets.iter().cloned())
+            .collect();
+        Some((saved, missed))
+    }
+
+    /// Drops what is older than the window.
+    fn prune(&mut self, now: Instant) {
+        while let Some(p) = self.packets.front() {
+            if now.since(p.at) <= self.window_ms {
+                break;
+            }
+            self.evicted_upto = p.offset;
+            self.packets.pop_front();
+        }
+        while let Some((at, _)) = self.order.front() {
+            if now.since(*at) <= self.window_ms {
+                break;
+            }
+            if let Some((_, pid)) = self.order.pop_front() {
+                // A pid restored meanwhile is already gone from `sessions`.
+                if self.sessions.get(&pid).is_some_and(|s| now.since(s.at) > self.window_ms) {
+                    self.sessions.remove(&pid);
+                }
+            }
+        }
+    }
+
+    #[must_use]
+    pub fn stored_packets(&self) -> usize {
+        self.packets.len()
+    }
+
+    #[must_use]
+    pub fn saved_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn stored(r: &mut Recovery, room: &str, at: u64) -> u64 {
+        let offset = r.take_offset();
+        let text = Bytes::from(format!("42[\"e\",\"{offset}\"]"));
+        r.store(
+            Stored {
+                offset,
+                at: Instant(at),
+                nsp: "/".into(),
+                rooms: vec![room.into()],
+                except_rooms: vec![],
+                except_socket: None,
+                packets: vec![OutPacket::Text(text)],
+            },
+            Instant(at),
+        );
+        offset
+    }
+
+    fn saved(base: u64, at: u64) -> Saved {
+        Saved {
+            id: SocketId::from("sock"),
+            nsp: "/".into(),
+            rooms: ["sock".to_string(), "a".to_string()].into_iter().collect(),
+            at: Instant(at),
+            base_offset: base,
+        }
+    }
+
+    #[test]
+    fn replays_only_missed_packets_for_the_sockets_rooms() {
+        let mut r = Recovery::new(1000, 100, 100);
+        let first = stored(&mut r, "a", 0);
+        r.save("pid".into(), saved(0, 10), Instant(10));
+        stored(&mut r, "b", 20);
+        let third = stored(&mut r, "a", 30);
+        let (s, missed) = r.restore("pid", Some(&first.to_string()), Instant(40)).unwrap();
+        assert_eq!(s.id.as_str(), "sock");
+        assert_eq!(missed, vec![OutPacket::Text(Bytes::from(format!("42[\"e\",\"{third}\"]")))]);
+        assert!(r.restore("pid", Some("1"), Instant(40)).is_none(), "a pid is restored once");
+    }
+
+    #[test]
+    fn refuses_expired_sessions_and_evicted_offsets() {
+        let mut r = Recovery::new(100, 2, 100);
+        let first = stored(&mut r, "a", 0);
+        r.save("pid".into(), saved(0, 0), Instant(0));
+        assert!(r.restore("pid", Some(&first.to_string()), Instant(500)).is_none());
+
+        let mut r = Recovery::new(1000, 2, 100);
+        let first = stored(&mut r, "a", 0);
+        r.save("pid".into(), saved(0, 0), Instant(0));
+        stored(&mut r, "a", 1);
+        stored(&mut r, "a", 2);
+        stored(&mut r, "a", 3);
+        assert!(r.restore("pid", Some(&first.to_string()), Instant(5)).is_none(), "offset 2 was evicted");
+        assert!(r.restore("unknown", None, Instant(5)).is_none());
+    }
+
+    #[test]
+    fn no_offset_means_everything_since_connect() {
+        let mut r = Recovery::new(1000, 100, 100);
+        let base = r.next_offset() - 1;
+        r.save("pid".into(), saved(base, 0), Instant(0));
+        stored(&mut r, "a", 1);
+        let (_, missed) = r.restore("pid", None, Instant(2)).unwrap();
+        assert_eq!(missed.len(), 1);
+    }
+
+    #[test]
+    fn session_count_is_bounded() {
+        let mut r = Recovery::new(1000, 10, 2);
+        for i in 0..5 {
+            r.save(format!("p{i}"), saved(0, i), Instant(i));
+        }
+        assert_eq!(r.saved_sessions(), 2);
+    }
+}
