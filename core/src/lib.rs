@@ -63,6 +63,9 @@ pub mod service;
 pub mod socketio;
 pub mod time;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 pub use config::Config;
 pub use host::{ConnId, Input, Output};
 pub use service::{Machine, Metrics, Service};
