@@ -23,6 +23,8 @@ pub struct Config {
     pub recovery_window_ms: u64,
     /// Packets kept for recovery replay (per node).
     pub recovery_max_packets: usize,
+    /// Bytes of packets kept for recovery replay (per node).
+    pub recovery_max_bytes: usize,
     /// Disconnected sessions kept for recovery.
     pub recovery_max_sessions: usize,
 }
@@ -43,6 +45,7 @@ impl Default for Config {
             max_pending_acks: 1_000,
             recovery_window_ms: 120_000,
             recovery_max_packets: 10_000,
+            recovery_max_bytes: 64 << 20,
             recovery_max_sessions: 100_000,
         }
     }

@@ -105,3 +105,69 @@ impl Handler for RoomService {
         self.names.remove(socket);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Harness;
+    use crate::{Config, Service};
+
+    fn harness() -> Harness<Service<RoomService>> {
+        let config = Config { recovery_window_ms: 0, ..Config::default() };
+        Harness::new(Service::new(config, [4; 32], Instant(0), RoomService::new()))
+    }
+
+    fn connect(h: &mut Harness<Service<RoomService>>, nsp: &str) -> (crate::ConnId, String) {
+        let (c, _) = h.open_ws();
+        h.text(c, &if nsp.is_empty() { "40".to_owned() } else { format!("40{nsp},") });
+        let f = h.frames(c);
+        let v: Value = serde_json::from_str(&f[0][f[0].find('{').unwrap()..]).unwrap();
+        (c, v["sid"].as_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn message_goes_to_sender_others_and_all() {
+        let mut h = harness();
+        let (a, _) = connect(&mut h, "");
+        let (b, _) = connect(&mut h, "");
+        let (other_nsp, _) = connect(&mut h, "/chat");
+        h.text(a, r#"42["message",{"text":"hi"}]"#);
+        assert_eq!(h.frames(a), vec![r#"42["message-received",{"status":"ok"}]"#, r#"42["message",{"text":"hi"}]"#]);
+        assert_eq!(h.frames(b), vec![r#"42["new-message",{"text":"hi"}]"#, r#"42["message",{"text":"hi"}]"#]);
+        assert!(h.frames(other_nsp).is_empty(), "namespaces are separate");
+    }
+
+    #[test]
+    fn join_room_acks_users_and_updates_the_room() {
+        let mut h = harness();
+        let (a, a_id) = connect(&mut h, "/chat");
+        let (b, b_id) = connect(&mut h, "/chat");
+        h.text(a, r#"42/chat,1["join-room","general"]"#);
+        let f = h.frames(a);
+        assert_eq!(f[0], format!(r#"43/chat,1[{{"users":[{{"id":"{a_id}","username":"{a_id}"}}]}}]"#));
+        assert!(f[1].starts_with(r#"42/chat,["room-users-update",["#));
+        h.text(b, r#"42/chat,2["join-room","general"]"#);
+        let users: Value = serde_json::from_str(&h.frames(b)[0][9..]).unwrap();
+        assert_eq!(users[0]["users"].as_array().unwrap().len(), 2);
+        let update = h.frames(a);
+        assert_eq!(update.len(), 1);
+        assert!(update[0].contains(&b_id));
+    }
+
+    #[test]
+    fn join_room_validates_the_room() {
+        let mut h = harness();
+        let (a, _) = connect(&mut h, "");
+        h.text(a, r#"421["join-room",""]"#);
+        assert_eq!(
+            h.frames(a),
+            vec![r#"431[{"error":"room must be a string of 1 to 128 characters","code":"VALIDATION"}]"#]
+        );
+        let long = "é".repeat(129);
+        h.text(a, &format!(r#"42["join-room","{long}"]"#));
+        assert!(h.frames(a)[0].starts_with(r#"42["error",{"message":"#));
+        let fits = "😀".repeat(64); // 128 UTF-16 code units
+        h.text(a, &format!(r#"422["join-room","{fits}"]"#));
+        assert!(h.frames(a)[0].starts_with(r#"432[{"users":"#));
+    }
+}

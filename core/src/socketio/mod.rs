@@ -81,8 +81,12 @@ pub struct Io {
 impl Io {
     #[must_use]
     pub fn new(config: Config, engine: Engine, rng: Rng) -> Self {
-        let recovery =
-            Recovery::new(config.recovery_window_ms, config.recovery_max_packets, config.recovery_max_sessions);
+        let recovery = Recovery::new(
+            config.recovery_window_ms,
+            config.recovery_max_packets,
+            config.recovery_max_bytes,
+            config.recovery_max_sessions,
+        );
         Io {
             config,
             engine,

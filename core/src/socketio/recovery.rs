@@ -21,6 +21,10 @@ pub struct Stored {
 }
 
 impl Stored {
+    fn size(&self) -> usize {
+        self.packets.iter().map(OutPacket::len).sum::<usize>() + 64
+    }
+
     /// Whether a socket of `nsp` in `rooms` was a target of this packet.
     fn reaches(&self, id: &SocketId, nsp: &str, rooms: &HashSet<String>) -> bool {
         self.nsp == nsp
@@ -46,7 +50,10 @@ pub struct Saved {
 pub struct Recovery {
     window_ms: u64,
     max_packets: usize,
+    max_bytes: usize,
     max_sessions: usize,
+    /// Bytes held in `packets`.
+    bytes: usize,
     next_offset: u64,
     packets: VecDeque<Stored>,
     /// Every offset up to this one is gone from `packets`.
@@ -58,11 +65,13 @@ pub struct Recovery {
 
 impl Recovery {
     #[must_use]
-    pub fn new(window_ms: u64, max_packets: usize, max_sessions: usize) -> Self {
+    pub fn new(window_ms: u64, max_packets: usize, max_bytes: usize, max_sessions: usize) -> Self {
         Recovery {
             window_ms,
             max_packets,
+            max_bytes,
             max_sessions,
+            bytes: 0,
             next_offset: 1,
             packets: VecDeque::new(),
             evicted_upto: 0,
@@ -91,12 +100,21 @@ impl Recovery {
 
     pub fn store(&mut self, packet: Stored, now: Instant) {
         self.prune(now);
-        while self.packets.len() >= self.max_packets.max(1) {
-            if let Some(old) = self.packets.pop_front() {
-                self.evicted_upto = old.offset;
-            }
+        let size = packet.size();
+        while !self.packets.is_empty()
+            && (self.packets.len() >= self.max_packets.max(1) || self.bytes + size > self.max_bytes)
+        {
+            self.evict_oldest();
         }
+        self.bytes += size;
         self.packets.push_back(packet);
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(old) = self.packets.pop_front() {
+            self.evicted_upto = old.offset;
+            self.bytes -= old.size();
+        }
     }
 
     pub fn save(&mut self, pid: String, saved: Saved, now: Instant) {
@@ -141,8 +159,7 @@ impl Recovery {
             if now.since(p.at) <= self.window_ms {
                 break;
             }
-            self.evicted_upto = p.offset;
-            self.packets.pop_front();
+            self.evict_oldest();
         }
         while let Some((at, _)) = self.order.front() {
             if now.since(*at) <= self.window_ms {
@@ -203,7 +220,7 @@ mod tests {
 
     #[test]
     fn replays_only_missed_packets_for_the_sockets_rooms() {
-        let mut r = Recovery::new(1000, 100, 100);
+        let mut r = Recovery::new(1000, 100, 1 << 20, 100);
         let first = stored(&mut r, "a", 0);
         r.save("pid".into(), saved(0, 10), Instant(10));
         stored(&mut r, "b", 20);
@@ -216,12 +233,12 @@ mod tests {
 
     #[test]
     fn refuses_expired_sessions_and_evicted_offsets() {
-        let mut r = Recovery::new(100, 2, 100);
+        let mut r = Recovery::new(100, 2, 1 << 20, 100);
         let first = stored(&mut r, "a", 0);
         r.save("pid".into(), saved(0, 0), Instant(0));
         assert!(r.restore("pid", Some(&first.to_string()), Instant(500)).is_none());
 
-        let mut r = Recovery::new(1000, 2, 100);
+        let mut r = Recovery::new(1000, 2, 1 << 20, 100);
         let first = stored(&mut r, "a", 0);
         r.save("pid".into(), saved(0, 0), Instant(0));
         stored(&mut r, "a", 1);
@@ -233,7 +250,7 @@ mod tests {
 
     #[test]
     fn no_offset_means_everything_since_connect() {
-        let mut r = Recovery::new(1000, 100, 100);
+        let mut r = Recovery::new(1000, 100, 1 << 20, 100);
         let base = r.next_offset() - 1;
         r.save("pid".into(), saved(base, 0), Instant(0));
         stored(&mut r, "a", 1);
@@ -242,8 +259,18 @@ mod tests {
     }
 
     #[test]
+    fn stored_bytes_are_bounded() {
+        let mut r = Recovery::new(1000, 1000, 500, 10);
+        for i in 0..100 {
+            stored(&mut r, "a", i);
+        }
+        assert!(r.bytes <= 500);
+        assert!(r.stored_packets() < 10);
+    }
+
+    #[test]
     fn session_count_is_bounded() {
-        let mut r = Recovery::new(1000, 10, 2);
+        let mut r = Recovery::new(1000, 10, 1 << 20, 2);
         for i in 0..5 {
             r.save(format!("p{i}"), saved(0, i), Instant(i));
         }
