@@ -17,6 +17,9 @@ pub struct Config {
     pub max_rooms_per_socket: usize,
     pub max_namespaces_per_connection: usize,
     pub max_connections: usize,
+    /// New connections (handshakes) per remote IP per minute; 0 = unlimited (the default:
+    /// load tests and proxies open many from one address). Over it → 403 Forbidden.
+    pub max_new_connections_per_ip_per_min: u32,
     /// Server-to-client acks awaited per socket.
     pub max_pending_acks: usize,
     /// Connection state recovery: how long a disconnected session can be resumed; 0 = off.
@@ -42,6 +45,7 @@ impl Default for Config {
             max_rooms_per_socket: 1_000,
             max_namespaces_per_connection: 16,
             max_connections: 200_000,
+            max_new_connections_per_ip_per_min: 0,
             max_pending_acks: 1_000,
             recovery_window_ms: 120_000,
             recovery_max_packets: 10_000,

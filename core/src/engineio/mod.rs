@@ -6,6 +6,7 @@
 //! It knows nothing of namespaces.
 
 pub mod query;
+mod ratelimit;
 
 use crate::codec::engineio::{self as packet, out, Packet};
 use crate::codec::payload::{self, Item, OutPacket};
@@ -132,6 +133,7 @@ pub struct Engine {
     dirty: Vec<SessionId>,
     shutting_down: bool,
     traffic: Traffic,
+    handshakes: ratelimit::PerIp,
 }
 
 impl Engine {
@@ -155,6 +157,7 @@ impl Engine {
             dirty: Vec::new(),
             shutting_down: false,
             traffic: Traffic::default(),
+            handshakes: ratelimit::PerIp::new(config.max_new_connections_per_ip_per_min),
         }
     }
 
@@ -328,6 +331,11 @@ impl Engine {
                 }
                 if self.shutting_down || self.sessions.len() >= self.max_sessions {
                     return self.refuse(conn, Refusal::TooManyConnections);
+                }
+                if let Some(ip) = req.remote {
+                    if !self.handshakes.allow(ip, now) {
+                        return self.refuse(conn, Refusal::Forbidden);
+                    }
                 }
                 self.handshake(conn, websocket, now);
             }
