@@ -289,3 +289,35 @@ fn unknown_connections_are_ignored() {
     h.text(ConnId(999), "4x");
     assert!(h.outputs.is_empty());
 }
+
+#[test]
+fn handshakes_over_the_per_ip_rate_are_forbidden() {
+    let config = Config { max_new_connections_per_ip_per_min: 1, ..Config::default() };
+    let mut h = Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
+    let ip = Some("127.0.0.1".parse().unwrap());
+    let mut handshake = |h: &mut Harness<EngineEcho>| {
+        let conn = h.conn();
+        let req = Request {
+            conn,
+            method: Method::Get,
+            query: "EIO=4&transport=polling",
+            body: b"",
+            too_large: false,
+            websocket: false,
+            remote: ip,
+        };
+        h.input(Input::Request(req));
+        h.response(conn).unwrap()
+    };
+    assert_eq!(handshake(&mut h).0, 200);
+    assert_eq!(handshake(&mut h), (403, r#"{"code":4,"message":"Forbidden"}"#.into()));
+}
+
+#[test]
+fn too_many_connections_is_503() {
+    let config = Config { max_connections: 1, ..Config::default() };
+    let mut h = Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
+    h.open_polling("EIO=4&transport=polling");
+    let c = h.get("EIO=4&transport=polling");
+    assert_eq!(h.response(c).unwrap().0, 503);
+}
