@@ -295,7 +295,7 @@ fn handshakes_over_the_per_ip_rate_are_forbidden() {
     let config = Config { max_new_connections_per_ip_per_min: 1, ..Config::default() };
     let mut h = Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
     let ip = Some("127.0.0.1".parse().unwrap());
-    let mut handshake = |h: &mut Harness<EngineEcho>| {
+    let handshake = |h: &mut Harness<EngineEcho>| {
         let conn = h.conn();
         let req = Request {
             conn,
