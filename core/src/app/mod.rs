@@ -4,6 +4,7 @@
 //! (DESIGN.md §4): `message` and `join-room`. Presence, typing, history, private messages,
 //! notifications, documents, auth and limits come with the room service's own issue.
 
+pub mod auth;
 pub mod ot;
 
 use crate::socketio::{Event, Handler, Io, Message, SocketId, Target};
