@@ -140,10 +140,11 @@ mod tests {
     fn checks_expiry_and_not_before_against_the_given_clock() {
         let (sk, ak) = key(1, None);
         let t = sign(&sk, None, &json!({"sub": "a", "exp": 2000, "nbf": 1500}));
-        assert_eq!(verify(&t, &[ak.clone()], 2000, 0), Err(TokenError::Expired));
-        assert!(verify(&t, &[ak.clone()], 2005, 10).is_ok(), "leeway");
-        assert_eq!(verify(&t, &[ak.clone()], 1499, 0), Err(TokenError::NotYetValid));
-        assert!(verify(&t, &[ak], 1500, 0).is_ok());
+        let keys = [ak];
+        assert_eq!(verify(&t, &keys, 2000, 0), Err(TokenError::Expired));
+        assert!(verify(&t, &keys, 2005, 10).is_ok(), "leeway");
+        assert_eq!(verify(&t, &keys, 1499, 0), Err(TokenError::NotYetValid));
+        assert!(verify(&t, &keys, 1500, 0).is_ok());
     }
 
     #[test]
