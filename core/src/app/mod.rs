@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod ot;
+pub mod ratelimit;
 
 use crate::socketio::{Event, Handler, Io, Message, SocketId, Target};
 use crate::time::Instant;
