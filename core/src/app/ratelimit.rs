@@ -41,7 +41,7 @@ impl Bucket {
     pub fn take(&mut self, limit: Limit, now: Instant) -> Verdict {
         let full = u64::from(limit.capacity) * UNIT;
         let elapsed = now.since(self.last);
-        let refill = if limit.window_ms == 0 { full } else { elapsed.saturating_mul(full) / limit.window_ms };
+        let refill = elapsed.saturating_mul(full).checked_div(limit.window_ms).unwrap_or(full);
         self.tokens = self.tokens.saturating_add(refill).min(full);
         self.last = now;
         if self.tokens >= UNIT {
