@@ -6,7 +6,9 @@
 
 pub mod auth;
 pub mod ot;
+pub mod presence;
 pub mod ratelimit;
+pub mod typing;
 
 use crate::socketio::{Event, Handler, Io, Message, SocketId, Target};
 use crate::time::Instant;
