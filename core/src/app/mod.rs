@@ -5,6 +5,7 @@
 //! notifications, documents, auth and limits come with the room service's own issue.
 
 pub mod auth;
+pub mod docs;
 pub mod ot;
 pub mod presence;
 pub mod ratelimit;

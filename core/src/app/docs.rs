@@ -1,0 +1,308 @@
+//! Collaborative documents: the text, its version, a bounded log of recent ops for
+//! transforming late edits, and the cursors that shift with every edit.
+
+use super::ot::{self, Delta, DeltaError};
+use crate::socketio::SocketId;
+use std::collections::{BTreeMap, VecDeque};
+use thiserror::Error;
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum EditError {
+    #[error("{0}")]
+    Delta(#[from] DeltaError),
+    #[error("version {0} is newer than the document")]
+    FutureVersion(u64),
+    #[error("version {0} is older than the document's op log; re-join the document")]
+    Stale(u64),
+    #[error("the document would exceed {0} characters")]
+    TooLarge(usize),
+}
+
+#[derive(Debug)]
+struct Logged {
+    delta: Delta,
+}
+
+/// One document. Versions count applied ops; the log keeps the newest ones.
+#[derive(Debug)]
+pub struct Document {
+    text: Vec<u16>,
+    version: u64,
+    log: VecDeque<Logged>,
+    max_log: usize,
+    max_len: usize,
+    /// Cursor positions (UTF-16 offsets) by socket.
+    cursors: BTreeMap<SocketId, usize>,
+}
+
+impl Document {
+    #[must_use]
+    pub fn new(text: &str, version: u64, max_log: usize, max_len: usize) -> Self {
+        Document {
+            text: text.encode_utf16().collect(),
+            version,
+            log: VecDeque::new(),
+            max_log: max_log.max(1),
+            max_len,
+            cursors: BTreeMap::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    #[must_use]
+    pub fn text(&self) -> String {
+        String::from_utf16_lossy(&self.text)
+    }
+
+    /// The document length in UTF-16 code units.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Applies `delta`, made against version `base`: transformed over every op since,
+    /// applied, logged. Returns the transformed delta and the new version.
+    pub fn edit(&mut self, delta: &Delta, base: u64) -> Result<(Delta, u64), EditError> {
+        if base > self.version {
+            return Err(EditError::FutureVersion(base));
+        }
+        let behind = usize::try_from(self.version - base).unwrap_or(usize::MAX);
+        if behind > self.log.len() {
+            return Err(EditError::Stale(base));
+        }
+        // The length the client saw: today's length undone through the ops it missed is
+        // not needed; a delta valid at `base` stays in bounds once transformed, and one
+        // out of bounds at `base` is caught when the transformed delta is applied.
+        let mut d = delta.clone();
+        for logged in self.log.iter().skip(self.log.len() - behind) {
+            d = logged.delta.transform(&d, true);
+        }
+        let text = d.apply(&self.text)?;
+        if text.len() > self.max_len {
+            return Err(EditError::TooLarge(self.max_len));
+        }
+        ot::to_string(&text)?;
+        self.text = text;
+        self.version += 1;
+        for pos in self.cursors.values_mut() {
+            *pos = d.transform_position(*pos, false);
+        }
+        self.log.push_back(Logged { delta: d.clone() });
+        while self.log.len() > self.max_log {
+            self.log.pop_front();
+        }
+        Ok((d, self.version))
+    }
+
+    /// Sets a socket's cursor, clamped into the document.
+    pub fn set_cursor(&mut self, socket: &SocketId, position: usize) -> usize {
+        let p = position.min(self.text.len());
+        self.cursors.insert(socket.clone(), p);
+        p
+    }
+
+    pub fn remove_cursor(&mut self, socket: &SocketId) {
+        self.cursors.remove(socket);
+    }
+
+    #[must_use]
+    pub fn cursor(&self, socket: &SocketId) -> Option<usize> {
+        self.cursors.get(socket).copied()
+    }
+
+    #[must_use]
+    pub fn cursors(&self) -> &BTreeMap<SocketId, usize> {
+        &self.cursors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn d(v: serde_json::Value) -> Delta {
+        Delta::from_json(&v, 100).unwrap()
+    }
+
+    #[test]
+    fn late_edits_are_transformed_to_the_head() {
+        let mut doc = Document::new("abc", 0, 10, 1000);
+        let (_, v1) = doc.edit(&d(json!([{"insert": "X"}])), 0).unwrap();
+        assert_eq!((doc.text().as_str(), v1), ("Xabc", 1));
+        // Made against version 0: insert after "c".
+        let (t, v2) = doc.edit(&d(json!([{"retain": 3}, {"insert": "Y"}])), 0).unwrap();
+        assert_eq!(doc.text(), "XabcY");
+        assert_eq!((t, v2), (d(json!([{"retain": 4}, {"insert": "Y"}])), 2));
+    }
+
+    #[test]
+    fn stale_future_and_out_of_range_edits_are_refused() {
+        let mut doc = Document::new("abc", 0, 2, 10);
+        for _ in 0..3 {
+            doc.edit(&d(json!([{"insert": "x"}])), doc.version()).unwrap();
+        }
+        assert_eq!(doc.edit(&d(json!([{"insert": "x"}])), 0), Err(EditError::Stale(0)));
+        assert_eq!(doc.edit(&d(json!([{"insert": "x"}])), 9), Err(EditError::FutureVersion(9)));
+        assert_eq!(
+            doc.edit(&d(json!([{"retain": 99}, {"insert": "x"}])), 3),
+            Err(EditError::Delta(DeltaError::PastEnd))
+        );
+        assert_eq!(doc.edit(&d(json!([{"insert": "0123456789"}])), 3), Err(EditError::TooLarge(10)));
+        assert_eq!(doc.version(), 3, "refused edits change nothing");
+    }
+
+    #[test]
+    fn cursors_shift_with_edits() {
+        let mut doc = Document::new("hello", 0, 10, 1000);
+        let s = SocketId::from("s");
+        doc.set_cursor(&s, 3);
+        doc.edit(&d(json!([{"insert": "ab"}])), 0).unwrap();
+        assert_eq!(doc.cursor(&s), Some(5));
+        doc.edit(&d(json!([{"delete": 4}])), 1).unwrap();
+        assert_eq!(doc.cursor(&s), Some(1));
+        assert_eq!(doc.set_cursor(&s, 99), 3, "clamped");
+    }
+
+    /// A client as Quill apps write them: one op in flight, later local ops queued,
+    /// remote ops transformed over the pending ones (the server's ops go first).
+    struct Client {
+        text: Vec<u16>,
+        version: u64,
+        pending: VecDeque<Delta>,
+        sent: bool,
+        /// To the server: (delta, base version). From it: an op, or the ack of ours.
+        up: VecDeque<(Delta, u64)>,
+        down: VecDeque<Result<Delta, u64>>,
+    }
+
+    impl Client {
+        fn send_next(&mut self) -> bool {
+            match self.pending.front() {
+                Some(p) if !self.sent => {
+                    self.up.push_back((p.clone(), self.version));
+                    self.sent = true;
+                    true
+                }
+                _ => false,
+            }
+        }
+
+        fn receive(&mut self) -> bool {
+            let Some(msg) = self.down.pop_front() else { return false };
+            match msg {
+                Ok(mut r) => {
+                    for p in &mut self.pending {
+                        let p2 = r.transform(p, true);
+                        r = p.transform(&r, false);
+                        *p = p2;
+                    }
+                    self.text = r.apply(&self.text).unwrap();
+                    self.version += 1;
+                }
+                Err(v) => {
+                    self.pending.pop_front();
+                    self.sent = false;
+                    self.version = v;
+                }
+            }
+            true
+        }
+    }
+
+    /// The server takes one op from client `c` and fans the result out.
+    fn serve_one(server: &mut Document, clients: &mut [Client], c: usize) -> bool {
+        let Some((delta, base)) = clients[c].up.pop_front() else { return false };
+        let (t, v) = server.edit(&delta, base).unwrap_or_else(|e| panic!("{e}: {delta:?} at {base}"));
+        for (o, cl) in clients.iter_mut().enumerate() {
+            cl.down.push_back(if o == c { Err(v) } else { Ok(t.clone()) });
+        }
+        true
+    }
+
+    #[test]
+    fn any_number_of_concurrent_clients_converge() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        // Editors cut between characters, never inside a surrogate pair.
+        let boundary = |i: usize, t: &[u16]| i == 0 || i >= t.len() || !(0xDC00..0xE000).contains(&t[i]);
+        for _round in 0..200 {
+            let mut server = Document::new("shared text", 0, 1000, 100_000);
+            let n = 2 + rnd(4);
+            let mut clients: Vec<Client> = (0..n)
+                .map(|_| Client {
+                    text: server.text.clone(),
+                    version: 0,
+                    pending: VecDeque::new(),
+                    sent: false,
+                    up: VecDeque::new(),
+                    down: VecDeque::new(),
+                })
+                .collect();
+            for _step in 0..200 {
+                let c = rnd(n);
+                match rnd(3) {
+                    0 => {
+                        let cl = &mut clients[c];
+                        let len = cl.text.len();
+                        let at = rnd(len + 1);
+                        let mut e = Delta::default();
+                        e.push(ot::Op::Retain(at));
+                        if rnd(2) == 0 && at < len {
+                            let n = 1 + rnd(len - at);
+                            if !boundary(at, &cl.text) || !boundary(at + n, &cl.text) {
+                                continue;
+                            }
+                            e.push(ot::Op::Delete(n));
+                        } else if boundary(at, &cl.text) {
+                            e.push(ot::Op::Insert(["a", "b", "😀", "ab"][rnd(4)].encode_utf16().collect()));
+                        } else {
+                            continue;
+                        }
+                        cl.text = e.apply(&cl.text).unwrap();
+                        cl.pending.push_back(e);
+                    }
+                    1 => {
+                        clients[c].send_next();
+                        serve_one(&mut server, &mut clients, c);
+                    }
+                    _ => {
+                        clients[c].receive();
+                    }
+                }
+            }
+            // Drain: send everything, deliver everything.
+            let mut moved = true;
+            while moved {
+                moved = false;
+                for c in 0..n {
+                    moved |= clients[c].send_next();
+                    while serve_one(&mut server, &mut clients, c) {
+                        moved = true;
+                    }
+                    while clients[c].receive() {
+                        moved = true;
+                    }
+                }
+            }
+            for cl in &clients {
+                assert_eq!(String::from_utf16_lossy(&cl.text), server.text(), "client diverged");
+                assert_eq!(cl.version, server.version());
+            }
+        }
+    }
+}
