@@ -482,7 +482,12 @@ impl Engine {
     fn start_upgrade(&mut self, s: SessionId, conn: ConnId, now: Instant) {
         let sess = self.sessions.get_mut(&s).expect("looked up by the caller");
         if sess.transport != Transport::Polling || sess.probe.is_some() {
-            return self.refuse(conn, Refusal::BadRequest);
+            // Already upgraded (or upgrading): the reference server completes the
+            // handshake and closes at once, which WebSocket clients report as a plain
+            // close rather than a failed connection.
+            self.outputs.push_back(Output::Accept { conn });
+            self.outputs.push_back(Output::Close { conn, code: 1008, reason: "session already upgraded" });
+            return;
         }
         sess.probe = Some(Probe { conn, probed: false });
         self.conns.insert(conn, (s, Role::Probe));

@@ -1,0 +1,112 @@
+//! The command line: `parlor serve` and `parlor conformance`, and [`ServeArgs`], the serve
+//! flags that other binaries (examples) can reuse with `#[command(flatten)]`.
+//!
+//! Every flag can also come from the environment as `PARLOR_<FLAG>` (`--ping-interval` →
+//! `PARLOR_PING_INTERVAL`; `PARLOR_CORS_ORIGIN` takes a comma-separated list) and from the
+//! TOML file named by `--config` (see [`crate::config::FileConfig`]). Precedence: flag >
+//! environment > file > built-in default. That is why every field here is optional: an
+//! absent flag must not hide the file's value behind a default.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// parlor: a real-time room service that speaks Socket.IO.
+#[derive(Debug, Parser)]
+#[command(name = "parlor", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+// Parsed once at startup: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Command {
+    /// Serve the room service over Socket.IO.
+    Serve(ServeArgs),
+    /// Serve what the official Engine.IO and Socket.IO conformance suites expect:
+    /// a raw Engine.IO echo at /engine.io/ and the test app at /socket.io/.
+    Conformance(ConformanceArgs),
+}
+
+/// The flags of `parlor serve`. Turn them into [`crate::Settings`] with
+/// [`ServeArgs::settings`].
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, `host:port` [default: 127.0.0.1:3000]
+    #[arg(long, env = "PARLOR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The Engine.IO path [default: /socket.io/]
+    #[arg(long, env = "PARLOR_PATH", value_name = "PATH")]
+    pub path: Option<String>,
+    /// Heartbeat: a ping every MS milliseconds [default: 25000]
+    #[arg(long, env = "PARLOR_PING_INTERVAL", value_name = "MS")]
+    pub ping_interval: Option<u64>,
+    /// Close a session whose pong is this late [default: 20000]
+    #[arg(long, env = "PARLOR_PING_TIMEOUT", value_name = "MS")]
+    pub ping_timeout: Option<u64>,
+    /// Largest packet, WebSocket message or polling POST body [default: 1000000]
+    #[arg(long, env = "PARLOR_MAX_PAYLOAD", value_name = "BYTES")]
+    pub max_payload: Option<usize>,
+    /// A browser origin allowed to connect (repeatable; `*` = any, without credentials).
+    /// None: same-origin pages only.
+    #[arg(long = "cors-origin", env = "PARLOR_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// Connection state recovery window; 0 turns recovery off [default: 120000]
+    #[arg(long, env = "PARLOR_RECOVERY_WINDOW", value_name = "MS")]
+    pub recovery_window: Option<u64>,
+    /// A client must CONNECT to a namespace within this time [default: 45000]
+    #[arg(long, env = "PARLOR_CONNECT_TIMEOUT", value_name = "MS")]
+    pub connect_timeout: Option<u64>,
+    /// A transport upgrade must complete within this time [default: 10000]
+    #[arg(long, env = "PARLOR_UPGRADE_TIMEOUT", value_name = "MS")]
+    pub upgrade_timeout: Option<u64>,
+    /// Open connections at most; beyond it new ones get HTTP 503 [default: 200000]
+    #[arg(long, env = "PARLOR_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Bytes queued for one WebSocket client before it is closed as too slow [default: 1048576]
+    #[arg(long, env = "PARLOR_OUTBOUND_LIMIT", value_name = "BYTES")]
+    pub outbound_limit: Option<usize>,
+    /// Binary attachments per packet [default: 10]
+    #[arg(long, env = "PARLOR_MAX_ATTACHMENTS", value_name = "N")]
+    pub max_attachments: Option<usize>,
+    /// Rooms one socket may join [default: 1000]
+    #[arg(long, env = "PARLOR_MAX_ROOMS_PER_SOCKET", value_name = "N")]
+    pub max_rooms_per_socket: Option<usize>,
+    /// Namespaces one connection may join [default: 16]
+    #[arg(long, env = "PARLOR_MAX_NAMESPACES_PER_CONNECTION", value_name = "N")]
+    pub max_namespaces_per_connection: Option<usize>,
+    /// TOML file with any of these settings (kebab-case keys, e.g. `ping-interval = 25000`)
+    #[arg(long, env = "PARLOR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter: a level (`info`, `debug`) or tracing directives [default: RUST_LOG, else info]
+    #[arg(long, env = "PARLOR_LOG", value_name = "LEVEL")]
+    pub log: Option<String>,
+}
+
+/// The flags of `parlor conformance`: only where to listen and how much to log; the
+/// settings are fixed by the suites.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConformanceArgs {
+    /// Address to listen on, `host:port` [default: 127.0.0.1:3000]
+    #[arg(long, env = "PARLOR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Log filter [default: RUST_LOG, else info]
+    #[arg(long, env = "PARLOR_LOG", value_name = "LEVEL")]
+    pub log: Option<String>,
+}
+
+impl ServeArgs {
+    /// Parses the process's arguments (and `PARLOR_*` environment) as a standalone
+    /// command that takes exactly the serve flags: for binaries that only serve.
+    #[must_use]
+    pub fn parse_from_env() -> ServeArgs {
+        /// Serve a parlor machine over Socket.IO.
+        #[derive(Parser)]
+        struct Standalone {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Standalone::parse().serve
+    }
+}

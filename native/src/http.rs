@@ -1,0 +1,250 @@
+//! HTTP routing: `/healthz`, `/metrics`, and each mount's Engine.IO path (long-polling,
+//! CORS preflights, WebSocket upgrades); everything else is 404.
+//!
+//! Every request on an Engine.IO path gets its own `ConnId` and goes to its mount's driver
+//! whole (body read up to `max_payload + 1` bytes). The request then waits for its first
+//! output: a `Respond` becomes the HTTP response (a long-poll GET may wait for it until the
+//! next heartbeat); an `Accept` completes the WebSocket upgrade and hands the connection to
+//! [`crate::ws`]. If the client goes away first, hyper drops the request future and an
+//! [`EndGuard`] reports `Ended{Closed}`, so the core does not keep a poll open for nobody.
+
+use crate::cors::Cors;
+use crate::driver::{DriverHandle, OwnedRequest, Reply};
+use crate::metrics::{self, Snapshot};
+use crate::ws;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method as HttpMethod, Request, Response, StatusCode};
+use parlor_core::host::{ConnId, Method, TransportEnd};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub(crate) type Body = Full<Bytes>;
+
+/// Connection ids are unique across the process (and never reused), so a late output or
+/// a duplicate `Ended` for an old id can never hit a new connection.
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+fn next_conn() -> ConnId {
+    ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One mount: an Engine.IO path and the driver of the machine behind it.
+pub(crate) struct Route {
+    /// Normalized to end with `/`.
+    pub path: String,
+    pub driver: DriverHandle,
+}
+
+/// What every request handler shares.
+pub(crate) struct Router {
+    pub mounts: Vec<Route>,
+    pub cors: Cors,
+    pub max_payload: usize,
+    /// The connection cap, to report open TCP connections.
+    pub limit: Arc<Semaphore>,
+    pub max_connections: usize,
+}
+
+/// Per-TCP-connection context: who is calling, and the connection's slot under the cap
+/// (a WebSocket spawned from this connection keeps holding it).
+#[derive(Clone)]
+pub(crate) struct ConnCtx {
+    pub remote: SocketAddr,
+    pub permit: Arc<OwnedSemaphorePermit>,
+    /// Held by spawned WebSocket tasks so shutdown waits for them.
+    pub done: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Router {
+    pub(crate) async fn handle(&self, req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
+        let path = req.uri().path();
+        if let Some(route) = self.mount_for(path) {
+            return self.engine_io(route, req, ctx).await;
+        }
+        match (req.method(), path) {
+            (&HttpMethod::GET | &HttpMethod::HEAD, "/healthz") => text(StatusCode::OK, "ok"),
+            (&HttpMethod::GET, "/metrics") => self.metrics().await,
+            _ => text(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    /// The mount serving `path`: its path exactly, or without the trailing slash.
+    fn mount_for(&self, path: &str) -> Option<&Route> {
+        self.mounts.iter().find(|m| path == m.path || path == m.path.trim_end_matches('/'))
+    }
+
+    async fn metrics(&self) -> Response<Body> {
+        let mut snapshot = Snapshot {
+            tcp_connections: self.max_connections.saturating_sub(self.limit.available_permits()),
+            mounts: Vec::with_capacity(self.mounts.len()),
+        };
+        for m in &self.mounts {
+            if let Some(numbers) = m.driver.metrics().await {
+                snapshot.mounts.push(numbers);
+            }
+        }
+        let mut resp = Response::new(Full::new(Bytes::from(metrics::render(&snapshot))));
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
+        resp
+    }
+
+    async fn engine_io(&self, route: &Route, mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
+        if req.method() == HttpMethod::OPTIONS {
+            let mut resp = empty(StatusCode::NO_CONTENT);
+            resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, POST, OPTIONS"));
+            self.cors.apply_preflight(req.headers(), resp.headers_mut());
+            return resp;
+        }
+        let method = match *req.method() {
+            HttpMethod::GET => Method::Get,
+            HttpMethod::POST => Method::Post,
+            _ => Method::Other,
+        };
+        let websocket = method == Method::Get && fastwebsockets::upgrade::is_upgrade_request(&req);
+        if websocket && !has_websocket_handshake(&req) {
+            return text(StatusCode::BAD_REQUEST, "bad websocket handshake");
+        }
+        let (body, too_large) = if method == Method::Post {
+            match read_body(&mut req, self.max_payload).await {
+                Ok(read) => read,
+                // The client broke off mid-body: there is nobody to answer.
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading a request body failed");
+                    return text(StatusCode::BAD_REQUEST, "bad body");
+                }
+            }
+        } else {
+            (Bytes::new(), false)
+        };
+
+        let conn = next_conn();
+        let request = OwnedRequest {
+            conn,
+            method,
+            query: req.uri().query().unwrap_or("").to_owned(),
+            body,
+            too_large,
+            websocket,
+            remote: Some(ctx.remote.ip()),
+        };
+        let Ok(reply) = route.driver.request(request).await else {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        };
+        // From here until the core answers, a vanished client must be reported.
+        let guard = EndGuard { conn, driver: &route.driver, armed: true };
+        let reply = reply.await;
+        guard.disarm();
+        match reply {
+            Ok(Reply::Respond { status, content_type, body }) => {
+                let mut resp = Response::new(Full::new(body));
+                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let headers = resp.headers_mut();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                // Long-poll answers are never reusable.
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                self.cors.apply(req.headers(), headers);
+                resp
+            }
+            Ok(Reply::Accept(queue)) => match fastwebsockets::upgrade::upgrade(&mut req) {
+                Ok((resp, upgrade)) => {
+                    let driver = route.driver.clone();
+                    let (max_payload, permit, done) = (self.max_payload, ctx.permit.clone(), ctx.done.clone());
+                    tokio::spawn(async move {
+                        ws::serve(upgrade, conn, driver, queue, max_payload).await;
+                        drop((permit, done));
+                    });
+                    resp.map(|_| Full::new(Bytes::new()))
+                }
+                // Checked by `has_websocket_handshake` already; kept as a safe answer.
+                Err(e) => {
+                    queue.abort();
+                    route.driver.ended(conn, TransportEnd::Error).await;
+                    text(StatusCode::BAD_REQUEST, &e.to_string())
+                }
+            },
+            // The driver dropped the request: it is stopping.
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        }
+    }
+}
+
+/// Reports `Ended{Closed}` for a request dropped before its answer (the client left).
+struct EndGuard<'a> {
+    conn: ConnId,
+    driver: &'a DriverHandle,
+    armed: bool,
+}
+
+impl EndGuard<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for EndGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::debug!(conn = ?self.conn, "request abandoned by the client");
+            self.driver.ended_now(self.conn, TransportEnd::Closed);
+        }
+    }
+}
+
+/// The headers `fastwebsockets::upgrade::upgrade` needs, checked before the core is asked,
+/// so an accepted upgrade cannot fail afterwards.
+fn has_websocket_handshake<B>(req: &Request<B>) -> bool {
+    req.headers().contains_key("sec-websocket-key")
+        && req.headers().get("sec-websocket-version").is_some_and(|v| v.as_bytes() == b"13")
+}
+
+/// Reads a POST body, stopping once it is over `max` bytes: then the body is empty and
+/// `too_large` is set (the core answers 413); the rest is never read.
+async fn read_body(req: &mut Request<Incoming>, max: usize) -> Result<(Bytes, bool), hyper::Error> {
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Ok((Bytes::new(), true));
+    }
+    // Most bodies arrive as one chunk: keep it as is, and copy only when there are more.
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = req.body_mut().frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        total = total.saturating_add(data.len());
+        if total > max {
+            return Ok((Bytes::new(), true));
+        }
+        match &first {
+            None => first = Some(data),
+            Some(head) => {
+                if rest.is_empty() {
+                    rest.extend_from_slice(head);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+    }
+    if rest.is_empty() {
+        Ok((first.unwrap_or_default(), false))
+    } else {
+        Ok((rest.freeze(), false))
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}

@@ -1,0 +1,167 @@
+//! parlor's native host: tokio + hyper + fastwebsockets around the sans-IO `parlor-core`.
+//!
+//! The core decides everything; this crate moves bytes and time. Connection tasks parse
+//! HTTP and WebSocket traffic into the core's `Input`s, one driver task per mount owns a
+//! [`Machine`] and follows the drain rule, and every `Output` is routed back to the
+//! connection it names.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `parlor` command line; [`ServeArgs`] is reusable by other binaries.
+//! - [`config`]: [`Settings`], resolved flag > environment > TOML file > default.
+//! - [`clock`]: the core's `Instant` (milliseconds since the process started).
+//! - `server`: listener, accept loop, connection cap, graceful shutdown.
+//! - `http`: routing: `/healthz`, `/metrics`, Engine.IO polling and upgrades.
+//! - [`cors`]: the CORS policy of the Engine.IO paths.
+//! - `driver`: one task per mount that owns the machine (the drain rule lives here).
+//! - [`outbound`]: the bounded per-WebSocket queue between the driver and the writer.
+//! - `ws`: one WebSocket's reader, writer and close handshake.
+//! - `metrics`: the Prometheus text for `/metrics`.
+//! - `sync`: the shared-state primitives, swapped for loom's under `--cfg loom`.
+//!
+//! # Running your own handler
+//!
+//! The `parlor` binary serves the room service; any `parlor_core::socketio::Handler`
+//! can be served the same way, with the same flags:
+//!
+//! ```no_run
+//! use clap::Parser;
+//! use parlor::{Mount, ServeArgs};
+//! use parlor_core::service::Machine;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     serve: ServeArgs,
+//! }
+//!
+//! # fn my_machine(_: parlor_core::config::Config, _: [u8; 32], _: parlor_core::time::Instant)
+//! #     -> Box<dyn Machine + Send> { unimplemented!() }
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let settings = Cli::parse().serve.settings()?;
+//!     parlor::init_tracing(settings.log.as_deref())?;
+//!     // e.g. parlor_core::Service::new(config, seed, now, MyHandler::new())
+//!     let machine = my_machine(settings.core.clone(), parlor::random_seed(), parlor::clock::now());
+//!     let mounts = vec![Mount { path: settings.path.clone(), machine }];
+//!     parlor::run(settings, mounts, parlor::shutdown_signal()).await
+//! }
+//! ```
+
+#[cfg(not(loom))]
+pub mod cli;
+#[cfg(not(loom))]
+pub mod clock;
+#[cfg(not(loom))]
+pub mod config;
+#[cfg(not(loom))]
+pub mod cors;
+#[cfg(not(loom))]
+mod driver;
+#[cfg(not(loom))]
+mod http;
+#[cfg(not(loom))]
+mod metrics;
+pub mod outbound;
+#[cfg(not(loom))]
+mod server;
+mod sync;
+#[cfg(not(loom))]
+mod ws;
+
+#[cfg(not(loom))]
+pub use self::{cli::ServeArgs, config::Settings, cors::Cors, server::shutdown_signal};
+
+#[cfg(not(loom))]
+use parlor_core::service::Machine;
+
+/// A machine served at an Engine.IO path. Each mount gets its own driver task.
+#[cfg(not(loom))]
+pub struct Mount {
+    /// The Engine.IO path, e.g. `/socket.io/` (also served without the trailing `/`).
+    pub path: String,
+    pub machine: Box<dyn Machine + Send>,
+}
+
+#[cfg(not(loom))]
+impl Mount {
+    pub fn new(path: impl Into<String>, machine: impl Machine + Send + 'static) -> Mount {
+        Mount { path: path.into(), machine: Box::new(machine) }
+    }
+}
+
+/// Serves `mounts` on `settings.listen` until `shutdown` resolves, then shuts down
+/// gracefully (bounded to a few seconds) and returns.
+///
+/// Once bound it prints exactly one line to stdout, `parlor listening on http://ADDR`
+/// with the actual address (so `--listen 127.0.0.1:0` is usable); logs go to stderr.
+/// Besides the mounts it serves `GET /healthz` and `GET /metrics`.
+#[cfg(not(loom))]
+pub async fn run(
+    settings: Settings,
+    mounts: Vec<Mount>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    server::run(settings, mounts, shutdown).await
+}
+
+/// The whole program for a binary that serves one machine at `settings.path`: installs
+/// logging (`settings.log`), starts a multi-threaded runtime, builds the machine with
+/// `make(core_config, seed, now)` and serves it until SIGINT/SIGTERM.
+///
+/// ```no_run
+/// # use parlor_core::service::Machine;
+/// # fn machine(_: parlor_core::config::Config, _: [u8; 32], _: parlor_core::time::Instant)
+/// #     -> Box<dyn Machine + Send> { unimplemented!() }
+/// fn main() -> anyhow::Result<()> {
+///     let settings = parlor::ServeArgs::parse_from_env().settings()?;
+///     // e.g. Box::new(parlor_core::Service::new(config, seed, now, MyHandler::default()))
+///     parlor::run_blocking(settings, |config, seed, now| machine(config, seed, now))
+/// }
+/// ```
+#[cfg(not(loom))]
+pub fn run_blocking<F>(settings: Settings, make: F) -> anyhow::Result<()>
+where
+    F: FnOnce(parlor_core::config::Config, [u8; 32], parlor_core::time::Instant) -> Box<dyn Machine + Send>,
+{
+    init_tracing(settings.log.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let machine = make(settings.core.clone(), random_seed(), clock::now());
+        let mounts = vec![Mount { path: settings.path.clone(), machine }];
+        run(settings, mounts, shutdown_signal()).await
+    })
+}
+
+/// 32 bytes from the OS random number generator: the seed of a core's randomness
+/// (session ids, socket ids), so it must be unguessable.
+///
+/// # Panics
+///
+/// If the OS has no random number generator; serving guessable session ids is worse.
+#[must_use]
+pub fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    if let Err(e) = getrandom::getrandom(&mut seed) {
+        panic!("the OS random number generator failed: {e}");
+    }
+    seed
+}
+
+/// Logs to stderr with `filter` (a level or tracing directives); without one, `RUST_LOG`,
+/// else `info`. Does nothing if a subscriber is already installed.
+#[cfg(not(loom))]
+pub fn init_tracing(filter: Option<&str>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::try_new(f).map_err(|e| anyhow::anyhow!("bad log filter {f:?}: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    Ok(())
+}

@@ -1,0 +1,121 @@
+'use strict';
+// Reconnection after a server restart, and connection state recovery after a transport drop.
+
+const { describe, it, afterEach } = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('./helpers');
+
+describe('reconnection and connection state recovery', { timeout: 60_000 }, () => {
+  afterEach(() => h.closeAllClients());
+
+  for (const [tname, topts] of [['websocket', { transports: ['websocket'] }], ['default', {}],
+    ['polling', { transports: ['polling'] }]]) {
+    it(`the client reconnects by itself after the server restarts on the same port (${tname})`, async () => {
+      const first = await h.startApiServer();
+      let second;
+      try {
+        const s = await h.connect(first.url, {
+          ...topts, reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 300,
+        });
+        const firstId = s.id;
+        let connects = 1;
+        s.on('connect', () => { connects += 1; });
+        const disconnected = h.once(s, 'disconnect');
+        await first.stopAndCheck(); // SIGTERM → exit 0
+        const [reason] = await disconnected;
+        assert.notEqual(reason, 'io server disconnect',
+          'a shutting-down server must not send a DISCONNECT packet (it stops the client reconnecting)');
+        assert.ok(['transport close', 'transport error', 'ping timeout'].includes(reason), `reason ${reason}`);
+
+        second = await h.startServer(first.bin, ['--listen', `127.0.0.1:${first.port}`]);
+        assert.equal(second.port, first.port);
+        await h.waitUntil(() => connects >= 2 && s.connected, 'the client to reconnect (second connect event)');
+        assert.notEqual(s.id, firstId, 'a new server gives a new socket id');
+        assert.equal(s.recovered, false, 'nothing to recover from a different process');
+        assert.deepEqual(await h.ack(s, 'echo', 'back again'), ['back again']);
+      } finally {
+        h.closeAllClients();
+        if (!first.exitInfo) await first.stop();
+        if (second) await second.stopAndCheck();
+      }
+    });
+  }
+
+  async function recoveryScenario(topts, drop) {
+    const server = await h.startApiServer(); // recovery on by default
+    try {
+      const room = h.unique('rec');
+      // A reconnects only when told to, so the test controls what happens while it is away.
+      const A = await h.connect(server.url, { ...topts, reconnection: false });
+      const B = await h.connect(server.url, { transports: ['websocket'] });
+      await h.ack(A, 'join', room);
+      await h.ack(B, 'join', room);
+      const recA = h.recorder(A);
+      // A needs one event (with its offset) before the drop
+      B.emit('to-room', { room, event: 'warm', data: 'w' });
+      await recA.waitFor('warm');
+      assert.equal(typeof A._lastOffset, 'string', 'events carry an offset when recovery is on');
+      const idBefore = A.id;
+
+      const gone = h.once(A, 'disconnect');
+      drop(A);
+      await gone;
+      // the server notices the drop and takes A out of the room
+      await h.waitUntil(async () => !(await h.ack(B, 'sockets-in', room))[0].includes(idBefore),
+        'the server to drop A from the room');
+
+      const N = 7;
+      for (let i = 0; i < N; i++) {
+        B.emit('to-room', { room, event: 'missed', data: { i, bin: i % 3 === 0 ? Buffer.from([i]) : null } });
+      }
+      await h.ack(B, 'count'); // barrier: all of B's emits are handled
+
+      A.connect();
+      await h.waitConnect(A);
+      assert.equal(A.recovered, true, 'socket.recovered');
+      assert.equal(A.id, idBefore, 'the socket id is kept');
+
+      // rooms restored: a new room event reaches A, after everything missed
+      B.emit('to-room', { room, event: 'after', data: 'a' });
+      await recA.waitFor('after');
+      const names = recA.log.map((e) => e.event);
+      assert.deepEqual(names, ['warm', ...Array(N).fill('missed'), 'after'],
+        'missed events replayed once, in order, before live ones; nothing delivered twice');
+      const missed = recA.events('missed').map((e) => h.normBin(h.lead(e.args, 1)[0]));
+      assert.deepEqual(missed, Array.from({ length: N }, (_, i) => ({ i, bin: i % 3 === 0 ? Buffer.from([i]) : null })));
+      const [ids] = await h.ack(B, 'sockets-in', room);
+      assert.deepEqual(ids, [A.id, B.id].sort());
+    } finally {
+      h.closeAllClients();
+      await server.stopAndCheck();
+    }
+  }
+
+  it('recovers after the transport drops: same id, rooms, missed events once and in order (websocket)', () =>
+    recoveryScenario({ transports: ['websocket'] }, (A) => A.io.engine.close()));
+
+  it('recovers after the TCP connection is cut under the client (websocket)', () =>
+    recoveryScenario({ transports: ['websocket'] }, (A) => A.io.engine.transport.ws._socket.destroy()));
+
+  it('recovers after the transport drops (polling)', () =>
+    recoveryScenario({ transports: ['polling'] }, (A) => A.io.engine.close()));
+
+  it('no recovery after a deliberate client disconnect', async () => {
+    const server = await h.startApiServer();
+    try {
+      const A = await h.connect(server.url, { transports: ['websocket'] });
+      const recA = h.recorder(A);
+      A.emit('echo', 'x');
+      await recA.waitFor('echo');
+      const id = A.id;
+      A.disconnect();
+      A.connect();
+      await h.waitConnect(A);
+      assert.equal(A.recovered, false);
+      assert.notEqual(A.id, id);
+    } finally {
+      h.closeAllClients();
+      await server.stopAndCheck();
+    }
+  });
+});
