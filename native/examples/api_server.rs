@@ -17,8 +17,8 @@
 
 use parlor::cli::ServeArgs;
 use parlor_core::socketio::{AckReply, ConnectRefusal, DisconnectReason, Event};
-use parlor_core::{Handler, Instant, Io, Service};
 use parlor_core::socketio::{Message, SocketId, Target};
+use parlor_core::{Handler, Instant, Io, Service};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
