@@ -4,6 +4,7 @@
 //! [`ConnId`], hands what arrives to the core as an [`Input`], and carries out every
 //! [`Output`] it drains.
 
+pub use crate::store::{ApiRequest, StoreAnswer, StoreId, StoreRequest};
 use bytes::Bytes;
 use std::net::IpAddr;
 
@@ -93,6 +94,18 @@ pub enum Input<'a> {
     },
     /// Stop: tell every client, then close every transport.
     Shutdown,
+    /// The wall clock (milliseconds since the Unix epoch) at this call's `now`. Hosts send
+    /// it first and then now and again; between two, the core counts on from `now`.
+    WallClock {
+        unix_ms: u64,
+    },
+    /// The store's answer to an [`Output::Store`].
+    Stored {
+        id: StoreId,
+        answer: StoreAnswer,
+    },
+    /// A request on the HTTP API (`POST /api/notifications`, ...).
+    Api(ApiRequest<'a>),
 }
 
 /// Everything the core wants done.
@@ -106,17 +119,20 @@ pub enum Output {
     Send { conn: ConnId, frame: OutFrame },
     /// Close a WebSocket (after the frames already sent) with this code and reason.
     Close { conn: ConnId, code: u16, reason: &'static str },
+    /// Carry out a storage request and answer with [`Input::Stored`], in order.
+    Store { id: StoreId, request: StoreRequest },
 }
 
 impl Output {
-    /// The transport this output is for.
+    /// The transport this output is for (none for a storage request).
     #[must_use]
-    pub fn conn(&self) -> ConnId {
+    pub fn conn(&self) -> Option<ConnId> {
         match self {
             Output::Respond { conn, .. }
             | Output::Accept { conn }
             | Output::Send { conn, .. }
-            | Output::Close { conn, .. } => *conn,
+            | Output::Close { conn, .. } => Some(*conn),
+            Output::Store { .. } => None,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`engineio`]: Engine.IO sessions (handshake, heartbeat, polling slots, upgrade).
 //! - [`socketio`]: namespaces, sockets, rooms, acks, recovery, and the application API
 //!   ([`Handler`], [`Io`]).
+//! - [`store`]: storage as an effect: requests the core makes, answers it waits for.
 //! - [`service`]: [`Service`], the layers wired into one [`Machine`].
 //! - [`app`]: the room service. [`conformance`]: the handlers the official suites expect.
 //!
@@ -61,6 +62,7 @@ pub mod host;
 pub mod rng;
 pub mod service;
 pub mod socketio;
+pub mod store;
 pub mod time;
 
 #[cfg(test)]

@@ -73,7 +73,12 @@ impl<H: Handler> Service<H> {
 impl<H: Handler> Machine for Service<H> {
     fn handle(&mut self, input: Input<'_>, now: Instant) {
         let now = self.clamp(now);
-        self.io.engine_mut().handle(input, now);
+        match input {
+            Input::WallClock { unix_ms } => self.io.set_wall_clock(unix_ms, now),
+            Input::Stored { id, answer } => self.handler.on_store(&mut self.io, id, answer, now),
+            Input::Api(req) => self.handler.on_api(&mut self.io, &req, now),
+            other => self.io.engine_mut().handle(other, now),
+        }
         self.io.run(&mut self.handler, now);
     }
 

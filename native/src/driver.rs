@@ -150,7 +150,15 @@ pub(crate) fn spawn(
 ) -> DriverHandle {
     let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
     let (control_tx, control) = mpsc::unbounded_channel();
-    let driver = Driver { machine, routes: HashMap::new(), outbound_limit, ended: Vec::new(), overflows: 0, mount };
+    let driver = Driver {
+        machine,
+        routes: HashMap::new(),
+        outbound_limit,
+        ended: Vec::new(),
+        unstored: Vec::new(),
+        overflows: 0,
+        mount,
+    };
     tokio::spawn(driver.run(inbox, control, done));
     DriverHandle { inbox: inbox_tx, control: control_tx }
 }
@@ -162,6 +170,8 @@ struct Driver {
     /// Transports found dead while routing (overflowed queues, abandoned upgrades), fed
     /// to the machine once the current drain is over.
     ended: Vec<(ConnId, TransportEnd)>,
+    /// Storage requests to answer as failed (no store in this host yet).
+    unstored: Vec<parlor_core::host::StoreId>,
     overflows: u64,
     mount: String,
 }
@@ -253,7 +263,14 @@ impl Driver {
             while let Some(output) = self.machine.poll_output() {
                 self.route(output);
             }
-            if self.ended.is_empty() {
+            for id in std::mem::take(&mut self.unstored) {
+                let answer = parlor_core::host::StoreAnswer::Failed("no store configured".into());
+                self.machine.handle(Input::Stored { id, answer }, clock::now());
+                while let Some(output) = self.machine.poll_output() {
+                    self.route(output);
+                }
+            }
+            if self.ended.is_empty() && self.unstored.is_empty() {
                 return;
             }
             for (conn, how) in std::mem::take(&mut self.ended) {
@@ -327,6 +344,11 @@ impl Driver {
                 }
                 None => {}
             },
+            // Until the embedded store is wired in, every request fails cleanly: the core
+            // answers its clients with an error instead of waiting forever.
+            Output::Store { id, .. } => {
+                self.unstored.push(id);
+            }
         }
     }
 }

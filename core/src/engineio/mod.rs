@@ -193,7 +193,22 @@ impl Engine {
             Input::Frame { conn, frame } => self.on_frame(conn, frame, now),
             Input::Ended { conn, how } => self.on_ended(conn, how),
             Input::Shutdown => self.shutdown(),
+            // An engine alone has no HTTP API.
+            Input::Api(req) => self.outputs.push_back(Output::Respond {
+                conn: req.conn,
+                status: 404,
+                content_type: crate::host::APPLICATION_JSON,
+                body: Bytes::from_static(br#"{"error":"not found","code":"NOT_FOUND"}"#),
+            }),
+            // The layers above handle these; an engine alone ignores them.
+            Input::WallClock { .. } | Input::Stored { .. } => {}
         }
+    }
+
+    /// Queues an output for the host on behalf of the layers above (storage requests,
+    /// answers to API requests), in order with the engine's own.
+    pub fn push_output(&mut self, output: Output) {
+        self.outputs.push_back(output);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {

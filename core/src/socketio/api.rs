@@ -1,6 +1,7 @@
 //! The Rust API applications are written against: what a [`Handler`] is told, and the
 //! values it passes back to [`Io`](super::Io) to emit, ack, join and leave.
 
+use crate::store::{ApiRequest, StoreAnswer, StoreId};
 use crate::time::Instant;
 use bytes::Bytes;
 use serde_json::Value;
@@ -230,6 +231,15 @@ pub trait Handler {
         _reason: DisconnectReason,
         _now: Instant,
     ) {
+    }
+
+    /// The store answered a request made with [`Io::store`](super::Io::store).
+    fn on_store(&mut self, _io: &mut super::Io, _id: StoreId, _answer: StoreAnswer, _now: Instant) {}
+
+    /// A request on the HTTP API; answer it (now or later) with
+    /// [`Io::respond`](super::Io::respond). By default there is no API: 404.
+    fn on_api(&mut self, io: &mut super::Io, req: &ApiRequest<'_>, _now: Instant) {
+        io.respond(req.conn, 404, &serde_json::json!({"error": "not found", "code": "NOT_FOUND"}));
     }
 
     /// The application's own timers.

@@ -76,6 +76,9 @@ pub struct Io {
     notices: VecDeque<Notice>,
     recovery: Recovery,
     disconnects: HashMap<DisconnectReason, u64>,
+    /// The wall clock as last given: (unix ms, at this `now`).
+    wall: Option<(u64, Instant)>,
+    next_store: u64,
 }
 
 impl Io {
@@ -100,6 +103,8 @@ impl Io {
             notices: VecDeque::new(),
             recovery,
             disconnects: HashMap::new(),
+            wall: None,
+            next_store: 0,
         }
     }
 
@@ -177,7 +182,37 @@ impl Io {
         self.timers.next()
     }
 
+    /// Milliseconds since the Unix epoch at `now`, counted on from the last
+    /// `Input::WallClock` (0 before the host gave one).
+    #[must_use]
+    pub fn wall_ms(&self, now: Instant) -> u64 {
+        self.wall.map_or(0, |(unix, at)| unix.saturating_add(now.since(at)))
+    }
+
+    pub(crate) fn set_wall_clock(&mut self, unix_ms: u64, now: Instant) {
+        self.wall = Some((unix_ms, now));
+    }
+
     // ---- the application's actions ----
+
+    /// Asks the host's store to do something; the answer comes to `Handler::on_store`
+    /// with the id returned here.
+    pub fn store(&mut self, request: crate::store::StoreRequest) -> crate::store::StoreId {
+        let id = crate::store::StoreId(self.next_store);
+        self.next_store += 1;
+        self.engine.push_output(crate::host::Output::Store { id, request });
+        id
+    }
+
+    /// Answers an HTTP API request with a JSON body.
+    pub fn respond(&mut self, conn: crate::host::ConnId, status: u16, body: &Value) {
+        self.engine.push_output(crate::host::Output::Respond {
+            conn,
+            status,
+            content_type: crate::host::APPLICATION_JSON,
+            body: Bytes::from(body.to_string()),
+        });
+    }
 
     /// Emits an event to every socket `target` selects, encoding it once.
     pub fn emit(&mut self, target: &Target, msg: &Message, now: Instant) {
