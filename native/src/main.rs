@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = args.settings()?;
             parlor::init_tracing(settings.log.as_deref())?;
-            let service = Service::new(settings.core.clone(), parlor::random_seed(), clock::now(), RoomService::new());
+            let service = Service::new(settings.core.clone(), parlor::random_seed(), clock::now(), RoomService::new(parlor_core::app::AppConfig::default()));
             let mounts = vec![Mount::new(settings.path.clone(), service)];
             parlor::run(settings, mounts, parlor::shutdown_signal()).await
         }

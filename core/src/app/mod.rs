@@ -5,6 +5,7 @@
 //! notifications, documents, auth and limits come with the room service's own issue.
 
 pub mod auth;
+pub mod config;
 pub mod docs;
 pub mod ot;
 pub mod presence;
@@ -19,16 +20,20 @@ use std::collections::HashMap;
 /// Rooms names are 1..=128 UTF-16 code units, as JavaScript validators count.
 const MAX_ROOM_LEN: usize = 128;
 
+pub use config::AppConfig;
+
 #[derive(Debug, Default)]
 pub struct RoomService {
+    #[allow(dead_code)]
+    config: AppConfig,
     /// Display names by socket (dev mode: the socket id until the client says otherwise).
     names: HashMap<SocketId, String>,
 }
 
 impl RoomService {
     #[must_use]
-    pub fn new() -> Self {
-        RoomService::default()
+    pub fn new(config: AppConfig) -> Self {
+        RoomService { config, names: HashMap::new() }
     }
 
     fn user(&self, id: &SocketId) -> Value {
@@ -121,7 +126,7 @@ mod tests {
 
     fn harness() -> Harness<Service<RoomService>> {
         let config = Config { recovery_window_ms: 0, ..Config::default() };
-        Harness::new(Service::new(config, [4; 32], Instant(0), RoomService::new()))
+        Harness::new(Service::new(config, [4; 32], Instant(0), RoomService::new(AppConfig::default())))
     }
 
     fn connect(h: &mut Harness<Service<RoomService>>, nsp: &str) -> (crate::ConnId, String) {
