@@ -3,18 +3,30 @@
 
 use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request, TransportEnd};
 use crate::service::Machine;
+use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
+use serde_json::Value;
+use std::collections::HashMap;
 
 pub struct Harness<M: Machine> {
     pub machine: M,
     pub now: Instant,
     pub outputs: Vec<Output>,
+    /// Answers storage requests at once, in order, when set.
+    pub store: Option<MemStore>,
     next_conn: u64,
 }
 
 impl<M: Machine> Harness<M> {
     pub fn new(machine: M) -> Self {
-        Harness { machine, now: Instant(0), outputs: Vec::new(), next_conn: 1 }
+        Harness { machine, now: Instant(0), outputs: Vec::new(), store: None, next_conn: 1 }
+    }
+
+    /// Like `new`, with an in-memory store answering every request.
+    pub fn with_store(machine: M) -> Self {
+        let mut h = Harness::new(machine);
+        h.store = Some(MemStore::default());
+        h
     }
 
     pub fn conn(&mut self) -> ConnId {
@@ -23,8 +35,21 @@ impl<M: Machine> Harness<M> {
     }
 
     fn drain(&mut self) {
-        while let Some(o) = self.machine.poll_output() {
-            self.outputs.push(o);
+        loop {
+            let mut requests = Vec::new();
+            while let Some(o) = self.machine.poll_output() {
+                match (o, self.store.is_some()) {
+                    (Output::Store { id, request }, true) => requests.push((id, request)),
+                    (o, _) => self.outputs.push(o),
+                }
+            }
+            if requests.is_empty() {
+                return;
+            }
+            for (id, request) in requests {
+                let answer = self.store.as_mut().expect("checked").answer(&request);
+                self.machine.handle(Input::Stored { id, answer }, self.now);
+            }
         }
     }
 
@@ -105,6 +130,15 @@ impl<M: Machine> Harness<M> {
         out
     }
 
+    /// Takes the first frame sent on `conn`, leaving the rest.
+    pub fn first_frame(&mut self, conn: ConnId) -> Option<String> {
+        let i = self.outputs.iter().position(|o| matches!(o, Output::Send { conn: c, .. } if *c == conn))?;
+        match self.outputs.remove(i) {
+            Output::Send { frame: OutFrame::Text(t), .. } => Some(String::from_utf8_lossy(&t).into_owned()),
+            _ => None,
+        }
+    }
+
     /// Takes the close of `conn`, if it came: its code.
     pub fn closed(&mut self, conn: ConnId) -> Option<u16> {
         let i = self.outputs.iter().position(|o| matches!(o, Output::Close { conn: c, .. } if *c == conn))?;
@@ -139,4 +173,78 @@ impl<M: Machine> Harness<M> {
 pub fn sid_of(open: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&open[1..]).expect("open packet JSON");
     v["sid"].as_str().expect("sid").to_owned()
+}
+
+/// A store in memory with the semantics the host's store has (see `store.rs`).
+#[derive(Debug, Default)]
+pub struct MemStore {
+    messages: Vec<(String, String, Value)>,
+    /// (user, notification) in the order stored.
+    notifications: Vec<(String, Value)>,
+    documents: HashMap<(String, String), (String, u64)>,
+    /// Makes every request fail.
+    pub failing: bool,
+}
+
+impl MemStore {
+    pub fn answer(&mut self, request: &StoreRequest) -> StoreAnswer {
+        if self.failing {
+            return StoreAnswer::Failed("store is down".into());
+        }
+        match request {
+            StoreRequest::AppendMessage { scope, room, message } => {
+                self.messages.push((scope.clone(), room.clone(), message.clone()));
+                StoreAnswer::Done
+            }
+            StoreRequest::LoadHistory { scope, room, limit } => {
+                let all: Vec<Value> = self
+                    .messages
+                    .iter()
+                    .filter(|(s, r, _)| s == scope && r == room)
+                    .map(|(_, _, m)| m.clone())
+                    .collect();
+                StoreAnswer::Records(all[all.len().saturating_sub(*limit)..].to_vec())
+            }
+            StoreRequest::PutNotification { user, notification } => {
+                self.notifications.push((user.clone(), notification.clone()));
+                StoreAnswer::Done
+            }
+            StoreRequest::LoadNotifications { user, limit } => StoreAnswer::Records(
+                self.notifications
+                    .iter()
+                    .rev()
+                    .filter(|(u, _)| u == user)
+                    .take(*limit)
+                    .map(|(_, n)| n.clone())
+                    .collect(),
+            ),
+            StoreRequest::MarkRead { user, id } => {
+                let mut n = 0;
+                for (u, notif) in &mut self.notifications {
+                    if u == user && notif["id"].as_str() == Some(id) {
+                        notif["read"] = Value::Bool(true);
+                        n += 1;
+                    }
+                }
+                StoreAnswer::Updated(n)
+            }
+            StoreRequest::MarkAllRead { user } => {
+                let mut n = 0;
+                for (u, notif) in &mut self.notifications {
+                    if u == user && notif["read"] == Value::Bool(false) {
+                        notif["read"] = Value::Bool(true);
+                        n += 1;
+                    }
+                }
+                StoreAnswer::Updated(n)
+            }
+            StoreRequest::SaveDocument { scope, doc, content, version } => {
+                self.documents.insert((scope.clone(), doc.clone()), (content.clone(), *version));
+                StoreAnswer::Done
+            }
+            StoreRequest::LoadDocument { scope, doc } => {
+                StoreAnswer::Document(self.documents.get(&(scope.clone(), doc.clone())).cloned())
+            }
+        }
+    }
 }

@@ -1,185 +1,437 @@
-//! The room service, written against the Socket.IO API ([`Handler`] / [`Io`]).
+//! The room service, written against the Socket.IO API ([`Handler`] / [`Io`]): chat with
+//! history, presence, typing, private messages, notifications, collaborative documents,
+//! signed-token auth, rate limits, and the admin namespace and HTTP producer API
+//! (DESIGN.md §4–§6).
 //!
-//! So far it answers the two events every chat client starts with, on `/` and `/chat`
-//! (DESIGN.md §4): `message` and `join-room`. Presence, typing, history, private messages,
-//! notifications, documents, auth and limits come with the room service's own issue.
+//! Layout: [`chat`] (rooms, messages, typing), [`direct`] (private messages), [`notify`]
+//! (notifications), [`collab`] (documents, over [`docs`] and [`ot`]), [`admin`] (`/admin`
+//! and `/api/`), [`auth`] (tokens), [`presence`], [`typing`], [`ratelimit`], [`validate`],
+//! [`clock`], [`config`]. State that must survive goes through the store as effects; an
+//! ack that says "stored" is sent only when the store confirmed it.
+//!
+//! Socket.IO rooms used inside: `chat:<room>`, `doc:<id>`, `user:<id>` (every socket of a
+//! user; in dev mode the user is the socket), so client-chosen names never collide.
 
+pub mod admin;
 pub mod auth;
+pub mod chat;
+pub mod clock;
+pub mod collab;
 pub mod config;
+pub mod direct;
 pub mod docs;
+pub mod notify;
 pub mod ot;
 pub mod presence;
 pub mod ratelimit;
 pub mod typing;
-
-use crate::socketio::{Event, Handler, Io, Message, SocketId, Target};
-use crate::time::Instant;
-use serde_json::{json, Value};
-use std::collections::HashMap;
-
-/// Rooms names are 1..=128 UTF-16 code units, as JavaScript validators count.
-const MAX_ROOM_LEN: usize = 128;
+pub mod validate;
 
 pub use config::AppConfig;
 
+use crate::socketio::{ConnectRefusal, DisconnectReason, Event, Handler, Io, Message, SocketId, Target};
+use crate::store::{ApiRequest, StoreAnswer, StoreId};
+use crate::time::Instant;
+use auth::Claims;
+use presence::{Presence, User};
+use ratelimit::{Bucket, Limit, Verdict};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use validate::AppError;
+
+/// The namespaces the room service serves; each has its own rooms, presence and history.
+pub const SCOPES: [&str; 2] = ["/", "/chat"];
+pub const ADMIN: &str = "/admin";
+
+/// What the service knows about one connected socket.
+#[derive(Clone, Debug)]
+struct Member {
+    nsp: String,
+    user: User,
+    chat_rooms: BTreeSet<String>,
+    docs: BTreeSet<String>,
+}
+
+/// Rooms, presence, history and documents of one namespace.
 #[derive(Debug, Default)]
+struct Scope {
+    presence: Presence,
+    history: HashMap<String, chat::History>,
+    docs: HashMap<String, collab::DocState>,
+}
+
+/// Work waiting for the store's answer.
+#[derive(Debug)]
+enum Pending {
+    Message(chat::PendingMessage),
+    History {
+        nsp: String,
+        room: String,
+    },
+    NotificationList {
+        socket: SocketId,
+    },
+    PutNotification(notify::PendingPut),
+    /// `all`: read-all, where nothing to mark is still a success.
+    MarkRead {
+        socket: SocketId,
+        ack: Option<u64>,
+        all: bool,
+    },
+    LoadDocument {
+        nsp: String,
+        doc: String,
+    },
+    SaveDocument(collab::PendingSave),
+}
+
+/// Where an answer goes: an ack on a socket, or an HTTP response.
+#[derive(Clone, Debug)]
+enum Reply {
+    Ack { socket: SocketId, ack: Option<u64> },
+    Http { conn: crate::host::ConnId },
+}
+
+/// The room service.
+#[derive(Debug)]
 pub struct RoomService {
-    #[allow(dead_code)]
     config: AppConfig,
-    /// Display names by socket (dev mode: the socket id until the client says otherwise).
-    names: HashMap<SocketId, String>,
+    scopes: HashMap<String, Scope>,
+    members: HashMap<SocketId, Member>,
+    /// Sockets per user id, over all namespaces: buckets go when the last one does.
+    user_sockets: HashMap<String, usize>,
+    chat_buckets: HashMap<String, Bucket>,
+    typing_buckets: HashMap<String, Bucket>,
+    typing: typing::Typing,
+    pending: HashMap<StoreId, Pending>,
+    /// Claims of the token `authorize` just accepted, taken by the `on_connect` that
+    /// follows it in the same step.
+    authorized: Option<Claims>,
+    /// Members that dropped in a way recovery can undo, by socket id, with when.
+    departed: HashMap<SocketId, (Member, Instant)>,
+}
+
+impl Default for RoomService {
+    fn default() -> Self {
+        RoomService::new(AppConfig::default())
+    }
 }
 
 impl RoomService {
     #[must_use]
     pub fn new(config: AppConfig) -> Self {
-        RoomService { config, names: HashMap::new() }
+        RoomService {
+            config,
+            scopes: SCOPES.iter().map(|s| ((*s).to_owned(), Scope::default())).collect(),
+            members: HashMap::new(),
+            user_sockets: HashMap::new(),
+            chat_buckets: HashMap::new(),
+            typing_buckets: HashMap::new(),
+            typing: typing::Typing::default(),
+            pending: HashMap::new(),
+            authorized: None,
+            departed: HashMap::new(),
+        }
     }
 
-    fn user(&self, id: &SocketId) -> Value {
-        let name = self.names.get(id).map_or(id.as_str(), String::as_str);
-        json!({"id": id.as_str(), "username": name})
+    /// Dev mode: no key configured, anyone may connect.
+    #[must_use]
+    pub fn dev_mode(&self) -> bool {
+        self.config.auth_keys.is_empty()
     }
 
-    fn users_in(&self, io: &Io, nsp: &str, room: &str) -> Value {
-        Value::Array(io.sockets_in(nsp, &[room]).iter().map(|id| self.user(id)).collect())
+    fn verify(&self, token: &str, io: &Io, now: Instant) -> Result<Claims, auth::TokenError> {
+        auth::verify(token, &self.config.auth_keys, io.wall_ms(now) / 1000, self.config.auth_leeway_secs)
     }
 
-    fn on_message(io: &mut Io, socket: &SocketId, nsp: &str, event: &Event, now: Instant) {
-        let data = event.args.first().cloned().unwrap_or(Value::Null);
-        io.emit_to(socket, &Message::new("message-received", vec![json!({"status": "ok"})]), now);
-        let others = Target::all(nsp).except_socket(socket);
-        io.emit(&others, &Message::new("new-message", vec![data.clone()]).with_binary(event.binary.clone()), now);
-        io.emit(&Target::all(nsp), &Message::new("message", vec![data]).with_binary(event.binary.clone()), now);
+    fn scope(&mut self, nsp: &str) -> &mut Scope {
+        self.scopes.entry(nsp.to_owned()).or_default()
     }
 
-    fn on_join_room(&mut self, io: &mut Io, socket: &SocketId, nsp: &str, event: &Event, now: Instant) {
-        let room = match event.args.first() {
-            Some(Value::String(r)) if valid_len(r, 1, MAX_ROOM_LEN) => r.clone(),
-            _ => {
-                return reply_error(
-                    io,
-                    socket,
-                    event,
-                    "room must be a string of 1 to 128 characters",
-                    "VALIDATION",
-                    now,
-                )
-            }
+    /// Takes a token from the chat or typing bucket of the socket's user; on a refusal
+    /// the error to send, and whether the client is now far enough over to be cut off.
+    fn limit(&mut self, member: &Member, typing: bool, now: Instant) -> Result<(), (AppError, bool)> {
+        let (limit, buckets): (Limit, &mut HashMap<String, Bucket>) = if typing {
+            (self.config.typing_limit, &mut self.typing_buckets)
+        } else {
+            (self.config.chat_limit, &mut self.chat_buckets)
         };
-        if !io.join(socket, &room) {
-            return reply_error(io, socket, event, "too many rooms", "VALIDATION", now);
+        let bucket = buckets.entry(member.user.id.clone()).or_insert_with(|| Bucket::new(limit, now));
+        match bucket.take(limit, now) {
+            Verdict::Allowed => Ok(()),
+            Verdict::Refused => Err((AppError::rate_limited(), false)),
+            Verdict::Disconnect => Err((AppError::rate_limited(), true)),
         }
-        let users = self.users_in(io, nsp, &room);
-        if let Some(ack) = event.ack {
-            io.ack(socket, ack, &[json!({ "users": users })], &[]);
+    }
+
+    /// Sends a failed reply: the ack when the client asked for one, else an `error` event;
+    /// then cuts a client that is far over its limit.
+    fn fail(io: &mut Io, socket: &SocketId, ack: Option<u64>, err: &(AppError, bool), now: Instant) {
+        reply_error(io, socket, ack, &err.0, now);
+        if err.1 {
+            io.disconnect(socket, now);
         }
-        io.emit(&Target::all(nsp).to(room), &Message::new("room-users-update", vec![users]), now);
+    }
+
+    fn reply(&mut self, io: &mut Io, reply: &Reply, status: u16, body: Value, now: Instant) {
+        match reply {
+            Reply::Ack { socket, ack, .. } => {
+                if let Some(ack) = ack {
+                    io.ack(socket, *ack, &[body], &[]);
+                } else if status >= 400 {
+                    io.emit_to(socket, &Message::new("error", vec![error_event(&body)]), now);
+                }
+            }
+            Reply::Http { conn } => io.respond(*conn, status, &body),
+        }
+    }
+
+    fn user_left_node(&mut self, user_id: &str) {
+        let n = self.user_sockets.get_mut(user_id).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if n == Some(0) {
+            self.user_sockets.remove(user_id);
+            self.chat_buckets.remove(user_id);
+            self.typing_buckets.remove(user_id);
+        }
+    }
+
+    fn prune_departed(&mut self, io: &Io, now: Instant) {
+        let window = io.config().recovery_window_ms;
+        let max = io.config().recovery_max_sessions;
+        self.departed.retain(|_, (_, at)| now.since(*at) <= window);
+        if self.departed.len() > max {
+            self.departed.clear();
+        }
+    }
+
+    /// Numbers for `/admin` `stats`.
+    fn stats(&self, io: &Io) -> Value {
+        let metrics = io.metrics();
+        let namespaces: serde_json::Map<String, Value> = metrics
+            .namespaces
+            .iter()
+            .map(|(n, sockets, rooms)| (n.clone(), json!({"sockets": sockets, "rooms": rooms})))
+            .collect();
+        let chat_rooms: usize = self.scopes.values().map(|s| s.presence.room_count()).sum();
+        let documents: usize = self.scopes.values().map(|s| s.docs.len()).sum();
+        json!({
+            "connections": metrics.connections,
+            "namespaces": namespaces,
+            "users": self.user_sockets.len(),
+            "chatRooms": chat_rooms,
+            "documents": documents,
+        })
     }
 }
 
-/// Counts UTF-16 code units, as JavaScript's `length` does.
-fn valid_len(s: &str, min: usize, max: usize) -> bool {
-    let n = s.encode_utf16().count();
-    (min..=max).contains(&n)
+/// `{message, code}` for the `error` event, from an ack-shaped `{error, code}`.
+fn error_event(body: &Value) -> Value {
+    json!({"message": body.get("error").cloned().unwrap_or(Value::Null), "code": body.get("code").cloned().unwrap_or(Value::Null)})
 }
 
 /// An error goes to the ack when the client asked for one, else as an `error` event.
-fn reply_error(io: &mut Io, socket: &SocketId, event: &Event, message: &str, code: &str, now: Instant) {
-    match event.ack {
-        Some(ack) => io.ack(socket, ack, &[json!({"error": message, "code": code})], &[]),
-        None => io.emit_to(socket, &Message::new("error", vec![json!({"message": message, "code": code})]), now),
+fn reply_error(io: &mut Io, socket: &SocketId, ack: Option<u64>, err: &AppError, now: Instant) {
+    match ack {
+        Some(ack) => io.ack(socket, ack, &[json!({"error": err.message, "code": err.code})], &[]),
+        None => {
+            io.emit_to(socket, &Message::new("error", vec![json!({"message": err.message, "code": err.code})]), now)
+        }
     }
+}
+
+fn ack(io: &mut Io, socket: &SocketId, ack: Option<u64>, body: Value) {
+    if let Some(id) = ack {
+        io.ack(socket, id, &[body], &[]);
+    }
+}
+
+fn chat_room(room: &str) -> String {
+    format!("chat:{room}")
+}
+
+fn doc_room(doc: &str) -> String {
+    format!("doc:{doc}")
+}
+
+fn user_room(user: &str) -> String {
+    format!("user:{user}")
 }
 
 impl Handler for RoomService {
     fn has_namespace(&self, nsp: &str) -> bool {
-        nsp == "/" || nsp == "/chat"
+        SCOPES.contains(&nsp) || nsp == ADMIN
     }
 
-    fn on_event(&mut self, io: &mut Io, socket: &SocketId, event: Event, now: Instant) {
+    fn authorize(&mut self, io: &mut Io, nsp: &str, auth: &Value, now: Instant) -> Result<(), ConnectRefusal> {
+        self.authorized = None;
+        if self.dev_mode() {
+            return if nsp == ADMIN { Err(ConnectRefusal::new("Unauthorized")) } else { Ok(()) };
+        }
+        let Some(token) = auth.get("token").and_then(Value::as_str) else {
+            return Err(ConnectRefusal::new("Authentication required"));
+        };
+        let claims = self.verify(token, io, now).map_err(|_| ConnectRefusal::new("Invalid token"))?;
+        if nsp == ADMIN && !claims.admin {
+            return Err(ConnectRefusal::new("Unauthorized"));
+        }
+        self.authorized = Some(claims);
+        Ok(())
+    }
+
+    fn on_connect(&mut self, io: &mut Io, socket: &SocketId, auth: &Value, recovered: bool, now: Instant) {
         let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return };
-        match event.name.as_str() {
-            "message" => Self::on_message(io, socket, &nsp, &event, now),
-            "join-room" => self.on_join_room(io, socket, &nsp, &event, now),
-            _ => {}
+        let claims = self.authorized.take();
+        self.prune_departed(io, now);
+        let restored = if recovered { self.departed.remove(socket).map(|(m, _)| m) } else { None };
+        let member = match (restored, claims) {
+            (Some(m), _) => m,
+            (None, Some(c)) => Member {
+                nsp: nsp.clone(),
+                user: User { id: c.sub, username: c.name },
+                chat_rooms: BTreeSet::new(),
+                docs: BTreeSet::new(),
+            },
+            (None, None) if self.dev_mode() => {
+                let username = match auth.get("username") {
+                    Some(Value::String(u)) if (1..=validate::MAX_USERNAME).contains(&validate::js_len(u)) => u.clone(),
+                    _ => socket.to_string(),
+                };
+                Member {
+                    nsp: nsp.clone(),
+                    user: User { id: socket.to_string(), username },
+                    chat_rooms: BTreeSet::new(),
+                    docs: BTreeSet::new(),
+                }
+            }
+            // A recovered socket whose identity is gone: it must connect afresh.
+            (None, None) => return io.disconnect(socket, now),
+        };
+        *self.user_sockets.entry(member.user.id.clone()).or_default() += 1;
+        io.join(socket, &user_room(&member.user.id));
+        let authed = !self.dev_mode();
+        let user_id = member.user.id.clone();
+        let rooms = std::mem::take(&mut self.members.entry(socket.clone()).or_insert(member).chat_rooms);
+        if recovered {
+            // The socket layer gave back its rooms; presence follows them again. Documents
+            // need a fresh `join-document` (the client gets the current state that way).
+            for room in io.rooms_of(socket) {
+                if let Some(doc) = room.strip_prefix("doc:") {
+                    let doc = doc.to_owned();
+                    io.leave(socket, &doc_room(&doc));
+                }
+            }
+            for room in rooms {
+                // It held these rooms a moment ago, so the room limit cannot refuse them.
+                let _ = self.join_chat(io, socket, &room, now);
+            }
+        }
+        if authed && nsp != ADMIN {
+            let id = io.store(crate::store::StoreRequest::LoadNotifications {
+                user: user_id,
+                limit: self.config.recent_limit,
+            });
+            self.pending.insert(id, Pending::NotificationList { socket: socket.clone() });
         }
     }
 
-    fn on_disconnect(
-        &mut self,
-        _io: &mut Io,
-        socket: &SocketId,
-        _nsp: &str,
-        _reason: crate::socketio::DisconnectReason,
-        _now: Instant,
-    ) {
-        self.names.remove(socket);
+    fn on_event(&mut self, io: &mut Io, socket: &SocketId, event: Event, now: Instant) {
+        let Some(member) = self.members.get(socket).cloned() else { return };
+        if member.nsp == ADMIN {
+            return self.on_admin_event(io, socket, &event, now);
+        }
+        let arg = event.args.first();
+        let ack = event.ack;
+        let result = match event.name.as_str() {
+            "message" => self.on_message(io, socket, &member, &event, now),
+            "join" => self.on_join(io, socket, &member, arg, ack, now),
+            "join-room" => self.on_join_room(io, socket, arg, ack, now),
+            "send-message" => self.on_send_message(io, socket, &member, arg, ack, now),
+            "typing-start" => self.on_typing(io, &member, arg, true, now),
+            "typing-stop" => self.on_typing(io, &member, arg, false, now),
+            "leave-room" => self.on_leave_room(io, socket, arg, ack, now),
+            "private-message" => self.on_private_message(io, socket, &member, arg, ack, now),
+            "notification-read" => self.on_notification_read(io, socket, &member, arg, ack),
+            "notifications-read-all" => self.on_notifications_read_all(io, socket, &member, ack),
+            "join-document" => self.on_join_document(io, socket, arg, ack, now),
+            "leave-document" => self.on_leave_document(io, socket, arg, ack, now),
+            "text-change" => self.on_text_change(io, socket, &member, arg, ack, now),
+            "cursor-move" => self.on_cursor_move(io, socket, &member, arg, now),
+            "selection-change" => self.on_selection_change(io, socket, &member, arg, now),
+            _ => Ok(()),
+        };
+        if let Err(err) = result {
+            Self::fail(io, socket, ack, &err, now);
+        }
     }
+
+    fn on_disconnect(&mut self, io: &mut Io, socket: &SocketId, _nsp: &str, reason: DisconnectReason, now: Instant) {
+        let Some(member) = self.members.get(socket).cloned() else { return };
+        for room in member.chat_rooms.iter().rev() {
+            self.leave_chat(io, socket, room, now);
+        }
+        for doc in &member.docs {
+            self.drop_from_document(io, socket, &member.nsp, doc, now);
+        }
+        self.members.remove(socket);
+        self.user_left_node(&member.user.id);
+        if reason.is_recoverable() && io.config().recovery_window_ms > 0 {
+            let mut kept = member;
+            kept.docs.clear();
+            self.departed.insert(socket.clone(), (kept, now));
+        }
+    }
+
+    fn on_store(&mut self, io: &mut Io, id: StoreId, answer: StoreAnswer, now: Instant) {
+        let Some(pending) = self.pending.remove(&id) else { return };
+        match pending {
+            Pending::Message(p) => self.message_stored(io, p, &answer, now),
+            Pending::History { nsp, room } => self.history_loaded(io, &nsp, &room, answer, now),
+            Pending::NotificationList { socket } => {
+                if let StoreAnswer::Records(records) = answer {
+                    io.emit_to(&socket, &Message::new("pending-notifications", vec![Value::Array(records)]), now);
+                }
+            }
+            Pending::PutNotification(p) => self.notification_stored(io, p, &answer, now),
+            Pending::MarkRead { socket, ack, all } => {
+                let reply = Reply::Ack { socket, ack };
+                let (status, body) = match answer {
+                    StoreAnswer::Updated(0) if !all => {
+                        (404, json!({"error": "Notification not found", "code": "NOT_FOUND"}))
+                    }
+                    StoreAnswer::Updated(_) | StoreAnswer::Done => (200, json!({"success": true})),
+                    _ => (500, json!({"error": "Could not store the read mark", "code": "INTERNAL_ERROR"})),
+                };
+                self.reply(io, &reply, status, body, now);
+            }
+            Pending::LoadDocument { nsp, doc } => self.document_loaded(io, &nsp, &doc, answer, now),
+            Pending::SaveDocument(p) => self.document_saved(io, p, &answer, now),
+        }
+    }
+
+    fn on_api(&mut self, io: &mut Io, req: &ApiRequest<'_>, now: Instant) {
+        self.api(io, req, now);
+    }
+
+    fn handle_timeout(&mut self, io: &mut Io, now: Instant) {
+        self.expire_typing(io, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.typing.poll_timeout()
+    }
+}
+
+/// Emits `msg` to every socket of a chat room of `nsp`, optionally but one.
+fn to_chat_room(io: &mut Io, nsp: &str, room: &str, except: Option<&SocketId>, msg: &Message, now: Instant) {
+    let mut target = Target::all(nsp).to(chat_room(room));
+    if let Some(s) = except {
+        target = target.except_socket(s);
+    }
+    io.emit(&target, msg, now);
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::Harness;
-    use crate::{Config, Service};
-
-    fn harness() -> Harness<Service<RoomService>> {
-        let config = Config { recovery_window_ms: 0, ..Config::default() };
-        Harness::new(Service::new(config, [4; 32], Instant(0), RoomService::new(AppConfig::default())))
-    }
-
-    fn connect(h: &mut Harness<Service<RoomService>>, nsp: &str) -> (crate::ConnId, String) {
-        let (c, _) = h.open_ws();
-        h.text(c, &if nsp.is_empty() { "40".to_owned() } else { format!("40{nsp},") });
-        let f = h.frames(c);
-        let v: Value = serde_json::from_str(&f[0][f[0].find('{').unwrap()..]).unwrap();
-        (c, v["sid"].as_str().unwrap().to_owned())
-    }
-
-    #[test]
-    fn message_goes_to_sender_others_and_all() {
-        let mut h = harness();
-        let (a, _) = connect(&mut h, "");
-        let (b, _) = connect(&mut h, "");
-        let (other_nsp, _) = connect(&mut h, "/chat");
-        h.text(a, r#"42["message",{"text":"hi"}]"#);
-        assert_eq!(h.frames(a), vec![r#"42["message-received",{"status":"ok"}]"#, r#"42["message",{"text":"hi"}]"#]);
-        assert_eq!(h.frames(b), vec![r#"42["new-message",{"text":"hi"}]"#, r#"42["message",{"text":"hi"}]"#]);
-        assert!(h.frames(other_nsp).is_empty(), "namespaces are separate");
-    }
-
-    #[test]
-    fn join_room_acks_users_and_updates_the_room() {
-        let mut h = harness();
-        let (a, a_id) = connect(&mut h, "/chat");
-        let (b, b_id) = connect(&mut h, "/chat");
-        h.text(a, r#"42/chat,1["join-room","general"]"#);
-        let f = h.frames(a);
-        assert_eq!(f[0], format!(r#"43/chat,1[{{"users":[{{"id":"{a_id}","username":"{a_id}"}}]}}]"#));
-        assert!(f[1].starts_with(r#"42/chat,["room-users-update",["#));
-        h.text(b, r#"42/chat,2["join-room","general"]"#);
-        let users: Value = serde_json::from_str(&h.frames(b)[0][9..]).unwrap();
-        assert_eq!(users[0]["users"].as_array().unwrap().len(), 2);
-        let update = h.frames(a);
-        assert_eq!(update.len(), 1);
-        assert!(update[0].contains(&b_id));
-    }
-
-    #[test]
-    fn join_room_validates_the_room() {
-        let mut h = harness();
-        let (a, _) = connect(&mut h, "");
-        h.text(a, r#"421["join-room",""]"#);
-        assert_eq!(
-            h.frames(a),
-            vec![r#"431[{"error":"room must be a string of 1 to 128 characters","code":"VALIDATION"}]"#]
-        );
-        let long = "é".repeat(129);
-        h.text(a, &format!(r#"42["join-room","{long}"]"#));
-        assert!(h.frames(a)[0].starts_with(r#"42["error",{"message":"#));
-        let fits = "😀".repeat(64); // 128 UTF-16 code units
-        h.text(a, &format!(r#"422["join-room","{fits}"]"#));
-        assert!(h.frames(a)[0].starts_with(r#"432[{"users":"#));
-    }
-}
+mod tests;

@@ -78,6 +78,12 @@ impl Presence {
         members.into_iter().map(|m| m.user.clone()).collect()
     }
 
+    /// A user present in a room.
+    #[must_use]
+    pub fn user(&self, room: &str, user_id: &str) -> Option<&User> {
+        self.rooms.get(room).and_then(|r| r.members.get(user_id)).map(|m| &m.user)
+    }
+
     #[must_use]
     pub fn users_json(&self, room: &str) -> Value {
         Value::Array(self.users(room).iter().map(User::to_json).collect())

@@ -195,6 +195,12 @@ impl Io {
 
     // ---- the application's actions ----
 
+    /// A fresh random id (20 url-safe characters) from the seeded stream, for records the
+    /// application creates (message and notification ids).
+    pub fn random_id(&mut self) -> String {
+        self.rng.id()
+    }
+
     /// Asks the host's store to do something; the answer comes to `Handler::on_store`
     /// with the id returned here.
     pub fn store(&mut self, request: crate::store::StoreRequest) -> crate::store::StoreId {

@@ -1,0 +1,122 @@
+//! The producers: the `/admin` namespace (`stats`, `kick`, `notify`, `broadcast`) and the
+//! HTTP API (`POST /api/notifications`, `POST /api/broadcast`) with an admin Bearer token.
+
+use super::validate::{self, AppError};
+use super::{chat_room, user_room, Reply, RoomService, SCOPES};
+use crate::codec::socketio::RESERVED_EVENTS;
+use crate::host::Method;
+use crate::socketio::{Event, Io, Message, SocketId, Target};
+use crate::store::ApiRequest;
+use crate::time::Instant;
+use serde_json::{json, Map, Value};
+
+impl RoomService {
+    pub(super) fn on_admin_event(&mut self, io: &mut Io, socket: &SocketId, event: &Event, now: Instant) {
+        let arg = event.args.first();
+        let reply = Reply::Ack { socket: socket.clone(), ack: event.ack };
+        let result = match event.name.as_str() {
+            "stats" => {
+                let stats = self.stats(io);
+                super::ack(io, socket, event.ack, stats);
+                Ok(())
+            }
+            "kick" => self.kick(io, arg.and_then(Value::as_object), now).map(|n| {
+                super::ack(io, socket, event.ack, json!({"success": true, "kicked": n}));
+            }),
+            "notify" => self.notify(io, arg.and_then(Value::as_object), reply, now),
+            "broadcast" => broadcast(io, arg.and_then(Value::as_object), now).map(|()| {
+                super::ack(io, socket, event.ack, json!({"success": true}));
+            }),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            super::reply_error(io, socket, event.ack, &e, now);
+        }
+    }
+
+    /// Disconnects every socket of a user, or one socket, in the chat namespaces.
+    fn kick(&mut self, io: &mut Io, arg: Option<&Map<String, Value>>, now: Instant) -> Result<usize, AppError> {
+        let Some(arg) = arg else { return Err(AppError::validation("payload must be an object")) };
+        let sockets: Vec<SocketId> = if let Some(user) = arg.get("userId") {
+            let user = validate::text(Some(user), "userId", 1, validate::MAX_ROOM)?;
+            SCOPES.iter().flat_map(|nsp| io.sockets_in(nsp, &[&user_room(&user)])).collect()
+        } else {
+            let id = validate::text(arg.get("socketId"), "socketId", 1, validate::MAX_ROOM)?;
+            let id = SocketId::from(id);
+            io.nsp_of(&id).filter(|n| SCOPES.contains(n)).map(|_| vec![id]).unwrap_or_default()
+        };
+        for s in &sockets {
+            io.disconnect(s, now);
+        }
+        Ok(sockets.len())
+    }
+
+    /// The HTTP producer API.
+    pub(super) fn api(&mut self, io: &mut Io, req: &ApiRequest<'_>, now: Instant) {
+        let conn = req.conn;
+        let fail = |io: &mut Io, status: u16, code: &str, message: &str| {
+            io.respond(conn, status, &json!({"error": message, "code": code}));
+        };
+        let route = match req.path.trim_end_matches('/') {
+            "notifications" => Route::Notifications,
+            "broadcast" => Route::Broadcast,
+            _ => return fail(io, 404, "NOT_FOUND", "No such endpoint"),
+        };
+        if req.method != Method::Post {
+            return fail(io, 405, "VALIDATION", "Use POST");
+        }
+        if self.dev_mode() {
+            return fail(io, 401, "UNAUTHORIZED", "No key is configured: the producer API is off");
+        }
+        let token = req.authorization.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+        let Some(token) = token else { return fail(io, 401, "UNAUTHORIZED", "Bearer token required") };
+        let claims = match self.verify(token, io, now) {
+            Ok(c) => c,
+            Err(_) => return fail(io, 401, "UNAUTHORIZED", "Invalid token"),
+        };
+        if !claims.admin {
+            return fail(io, 403, "UNAUTHORIZED", "An admin token is required");
+        }
+        let body: Value = match serde_json::from_slice(req.body) {
+            Ok(v) => v,
+            Err(_) => return fail(io, 400, "VALIDATION", "Body must be JSON"),
+        };
+        let result = match route {
+            Route::Notifications => self.notify(io, body.as_object(), Reply::Http { conn }, now),
+            Route::Broadcast => {
+                broadcast(io, body.as_object(), now).map(|()| io.respond(conn, 200, &json!({"success": true})))
+            }
+        };
+        if let Err(e) = result {
+            fail(io, 400, e.code, &e.message);
+        }
+    }
+}
+
+enum Route {
+    Notifications,
+    Broadcast,
+}
+
+/// `{room?, event, data}`: to a chat room (or everyone) on every chat namespace.
+fn broadcast(io: &mut Io, arg: Option<&Map<String, Value>>, now: Instant) -> Result<(), AppError> {
+    let Some(arg) = arg else { return Err(AppError::validation("payload must be an object")) };
+    let event = validate::text(arg.get("event"), "event", 1, validate::MAX_ROOM)?;
+    if RESERVED_EVENTS.contains(&event.as_str()) {
+        return Err(AppError::validation("that event name is reserved"));
+    }
+    let room = match arg.get("room") {
+        None | Some(Value::Null) => None,
+        some => Some(validate::room(some)?),
+    };
+    let data = arg.get("data").cloned().unwrap_or(Value::Null);
+    let msg = Message::new(event, vec![data]);
+    for nsp in SCOPES {
+        let mut target = Target::all(nsp);
+        if let Some(room) = &room {
+            target = target.to(chat_room(room));
+        }
+        io.emit(&target, &msg, now);
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Chat: the `message` trio, joining and leaving rooms with presence, messages stored
+//! before they are announced, room history, and typing indicators.
+
+use super::validate::{self, AppError};
+use super::{chat_room, reply_error, to_chat_room, user_room, Member, Pending, RoomService};
+use crate::socketio::{Event, Io, Message, SocketId, Target};
+use crate::store::{StoreAnswer, StoreRequest};
+use crate::time::Instant;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+
+/// A room's recent messages, oldest first, once loaded from the store.
+#[derive(Debug)]
+pub enum History {
+    /// Sockets waiting for `room-info` while the store loads the history.
+    Loading(Vec<SocketId>),
+    Ready(VecDeque<Value>),
+}
+
+/// A message waiting for the store before it is announced.
+#[derive(Debug)]
+pub struct PendingMessage {
+    nsp: String,
+    room: String,
+    message: Value,
+    socket: SocketId,
+    ack: Option<u64>,
+}
+
+type Outcome = Result<(), (AppError, bool)>;
+
+fn invalid(e: AppError) -> (AppError, bool) {
+    (e, false)
+}
+
+impl RoomService {
+    /// `message`: the sender hears `message-received`, the others `new-message`, all `message`.
+    pub(super) fn on_message(
+        &mut self,
+        io: &mut Io,
+        socket: &SocketId,
+        member: &Member,
+        event: &Event,
+        now: Instant,
+    ) -> Outcome {
+        self.limit(member, false, now)?;
+        let nsp = &member.nsp;
+        let data = event.args.first().cloned().unwrap_or(Value::Null);
+        io.emit_to(socket, &Message::new("message-received", vec![json!({"status": "ok"})]), now);
+        let others = Target::all(nsp).except_socket(socket);
+        io.emit(&others, &Message::new("new-message", vec![data.clone()]).with_binary(event.binary.clone()), now);
+        io.emit(&Target::all(nsp), &Message::new("message", vec![data]).with_binary(event.binary.clone()), now);
+        Ok(())
+    }
+
+    /// `join {username, room}`: joins, and answers `room-info` with the recent history.
+    pub(super) fn on_join(
+        &mut self,
+        io: &mut Io,
+        socket: &SocketId,
+        member: &Member,
+        arg: Option<&Value>,
+        ack: Option<u64>,
+        now: Instant,
+    ) -> Outcome {
+        let obj = validate::object(arg).map_err(invalid)?;
+        let username = validate::text(obj.get("username"), "username", 1, validate::MAX_USERNAME).map_err(invalid)?;
+        let room = validate::room(obj.get("room")).map_err(invalid)?;
+        if self.dev_mode() {
+            if let Some(m) = self.members.get_mut(socket) {
+                m.user.username = username;
+            }
+        }
+        self.join_chat(io, socket, &room, now).map_err(invalid)?;
+        let nsp = member.nsp.clone();
+        let scope = self.scope(&nsp);
+        match scope.history.get_mut(&room) {
+            Some(History::Ready(_)) => self.send_room_info(io, socket, &nsp, &room, now),
+            Some(History::Loading(waiting)) => waiting.push(socket.clone()),
+            None => {
+                scope.history.insert(room.clone(), History::Loading(vec![socket.clone()]));
+                let limit = self.config.recent_limit;
+                let id = io.store(StoreRequest::LoadHistory { scope: nsp.clone(), room: room.clone(), limit });
+                self.pending.insert(id, Pending::History { nsp, room });
+            }
+        }
+        super::ack(io, socket, ack, json!({"success": true}));
+        Ok(())
+    }
+
+    /// `join-room` (room, ack): joins, acks the users.
+    pub(super) fn on_join_room(
+        &mut self,
+        io: &mut Io,
+        socket: &SocketId,
+        arg: Option<&Value>,
+        ack: Option<u64>,
+        now: Instant,
+    ) -> Outcome {
+        let room = validate::room(arg).map_err(invalid)?;
+        self.join_chat(io, socket, &room, now).map_err(invalid)?;
+        let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return Ok(()) };
+        let users = self.scope(&nsp).presence.users_json(&room);
+        super::ack(io, socket, ack, json!({ "users": users }));
+        Ok(())
+    }
+
+    /// Puts a socket in a chat room. Idempotent; a user new to the room is announced.
+    pub(super) fn join_chat(
+        &mut self,
+        io: &mut Io,
+        socket: &SocketId,
+        room: &str,
+        now: Instant,
+    ) -> Result<(), AppError> {
+        let Some(member) = self.members.get_mut(socket) else { return Ok(()) };
+        if !member.chat_rooms.contains(room) {
+            if !io.join(socket, &chat_room(room)) {
+                return Err(AppError::validation("Too many rooms"));
+            }
+            member.chat_rooms.insert(room.to_owned());
+        }
+        let (nsp, user) = (member.nsp.clone(), member.user.clone());
+        let presence = &mut self.scope(&nsp).presence;
+        if presence.join(room, &user, socket) {
+            let users = presence.users_json(room);
+            let joined = json!({"user": user.to_json(), "message": format!("{} joined the chat", user.username)});
+            to_chat_room(io, &nsp, room, Some(socket), &Message::new("user-joined", vec![joined]), now);
+            to_chat_room(io, &nsp, room, None, &Message::new("room-users-update", vec![users]), now);
+        }
+        Ok(())
+    }
+
+    /// Takes a socket out of a chat room; the user's last socket there announces the leave.
+    pub(super) fn leave_chat(&mut self, io: &mut Io, socket: &SocketId, room: &str, now: Instant) {
+        let Some(member) = self.members.get_mut(socket) else { return };
+        member.chat_rooms.remove(room);
+        let (nsp, user) = (member.nsp.clone(), member.user.clone());
+        io.leave(socket, &chat_room(room));
+        let others_of_user = io
+            .sockets_in(&nsp, &[&user_room(&user.id)])
+            .into_iter()
+            .any(|s| s != *socket && self.members.get(&s).is_some_and(|m| m.chat_rooms.contains(room)));
+        if !others_of_user {
+            self.stop_typing(io, &nsp, room, &user.id, now);
+        }
+        let scope = self.scope(&nsp);
+        if let Some(gone) = scope.presence.leave(room, &user.id, socket) {
+            let users = scope.presence.users_json(room);
+            if scope.presence.users(room).is_empty() {
+                // Nobody left to show it to; the store keeps the history.
+                scope.history.remove(room);
+            }
+            let left = json!({"user": gone.to_json(), "message": format!("{} left the chat", gone.username)});
+            to_chat_room(io, &nsp, room, Some(socket), &Message::new("user-left", vec![left]), now);
+            to_chat_room(io, &nsp, room, None, &Message::new("room-users-update", vec![users]), now);
+        }
+    }
+
+    /// `leave-room` (room?): one room, or every chat room of the socket.
+    pub(super) fn on_leave_room(
+        &mut self,
+        io: &mut Io,
+        socket: &SocketId,
+        arg: Option<&Value>,
+        ack: Option<u64>,
+        now: Instant,
+    ) -> Outcome {
+        let Some(member) = self.members.get(socket) else { return Ok(()) };
+        let rooms: Vec<String> = match arg {
+            None | Some(Value::Null) => member.chat_rooms.iter().cloned().collect(),
+            some => {
+                let room = validate::room(some).map_err(invalid)?;
+                if !member.chat_rooms.contains(&room) {
+                    return Err(invalid(AppError::not_in_room()));
+                }
+                vec![room]
+            }
+        };
+        for room in rooms {
+            self.leave_chat(io, socket, &room, now);
+        }
+        super::ack(io, socket, ack, json!({"success": true}));
+        Ok(())
+    }
+
+    /// `send-message {content, room}`: stored first, then announced to the room and acked.
+    pub(super) fn on_send_message(
+        &mut self,
+        io: &mut Io,
+        socket: &SocketId,
+        member: &Member,
+        arg: Option<&Value>,
+        ack: Option<u64>,
+        now: Instant,
+    ) -> Outcome {
+        let obj = validate::object(arg).map_err(invalid)?;
+        let content = validate::trimmed(obj.get("content"), "content", 1, validate::MAX_CONTENT).map_err(invalid)?;
+        let room = validate::room(obj.get("room")).map_err(invalid)?;
+        if !member.chat_rooms.contains(&room) {
+            return Err(invalid(AppError::not_in_room()));
+        }
+        self.limit(member, false, now)?;
+        self.stop_typing(io, &member.nsp, &room, &member.user.id, now);
+        let message = json!({
+            "id": io.random_id(),
+            "content": content,
+            "sender": member.user.to_json(),
+            "timestamp": super::clock::iso8601(io.wall_ms(now)),
+            "room": room,
+        });
+        let id = io.store(StoreRequest::AppendMessage {
+            scope: member.nsp.clone(),
+            room: room.clone(),
+            message: message.clone(),
+        });
+        let pending = PendingMessage { nsp: member.nsp.clone(), room, message, socket: socket.clone(), ack };
+        self.pending.insert(id, Pending::Message(pending));
+        Ok(())
+    }
+
+    pub(super) fn message_stored(&mut self, io: &mut Io, p: PendingMessage, answer: &StoreAnswer, now: Instant) {
+        if let StoreAnswer::Failed(_) = answer {
+            let err = AppError::internal("Message could not be stored");
+            if io.is_connected(&p.socket) {
+                reply_error(io, &p.socket, p.ack, &err, now);
+            }
+            return;
+        }
+        let limit = self.config.recent_limit;
+        if let Some(History::Ready(recent)) = self.scope(&p.nsp).history.get_mut(&p.room) {
+            recent.push_back(p.message.clone());
+            while recent.len() > limit {
+                recent.pop_front();
+            }
+        }
+        let id = p.message.get("id").cloned().unwrap_or(Value::Null);
+        to_chat_room(io, &p.nsp, &p.room, None, &Message::new("new-message", vec![p.message]), now);
+        super::ack(io, &p.socket, p.ack, json!({"success": true, "id": id}));
+    }
+
+    pub(super) fn history_loaded(&mut self, io: &mut Io, nsp: &str, room: &str, answer: StoreAnswer, now: Instant) {
+        let records = match answer {
+            StoreAnswer::Records(r) => r,
+            // Without history the room still works; the next join tries again.
+            _ => Vec::new(),
+        };
+        let scope = self.scope(nsp);
+        let waiting = match scope.history.insert(room.to_owned(), History::Ready(records.into())) {
+            Some(History::Loading(w)) => w,
+            _ => Vec::new(),
+        };
+        for socket in waiting {
+            if self.members.get(&socket).is_some_and(|m| m.chat_rooms.contains(room)) {
+                self.send_room_info(io, &socket, nsp, room, now);
+            }
+        }
+        if self.scope(nsp).presence.users(room).is_empty() {
+            self.scope(nsp).history.remove(room);
+        }
+    }
+
+    fn send_room_info(&mut self, io: &mut Io, socket: &SocketId, nsp: &str, room: &str, now: Instant) {
+        let scope = self.scope(nsp);
+        let recent: Vec<Value> = match scope.history.get(room) {
+            Some(History::Ready(r)) => r.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let info = json!({"room": room, "users": scope.presence.users_json(room), "recentMessages": recent});
+        io.emit_to(socket, &Message::new("room-info", vec![info]), now);
+    }
+
+    /// `typing-start` / `typing-stop {room}`.
+    pub(super) fn on_typing(
+        &mut self,
+        io: &mut Io,
+        member: &Member,
+        arg: Option<&Value>,
+        start: bool,
+        now: Instant,
+    ) -> Outcome {
+        let obj = validate::object(arg).map_err(invalid)?;
+        let room = validate::room(obj.get("room")).map_err(invalid)?;
+        if !member.chat_rooms.contains(&room) {
+            return Err(invalid(AppError::not_in_room()));
+        }
+        self.limit(member, true, now)?;
+        if start {
+            let until = now.plus(self.config.typing_timeout_ms);
+            if self.typing.start(&member.nsp, &room, &member.user.id, until) {
+                announce_typing(io, &member.nsp, &room, &member.user.to_json(), &member.user.id, true, now);
+            }
+        } else {
+            self.stop_typing(io, &member.nsp, &room, &member.user.id, now);
+        }
+        Ok(())
+    }
+
+    /// Ends a typing state if there is one, telling the others.
+    pub(super) fn stop_typing(&mut self, io: &mut Io, nsp: &str, room: &str, user_id: &str, now: Instant) {
+        if self.typing.stop(nsp, room, user_id) {
+            let user = self.scope(nsp).presence.user(room, user_id).map(super::presence::User::to_json);
+            let user = user.unwrap_or_else(|| json!({"id": user_id}));
+            announce_typing(io, nsp, room, &user, user_id, false, now);
+        }
+    }
+
+    pub(super) fn expire_typing(&mut self, io: &mut Io, now: Instant) {
+        for (nsp, room, user_id) in self.typing.expire(now) {
+            let user = self.scope(&nsp).presence.user(&room, &user_id).map(super::presence::User::to_json);
+            let user = user.unwrap_or_else(|| json!({"id": user_id}));
+            announce_typing(io, &nsp, &room, &user, &user_id, false, now);
+        }
+    }
+}
+
+/// `user-typing` to the room, never to the typer's own sockets.
+fn announce_typing(io: &mut Io, nsp: &str, room: &str, user: &Value, user_id: &str, is_typing: bool, now: Instant) {
+    let target = Target::all(nsp).to(chat_room(room)).except(user_room(user_id));
+    io.emit(&target, &Message::new("user-typing", vec![json!({"user": user, "isTyping": is_typing})]), now);
+}

@@ -1,0 +1,44 @@
+//! Private messages: to every socket of a user, or to one socket, never stored.
+
+use super::validate::{self, AppError};
+use super::{user_room, Member, RoomService};
+use crate::socketio::{Io, Message, SocketId, Target};
+use crate::time::Instant;
+use serde_json::{json, Value};
+
+impl RoomService {
+    /// `private-message {to, content}`: `to` is a user id or a socket id of this namespace.
+    pub(super) fn on_private_message(
+        &mut self,
+        io: &mut Io,
+        socket: &SocketId,
+        member: &Member,
+        arg: Option<&Value>,
+        ack: Option<u64>,
+        now: Instant,
+    ) -> Result<(), (AppError, bool)> {
+        let invalid = |e| (e, false);
+        let obj = validate::object(arg).map_err(invalid)?;
+        let to = validate::text(obj.get("to"), "to", 1, validate::MAX_ROOM).map_err(invalid)?;
+        let content = validate::trimmed(obj.get("content"), "content", 1, validate::MAX_CONTENT).map_err(invalid)?;
+        self.limit(member, false, now)?;
+        let nsp = &member.nsp;
+        let to_socket = SocketId::from(to.as_str());
+        let target = if io.nsp_of(&to_socket) == Some(nsp.as_str()) {
+            Target::all(nsp).to(to.as_str())
+        } else if !io.sockets_in(nsp, &[&user_room(&to)]).is_empty() {
+            Target::all(nsp).to(user_room(&to))
+        } else {
+            return Err(invalid(AppError::new("NOT_FOUND", "Recipient not found")));
+        };
+        let msg = json!({
+            "from": socket.as_str(),
+            "sender": member.user.to_json(),
+            "content": content,
+            "timestamp": super::clock::iso8601(io.wall_ms(now)),
+        });
+        io.emit(&target, &Message::new("private-message", vec![msg]), now);
+        super::ack(io, socket, ack, json!({"success": true}));
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! Notifications: stored per user, pushed live to `user:<id>`, listed on connect, marked
+//! read durably.
+
+use super::validate::{self, AppError};
+use super::{user_room, Member, Pending, Reply, RoomService, SCOPES};
+use crate::socketio::{Io, Message, SocketId, Target};
+use crate::store::{StoreAnswer, StoreRequest};
+use crate::time::Instant;
+use serde_json::{json, Map, Value};
+
+/// A notification waiting for the store before it is pushed and confirmed.
+#[derive(Debug)]
+pub struct PendingPut {
+    user: String,
+    notification: Value,
+    reply: Reply,
+}
+
+impl RoomService {
+    /// Builds, stores and (once stored) pushes a notification from a producer's payload
+    /// `{userId, title, message}`; the producer hears back through `reply`.
+    pub(super) fn notify(
+        &mut self,
+        io: &mut Io,
+        payload: Option<&Map<String, Value>>,
+        reply: Reply,
+        now: Instant,
+    ) -> Result<(), AppError> {
+        let Some(p) = payload else { return Err(AppError::validation("payload must be an object")) };
+        let user = validate::text(p.get("userId"), "userId", 1, validate::MAX_ROOM)?;
+        let title = validate::trimmed(p.get("title"), "title", 1, validate::MAX_TITLE)?;
+        let message = validate::trimmed(p.get("message"), "message", 1, validate::MAX_CONTENT)?;
+        let notification = json!({
+            "id": io.random_id(),
+            "title": title,
+            "message": message,
+            "read": false,
+            "createdAt": super::clock::iso8601(io.wall_ms(now)),
+        });
+        let id = io.store(StoreRequest::PutNotification { user: user.clone(), notification: notification.clone() });
+        self.pending.insert(id, Pending::PutNotification(PendingPut { user, notification, reply }));
+        Ok(())
+    }
+
+    pub(super) fn notification_stored(&mut self, io: &mut Io, p: PendingPut, answer: &StoreAnswer, now: Instant) {
+        if let StoreAnswer::Failed(_) = answer {
+            let body = json!({"error": "Notification could not be stored", "code": "INTERNAL_ERROR"});
+            return self.reply(io, &p.reply, 500, body, now);
+        }
+        for nsp in SCOPES {
+            let target = Target::all(nsp).to(user_room(&p.user));
+            io.emit(&target, &Message::new("notification", vec![p.notification.clone()]), now);
+        }
+        let body = match p.reply {
+            Reply::Ack { .. } => json!({"success": true, "notification": p.notification}),
+            Reply::Http { .. } => p.notification.clone(),
+        };
+        self.reply(io, &p.reply, 201, body, now);
+    }
+
+    /// `notification-read` (id): durable before the ack.
+    pub(super) fn on_notification_read(
+        &mut self,
+        io: &mut Io,
+        socket: &SocketId,
+        member: &Member,
+        arg: Option<&Value>,
+        ack: Option<u64>,
+    ) -> Result<(), (AppError, bool)> {
+        let id = match arg {
+            Some(Value::String(s)) if (1..=validate::MAX_ROOM).contains(&validate::js_len(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err((AppError::validation("id must be a notification id"), false)),
+        };
+        let req = StoreRequest::MarkRead { user: member.user.id.clone(), id };
+        let sid = io.store(req);
+        self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: false });
+        Ok(())
+    }
+
+    /// `notifications-read-all`.
+    pub(super) fn on_notifications_read_all(
+        &mut self,
+        io: &mut Io,
+        socket: &SocketId,
+        member: &Member,
+        ack: Option<u64>,
+    ) -> Result<(), (AppError, bool)> {
+        let sid = io.store(StoreRequest::MarkAllRead { user: member.user.id.clone() });
+        self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: true });
+        Ok(())
+    }
+}
