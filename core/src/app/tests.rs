@@ -539,3 +539,113 @@ fn documents_come_back_from_the_store() {
     let state = &named(&received(&mut h, &b), "document-state")[0];
     assert_eq!((state["content"].as_str(), state["version"].as_u64()), (Some("kept"), Some(1)));
 }
+
+#[test]
+fn selections_and_cursors_go_to_the_others_only() {
+    let mut h = dev();
+    let a = connect(&mut h, "/", json!({"username": "ann"}));
+    let b = connect(&mut h, "/", json!({"username": "ben"}));
+    for c in [&a, &b] {
+        emit(&mut h, c, None, "join-document", &[json!({"docId": "d"})]);
+    }
+    received(&mut h, &a);
+    received(&mut h, &b);
+    emit(&mut h, &a, None, "selection-change", &[json!({"docId": "d", "selection": {"index": 0, "length": 0}})]);
+    assert!(received(&mut h, &a).is_empty());
+    let sel = &named(&received(&mut h, &b), "selection-update")[0];
+    assert_eq!(sel["user"], json!({"id": a.id, "username": "ann"}));
+    assert_eq!(sel["selection"], json!({"index": 0, "length": 0}));
+    emit(&mut h, &a, None, "cursor-move", &[json!({"docId": "d", "position": 99})]);
+    assert_eq!(named(&received(&mut h, &b), "cursor-update")[0]["position"], 0, "clamped into the document");
+    emit(&mut h, &a, None, "selection-change", &[json!({"docId": "d", "selection": 5})]);
+    assert_eq!(named(&received(&mut h, &a), "error")[0]["code"], "VALIDATION");
+    emit(&mut h, &a, None, "cursor-move", &[json!({"docId": "d", "position": -1})]);
+    assert_eq!(named(&received(&mut h, &a), "error")[0]["code"], "VALIDATION");
+}
+
+#[test]
+fn a_document_cannot_grow_past_its_limit() {
+    let mut h = harness(AppConfig { max_doc_len: 10, ..AppConfig::default() });
+    let a = connect(&mut h, "/", json!({}));
+    emit(&mut h, &a, None, "join-document", &[json!("d")]);
+    emit(
+        &mut h,
+        &a,
+        Some(1),
+        "text-change",
+        &[json!({"docId": "d", "delta": [{"insert": "😀".repeat(6)}], "version": 0})],
+    );
+    assert_eq!(named(&received(&mut h, &a), "ack:1")[0]["code"], "PAYLOAD_TOO_LARGE");
+}
+
+#[test]
+fn typing_and_cursors_have_their_own_bucket() {
+    let limit = ratelimit::Limit { capacity: 2, window_ms: 60_000 };
+    let mut h = harness(AppConfig { typing_limit: limit, ..AppConfig::default() });
+    let a = connect(&mut h, "/", json!({}));
+    join(&mut h, &a, "a", "r");
+    for _ in 0..2 {
+        emit(&mut h, &a, None, "typing-start", &[json!({"room": "r"})]);
+    }
+    assert!(received(&mut h, &a).is_empty());
+    emit(&mut h, &a, None, "typing-stop", &[json!({"room": "r"})]);
+    assert_eq!(named(&received(&mut h, &a), "error")[0]["code"], "RATE_LIMITED");
+    emit(&mut h, &a, Some(1), "send-message", &[json!({"content": "still fine", "room": "r"})]);
+    assert_eq!(named(&received(&mut h, &a), "ack:1")[0]["success"], true, "chat has its own bucket");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let mut h = dev();
+    let a = connect(&mut h, "/", json!({}));
+    let deep = (0..100).fold(json!(1), |v, _| json!([v]));
+    let cases = [
+        ("join", json!({"username": "", "room": "r"})),
+        ("join", json!({"username": "x".repeat(65), "room": "r"})),
+        ("join", json!({"username": "u", "room": ["r"]})),
+        ("join", json!(null)),
+        ("typing-start", json!({"room": 1})),
+        ("private-message", json!({"to": "", "content": "x"})),
+        ("private-message", json!({"to": "a", "content": deep})),
+        ("notification-read", json!({"id": 1})),
+        ("join-document", json!("")),
+        ("text-change", json!({"docId": "d", "delta": "x", "version": 0})),
+        ("text-change", json!({"docId": "d", "delta": [{"insert": 1}], "version": 0})),
+        ("text-change", json!({"docId": "d", "delta": [], "version": "1"})),
+        ("leave-room", json!(7)),
+    ];
+    for (event, arg) in cases {
+        emit(&mut h, &a, Some(1), event, std::slice::from_ref(&arg));
+        let got = received(&mut h, &a);
+        assert_eq!(named(&got, "ack:1")[0]["code"], "VALIDATION", "{event} {arg}");
+    }
+    emit(&mut h, &a, Some(2), "no-such-event", &[json!(1)]);
+    assert!(received(&mut h, &a).is_empty(), "unknown events are ignored");
+    assert!(h.machine.handler().scopes["/"].presence.users("r").is_empty());
+}
+
+#[test]
+fn recovery_keeps_the_user_and_their_rooms() {
+    let config = Config { recovery_window_ms: 60_000, ..Config::default() };
+    let mut h = Harness::with_store(Service::new(config, [5; 32], Instant(0), RoomService::default()));
+    h.input(Input::WallClock { unix_ms: WALL });
+    let (conn, _) = h.open_ws();
+    h.text(conn, r#"40{"username":"ann"}"#);
+    let reply = h.first_frame(conn).unwrap();
+    let reply: Value = serde_json::from_str(&reply[2..]).unwrap();
+    let a = Client { conn, nsp: "/".into(), id: reply["sid"].as_str().unwrap().to_owned() };
+    join(&mut h, &a, "ann", "r");
+    let b = connect(&mut h, "/", json!({}));
+    join(&mut h, &b, "ben", "r");
+    h.end(a.conn, TransportEnd::Closed);
+    received(&mut h, &b);
+    let (conn2, _) = h.open_ws();
+    h.text(conn2, &format!(r#"40{{"pid":"{}"}}"#, reply["pid"].as_str().unwrap()));
+    let again = h.first_frame(conn2).unwrap();
+    assert!(again.contains(&a.id), "same socket id: {again}");
+    let a2 = Client { conn: conn2, nsp: "/".into(), id: a.id.clone() };
+    let back = &named(&received(&mut h, &b), "user-joined")[0];
+    assert_eq!(back["user"], json!({"id": a.id, "username": "ann"}));
+    emit(&mut h, &a2, Some(1), "send-message", &[json!({"content": "back", "room": "r"})]);
+    assert_eq!(named(&received(&mut h, &a2), "ack:1")[0]["success"], true, "still in the room");
+}
