@@ -66,6 +66,8 @@ pub mod store;
 pub mod time;
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 pub(crate) mod testing;
 
 pub use config::Config;

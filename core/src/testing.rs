@@ -187,6 +187,11 @@ pub struct MemStore {
 }
 
 impl MemStore {
+    /// Every stored chat message, in order.
+    pub fn messages_json(&self) -> Vec<Value> {
+        self.messages.iter().map(|(_, _, m)| m.clone()).collect()
+    }
+
     pub fn answer(&mut self, request: &StoreRequest) -> StoreAnswer {
         if self.failing {
             return StoreAnswer::Failed("store is down".into());

@@ -22,6 +22,17 @@ pub enum DocState {
     Ready(DocEntry),
 }
 
+impl DocState {
+    /// The text, once loaded.
+    #[must_use]
+    pub fn text(&self) -> Option<String> {
+        match self {
+            DocState::Ready(e) => Some(e.doc.text()),
+            DocState::Loading(_) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct DocEntry {
     doc: Document,

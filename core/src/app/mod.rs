@@ -102,6 +102,7 @@ pub struct RoomService {
     user_sockets: HashMap<String, usize>,
     chat_buckets: HashMap<String, Bucket>,
     typing_buckets: HashMap<String, Bucket>,
+    buckets_swept_at: Instant,
     typing: typing::Typing,
     pending: HashMap<StoreId, Pending>,
     /// Claims of the token `authorize` just accepted, taken by the `on_connect` that
@@ -127,6 +128,7 @@ impl RoomService {
             user_sockets: HashMap::new(),
             chat_buckets: HashMap::new(),
             typing_buckets: HashMap::new(),
+            buckets_swept_at: Instant(0),
             typing: typing::Typing::default(),
             pending: HashMap::new(),
             authorized: None,
@@ -186,16 +188,29 @@ impl RoomService {
         }
     }
 
-    fn user_left_node(&mut self, user_id: &str) {
+    fn user_left_node(&mut self, user_id: &str, now: Instant) {
         let n = self.user_sockets.get_mut(user_id).map(|n| {
             *n = n.saturating_sub(1);
             *n
         });
         if n == Some(0) {
             self.user_sockets.remove(user_id);
-            self.chat_buckets.remove(user_id);
-            self.typing_buckets.remove(user_id);
         }
+        self.sweep_buckets(now);
+    }
+
+    /// Forgets buckets that have been idle for a whole window (they are full again, so
+    /// nothing is lost), at most once per window. A bucket is never dropped just because
+    /// its user disconnected: reconnecting must not refill it.
+    fn sweep_buckets(&mut self, now: Instant) {
+        let window = self.config.chat_limit.window_ms.max(self.config.typing_limit.window_ms);
+        if now.since(self.buckets_swept_at) < window {
+            return;
+        }
+        self.buckets_swept_at = now;
+        let (chat, typing) = (self.config.chat_limit, self.config.typing_limit);
+        self.chat_buckets.retain(|_, b| !b.is_idle(chat, now));
+        self.typing_buckets.retain(|_, b| !b.is_idle(typing, now));
     }
 
     fn prune_departed(&mut self, io: &Io, now: Instant) {
@@ -224,6 +239,62 @@ impl RoomService {
             "chatRooms": chat_rooms,
             "documents": documents,
         })
+    }
+}
+
+#[cfg(test)]
+impl RoomService {
+    /// The text of a document that is open, if it is.
+    pub(crate) fn document_text(&self, nsp: &str, doc: &str) -> Option<String> {
+        self.scopes.get(nsp)?.docs.get(doc).and_then(collab::DocState::text)
+    }
+
+    /// Checks the service's own invariants against the Socket.IO layer (for simulations).
+    pub(crate) fn check_invariants(&self, io: &Io, now: Instant) -> Result<(), String> {
+        for (socket, m) in &self.members {
+            if io.nsp_of(socket) != Some(m.nsp.as_str()) {
+                return Err(format!("member {socket} is not a live socket of {}", m.nsp));
+            }
+            let rooms = io.rooms_of(socket);
+            for r in &m.chat_rooms {
+                if !rooms.contains(&chat_room(r)) {
+                    return Err(format!("{socket} is in chat room {r} without its Socket.IO room"));
+                }
+            }
+        }
+        for (nsp, scope) in &self.scopes {
+            for room in scope.presence.rooms() {
+                let mut listed: Vec<String> = scope.presence.users(room).into_iter().map(|u| u.id).collect();
+                let mut live: Vec<String> = self
+                    .members
+                    .values()
+                    .filter(|m| &m.nsp == nsp && m.chat_rooms.contains(room))
+                    .map(|m| m.user.id.clone())
+                    .collect();
+                listed.sort();
+                live.sort();
+                live.dedup();
+                if listed != live {
+                    return Err(format!("presence of {nsp} {room} is {listed:?} but live sockets are {live:?}"));
+                }
+            }
+            for m in self.members.values().filter(|m| &m.nsp == nsp) {
+                for r in &m.chat_rooms {
+                    if scope.presence.user(r, &m.user.id).is_none() {
+                        return Err(format!("{} is in {r} but not in its presence", m.user.id));
+                    }
+                }
+            }
+        }
+        if self.typing.poll_timeout().is_some_and(|t| t <= now) {
+            return Err("a typing state outlived its timeout".into());
+        }
+        for (nsp, room, user) in self.typing.states() {
+            if self.scopes.get(nsp).and_then(|s| s.presence.user(room, user)).is_none() {
+                return Err(format!("{user} types in {nsp} {room} without being there"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -376,7 +447,7 @@ impl Handler for RoomService {
             self.drop_from_document(io, socket, &member.nsp, doc, now);
         }
         self.members.remove(socket);
-        self.user_left_node(&member.user.id);
+        self.user_left_node(&member.user.id, now);
         if reason.is_recoverable() && io.config().recovery_window_ms > 0 {
             let mut kept = member;
             kept.docs.clear();

@@ -95,6 +95,11 @@ impl Presence {
         self.rooms.get(room).and_then(|r| r.members.get(user_id)).is_some_and(|m| m.sockets.contains(socket))
     }
 
+    /// The names of the rooms with someone in them.
+    pub fn rooms(&self) -> impl Iterator<Item = &str> {
+        self.rooms.keys().map(String::as_str)
+    }
+
     #[must_use]
     pub fn room_count(&self) -> usize {
         self.rooms.len()

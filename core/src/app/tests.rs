@@ -649,3 +649,18 @@ fn recovery_keeps_the_user_and_their_rooms() {
     emit(&mut h, &a2, Some(1), "send-message", &[json!({"content": "back", "room": "r"})]);
     assert_eq!(named(&received(&mut h, &a2), "ack:1")[0]["success"], true, "still in the room");
 }
+
+#[test]
+fn reconnecting_does_not_refill_the_rate_limit() {
+    let limit = ratelimit::Limit { capacity: 2, window_ms: 60_000 };
+    let mut h = authed(AppConfig { chat_limit: limit, ..AppConfig::default() });
+    let a = connect(&mut h, "/", json!({"token": token("alice", false)}));
+    for _ in 0..2 {
+        emit(&mut h, &a, None, "message", &[json!(1)]);
+    }
+    h.end(a.conn, TransportEnd::Closed);
+    let a = connect(&mut h, "/", json!({"token": token("alice", false)}));
+    received(&mut h, &a);
+    emit(&mut h, &a, Some(1), "private-message", &[json!({"to": a.id, "content": "x"})]);
+    assert_eq!(named(&received(&mut h, &a), "ack:1")[0]["code"], "RATE_LIMITED");
+}

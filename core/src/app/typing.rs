@@ -63,6 +63,11 @@ impl Typing {
         ended
     }
 
+    /// Every typing state: (namespace, room, user id).
+    pub fn states(&self) -> impl Iterator<Item = &(String, String, String)> {
+        self.ids.keys()
+    }
+
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
