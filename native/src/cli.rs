@@ -1,5 +1,6 @@
-//! The command line: `parlor serve` and `parlor conformance`, and [`ServeArgs`], the serve
-//! flags that other binaries (examples) can reuse with `#[command(flatten)]`.
+//! The command line: `parlor serve`, `parlor conformance`, `parlor keygen`, `parlor token`,
+//! and [`ServeArgs`], the serve flags that other binaries (examples) can reuse with
+//! `#[command(flatten)]`.
 //!
 //! Every flag can also come from the environment as `PARLOR_<FLAG>` (`--ping-interval` →
 //! `PARLOR_PING_INTERVAL`; `PARLOR_CORS_ORIGIN` takes a comma-separated list) and from the
@@ -27,6 +28,11 @@ pub enum Command {
     /// Serve what the official Engine.IO and Socket.IO conformance suites expect:
     /// a raw Engine.IO echo at /engine.io/ and the test app at /socket.io/.
     Conformance(ConformanceArgs),
+    /// Create a signing key pair: DIR/parlor.key (PKCS#8 PEM private key, mode 0600) and
+    /// DIR/parlor.pub (SPKI PEM public key, for `serve --auth-key`).
+    Keygen(KeygenArgs),
+    /// Print a signed token (a JWT, alg EdDSA) for a user.
+    Token(TokenArgs),
 }
 
 /// The flags of `parlor serve`. Turn them into [`crate::Settings`] with
@@ -76,6 +82,31 @@ pub struct ServeArgs {
     /// Namespaces one connection may join [default: 16]
     #[arg(long, env = "PARLOR_MAX_NAMESPACES_PER_CONNECTION", value_name = "N")]
     pub max_namespaces_per_connection: Option<usize>,
+    /// A public key that may sign tokens, PEM (repeatable): `FILE`, whose kid is the file's
+    /// stem (`keys/2025.pub` → `2025`), or `KID=FILE`. None: dev mode, anyone may connect
+    #[arg(long = "auth-key", env = "PARLOR_AUTH_KEY", value_name = "[KID=]FILE", value_delimiter = ',')]
+    pub auth_key: Vec<String>,
+    /// Seconds of slack when checking a token's `exp` and `nbf` [default: 0]
+    #[arg(long, env = "PARLOR_AUTH_LEEWAY", value_name = "SECS")]
+    pub auth_leeway: Option<u64>,
+    /// A typing state ends by itself after this long without `typing-start` [default: 5000]
+    #[arg(long, env = "PARLOR_TYPING_TIMEOUT", value_name = "MS")]
+    pub typing_timeout: Option<u64>,
+    /// Chat messages, private messages and document edits per user per window [default: 100]
+    #[arg(long, env = "PARLOR_RATE_LIMIT", value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Typing, cursor and selection events per user per window [default: 600]
+    #[arg(long, env = "PARLOR_TYPING_RATE_LIMIT", value_name = "N")]
+    pub typing_rate_limit: Option<u32>,
+    /// The rate limits' window [default: 60000]
+    #[arg(long, env = "PARLOR_RATE_WINDOW", value_name = "MS")]
+    pub rate_window: Option<u64>,
+    /// Where the embedded store keeps `parlor.db`; created on first start [default: ./parlor-data]
+    #[arg(long, env = "PARLOR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Messages kept per room; older ones are deleted [default: 1000]
+    #[arg(long, env = "PARLOR_HISTORY_KEEP", value_name = "N")]
+    pub history_keep: Option<usize>,
     /// TOML file with any of these settings (kebab-case keys, e.g. `ping-interval = 25000`)
     #[arg(long, env = "PARLOR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -94,6 +125,40 @@ pub struct ConformanceArgs {
     /// Log filter [default: RUST_LOG, else info]
     #[arg(long, env = "PARLOR_LOG", value_name = "LEVEL")]
     pub log: Option<String>,
+}
+
+/// The flags of `parlor keygen`.
+#[derive(Debug, Clone, Args)]
+pub struct KeygenArgs {
+    /// Directory to write `parlor.key` and `parlor.pub` into (created if needed)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace existing key files
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The flags of `parlor token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The private key to sign with (PKCS#8 PEM, e.g. `parlor.key`)
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The user id (`sub` claim)
+    #[arg(long, value_name = "ID")]
+    pub sub: String,
+    /// The display name (`name` claim) [default: the user id]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// How long the token is valid: `90s`, `30m`, `1h`, `7d`, or seconds
+    #[arg(long, value_name = "DUR")]
+    pub ttl: String,
+    /// Mark the token `admin: true` (the `/admin` namespace and the HTTP producer API)
+    #[arg(long)]
+    pub admin: bool,
+    /// Put this `kid` in the token's header (needed when the server has several keys)
+    #[arg(long, value_name = "KID")]
+    pub kid: Option<String>,
 }
 
 impl ServeArgs {

@@ -19,16 +19,31 @@
 //! max-rooms-per-socket = 1000
 //! max-namespaces-per-connection = 16
 //! log = "info"
+//! # the room service
+//! auth-key = ["keys/2025.pub", "old=keys/2024.pub"]  # or one string; none = dev mode
+//! auth-leeway = 0
+//! typing-timeout = 5000
+//! rate-limit = 100
+//! typing-rate-limit = 600
+//! rate-window = 60000
+//! data-dir = "./parlor-data"
+//! history-keep = 1000
 //! ```
+//!
+//! Relative paths (`auth-key`, `data-dir`) are relative to the working directory, wherever
+//! they are given.
 //!
 //! Unknown keys are an error, so a typo does not silently leave a default in place.
 
 use crate::cli::ServeArgs;
 use crate::cors::Cors;
+use crate::keys::KeySpec;
 use anyhow::{bail, Context};
+use parlor_core::app::ratelimit::Limit;
+use parlor_core::app::AppConfig;
 use parlor_core::config::Config;
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where `serve` listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -36,6 +51,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_PATH: &str = "/socket.io/";
 /// Bytes queued per WebSocket before the client is closed as too slow.
 pub const DEFAULT_OUTBOUND_LIMIT: usize = 1 << 20;
+/// Where the embedded store lives unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./parlor-data";
+/// Messages kept per room.
+pub const DEFAULT_HISTORY_KEEP: usize = 1000;
 
 /// Everything the server runs with, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +70,55 @@ pub struct Settings {
     pub outbound_limit: usize,
     /// The log filter from `--log`, `PARLOR_LOG` or the file; `None` → `RUST_LOG`, else info.
     pub log: Option<String>,
+    /// The room service's keys, timings and limits.
+    pub room: RoomSettings,
+    /// The embedded store's directory (`parlor.db` inside).
+    pub data_dir: PathBuf,
+    /// Messages kept per room.
+    pub history_keep: usize,
+}
+
+/// The room service's settings, as given; [`RoomSettings::app_config`] loads the keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomSettings {
+    /// Public key files; empty = dev mode.
+    pub auth_keys: Vec<KeySpec>,
+    pub auth_leeway_secs: u64,
+    pub typing_timeout_ms: u64,
+    /// Chat bucket: events per window.
+    pub rate_limit: u32,
+    /// Typing/cursor bucket: events per window.
+    pub typing_rate_limit: u32,
+    pub rate_window_ms: u64,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        let d = AppConfig::default();
+        RoomSettings {
+            auth_keys: Vec::new(),
+            auth_leeway_secs: d.auth_leeway_secs,
+            typing_timeout_ms: d.typing_timeout_ms,
+            rate_limit: d.chat_limit.capacity,
+            typing_rate_limit: d.typing_limit.capacity,
+            rate_window_ms: d.chat_limit.window_ms,
+        }
+    }
+}
+
+impl RoomSettings {
+    /// The room service's configuration, with the public keys read from their files. A
+    /// missing or malformed key file is an error that names it.
+    pub fn app_config(&self) -> anyhow::Result<AppConfig> {
+        Ok(AppConfig {
+            auth_keys: crate::keys::load_auth_keys(&self.auth_keys)?,
+            auth_leeway_secs: self.auth_leeway_secs,
+            typing_timeout_ms: self.typing_timeout_ms,
+            chat_limit: Limit { capacity: self.rate_limit, window_ms: self.rate_window_ms },
+            typing_limit: Limit { capacity: self.typing_rate_limit, window_ms: self.rate_window_ms },
+            ..AppConfig::default()
+        })
+    }
 }
 
 impl Default for Settings {
@@ -62,6 +130,9 @@ impl Default for Settings {
             cors: Cors::SameOrigin,
             outbound_limit: DEFAULT_OUTBOUND_LIMIT,
             log: None,
+            room: RoomSettings::default(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            history_keep: DEFAULT_HISTORY_KEEP,
         }
     }
 }
@@ -113,11 +184,25 @@ impl Settings {
             ..dc.clone()
         };
         let origins = if args.cors_origin.is_empty() {
-            file.cors_origin.map(Origins::into_vec).unwrap_or_default()
+            file.cors_origin.map(OneOrMany::into_vec).unwrap_or_default()
         } else {
             args.cors_origin.clone()
         };
         let path = args.path.clone().or(file.path).unwrap_or(d.path);
+        let key_specs = if args.auth_key.is_empty() {
+            file.auth_key.map(OneOrMany::into_vec).unwrap_or_default()
+        } else {
+            args.auth_key.clone()
+        };
+        let dr = &d.room;
+        let room = RoomSettings {
+            auth_keys: key_specs.iter().map(|k| KeySpec::parse(k)).collect::<anyhow::Result<_>>()?,
+            auth_leeway_secs: args.auth_leeway.or(file.auth_leeway).unwrap_or(dr.auth_leeway_secs),
+            typing_timeout_ms: args.typing_timeout.or(file.typing_timeout).unwrap_or(dr.typing_timeout_ms),
+            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(dr.rate_limit),
+            typing_rate_limit: args.typing_rate_limit.or(file.typing_rate_limit).unwrap_or(dr.typing_rate_limit),
+            rate_window_ms: args.rate_window.or(file.rate_window).unwrap_or(dr.rate_window_ms),
+        };
         let settings = Settings {
             listen: args.listen.clone().or(file.listen).unwrap_or(d.listen),
             path: normalize_path(&path)?,
@@ -125,6 +210,9 @@ impl Settings {
             cors: Cors::from_origins(&origins),
             outbound_limit: args.outbound_limit.or(file.outbound_limit).unwrap_or(d.outbound_limit),
             log: args.log.clone().or(file.log),
+            room,
+            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
+            history_keep: args.history_keep.or(file.history_keep).unwrap_or(d.history_keep),
         };
         settings.check()?;
         Ok(settings)
@@ -142,10 +230,18 @@ impl Settings {
             ("max-connections", c.max_connections as u128),
             ("max-namespaces-per-connection", c.max_namespaces_per_connection as u128),
             ("outbound-limit", self.outbound_limit as u128),
+            ("typing-timeout", self.room.typing_timeout_ms as u128),
+            ("rate-limit", self.room.rate_limit as u128),
+            ("typing-rate-limit", self.room.typing_rate_limit as u128),
+            ("rate-window", self.room.rate_window_ms as u128),
+            ("history-keep", self.history_keep as u128),
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0 (got {value})");
             }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("data-dir must not be empty");
         }
         Ok(())
     }
@@ -160,7 +256,7 @@ pub struct FileConfig {
     pub ping_interval: Option<u64>,
     pub ping_timeout: Option<u64>,
     pub max_payload: Option<usize>,
-    pub cors_origin: Option<Origins>,
+    pub cors_origin: Option<OneOrMany>,
     pub recovery_window: Option<u64>,
     pub connect_timeout: Option<u64>,
     pub upgrade_timeout: Option<u64>,
@@ -170,21 +266,32 @@ pub struct FileConfig {
     pub max_rooms_per_socket: Option<usize>,
     pub max_namespaces_per_connection: Option<usize>,
     pub log: Option<String>,
+    pub auth_key: Option<OneOrMany>,
+    pub auth_leeway: Option<u64>,
+    pub typing_timeout: Option<u64>,
+    pub rate_limit: Option<u32>,
+    pub typing_rate_limit: Option<u32>,
+    pub rate_window: Option<u64>,
+    pub data_dir: Option<PathBuf>,
+    pub history_keep: Option<usize>,
 }
 
-/// `cors-origin` in the file: one origin or a list.
+/// `cors-origin` or `auth-key` in the file: one string or a list.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
-pub enum Origins {
+pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-impl Origins {
+/// The name `cors-origin` values had first.
+pub type Origins = OneOrMany;
+
+impl OneOrMany {
     fn into_vec(self) -> Vec<String> {
         match self {
-            Origins::One(o) => vec![o],
-            Origins::Many(v) => v,
+            OneOrMany::One(o) => vec![o],
+            OneOrMany::Many(v) => v,
         }
     }
 }
@@ -239,8 +346,21 @@ mod tests {
     /// that parses flags holds this lock.
     static ENV: Mutex<()> = Mutex::new(());
 
-    const VARS: &[&str] =
-        &["PARLOR_LISTEN", "PARLOR_PING_INTERVAL", "PARLOR_CORS_ORIGIN", "PARLOR_MAX_PAYLOAD", "PARLOR_PATH"];
+    const VARS: &[&str] = &[
+        "PARLOR_LISTEN",
+        "PARLOR_PING_INTERVAL",
+        "PARLOR_CORS_ORIGIN",
+        "PARLOR_MAX_PAYLOAD",
+        "PARLOR_PATH",
+        "PARLOR_AUTH_KEY",
+        "PARLOR_AUTH_LEEWAY",
+        "PARLOR_TYPING_TIMEOUT",
+        "PARLOR_RATE_LIMIT",
+        "PARLOR_TYPING_RATE_LIMIT",
+        "PARLOR_RATE_WINDOW",
+        "PARLOR_DATA_DIR",
+        "PARLOR_HISTORY_KEEP",
+    ];
 
     fn serve_args(argv: &[&str], env: &[(&str, &str)]) -> ServeArgs {
         for var in VARS {
@@ -255,7 +375,7 @@ mod tests {
         }
         match cli.expect("flags parse").command {
             Command::Serve(args) => args,
-            Command::Conformance(_) => panic!("not serve"),
+            _ => panic!("not serve"),
         }
     }
 
@@ -310,6 +430,110 @@ mod tests {
     fn file_accepts_a_list_of_origins() {
         let file = FileConfig::parse("cors-origin = [\"https://a.example\", \"https://b.example\"]").unwrap();
         assert_eq!(file.cors_origin, Some(Origins::Many(vec!["https://a.example".into(), "https://b.example".into()])));
+    }
+
+    #[test]
+    fn room_settings_default_to_the_design() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let s = Settings::resolve(&serve_args(&[], &[]), FileConfig::default()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("./parlor-data"));
+        assert_eq!(s.history_keep, 1000);
+        let app = s.room.app_config().unwrap();
+        assert_eq!(app, AppConfig::default(), "no key: dev mode, and the core's defaults");
+        assert_eq!(app.chat_limit, Limit { capacity: 100, window_ms: 60_000 });
+        assert_eq!(app.typing_limit, Limit { capacity: 600, window_ms: 60_000 });
+        assert_eq!((app.typing_timeout_ms, app.auth_leeway_secs), (5000, 0));
+    }
+
+    #[test]
+    fn room_flags_beat_env_beat_file() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let file = FileConfig::parse(
+            "auth-key = \"file.pub\"\nauth-leeway = 1\ntyping-timeout = 2\nrate-limit = 3\ntyping-rate-limit = 4\n\
+             rate-window = 5\ndata-dir = \"/file/data\"\nhistory-keep = 6\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&serve_args(&[], &[]), file.clone()).unwrap();
+        assert_eq!(s.room.auth_keys, vec![KeySpec { kid: "file".into(), path: "file.pub".into() }]);
+        assert_eq!(
+            (s.room.auth_leeway_secs, s.room.typing_timeout_ms, s.room.rate_limit, s.room.typing_rate_limit),
+            (1, 2, 3, 4)
+        );
+        assert_eq!((s.room.rate_window_ms, s.data_dir.to_str(), s.history_keep), (5, Some("/file/data"), 6));
+
+        let env = [
+            ("PARLOR_AUTH_KEY", "a=k/one.pub,k/two.pub"),
+            ("PARLOR_AUTH_LEEWAY", "11"),
+            ("PARLOR_TYPING_TIMEOUT", "12"),
+            ("PARLOR_RATE_LIMIT", "13"),
+            ("PARLOR_TYPING_RATE_LIMIT", "14"),
+            ("PARLOR_RATE_WINDOW", "15"),
+            ("PARLOR_DATA_DIR", "/env/data"),
+            ("PARLOR_HISTORY_KEEP", "16"),
+        ];
+        let s = Settings::resolve(&serve_args(&[], &env), file.clone()).unwrap();
+        let kids: Vec<&str> = s.room.auth_keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, ["a", "two"]);
+        assert_eq!(
+            (s.room.auth_leeway_secs, s.room.typing_timeout_ms, s.room.rate_limit, s.room.typing_rate_limit),
+            (11, 12, 13, 14)
+        );
+        assert_eq!((s.room.rate_window_ms, s.data_dir.to_str(), s.history_keep), (15, Some("/env/data"), 16));
+
+        let flags = [
+            "--auth-key",
+            "x.pub",
+            "--auth-key",
+            "y=z.pub",
+            "--auth-leeway",
+            "21",
+            "--typing-timeout",
+            "22",
+            "--rate-limit",
+            "23",
+            "--typing-rate-limit",
+            "24",
+            "--rate-window",
+            "25",
+            "--data-dir",
+            "/flag/data",
+            "--history-keep",
+            "26",
+        ];
+        let s = Settings::resolve(&serve_args(&flags, &env), file).unwrap();
+        let kids: Vec<&str> = s.room.auth_keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, ["x", "y"]);
+        assert_eq!(
+            (s.room.auth_leeway_secs, s.room.typing_timeout_ms, s.room.rate_limit, s.room.typing_rate_limit),
+            (21, 22, 23, 24)
+        );
+        assert_eq!((s.room.rate_window_ms, s.data_dir.to_str(), s.history_keep), (25, Some("/flag/data"), 26));
+        let app = RoomSettings { auth_keys: Vec::new(), ..s.room }.app_config().unwrap();
+        assert_eq!(app.chat_limit, Limit { capacity: 23, window_ms: 25 });
+        assert_eq!(app.typing_limit, Limit { capacity: 24, window_ms: 25 });
+        assert_eq!((app.typing_timeout_ms, app.auth_leeway_secs), (22, 21));
+    }
+
+    #[test]
+    fn file_accepts_a_list_of_auth_keys() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let file = FileConfig::parse("auth-key = [\"a.pub\", \"k=b.pem\"]").unwrap();
+        let s = Settings::resolve(&serve_args(&[], &[]), file).unwrap();
+        let kids: Vec<&str> = s.room.auth_keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, ["a", "k"]);
+    }
+
+    #[test]
+    fn zero_room_limits_and_missing_key_files_are_rejected() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        for flag in ["--rate-limit", "--typing-rate-limit", "--rate-window", "--typing-timeout", "--history-keep"] {
+            let err = Settings::resolve(&serve_args(&[flag, "0"], &[]), FileConfig::default()).unwrap_err();
+            assert!(err.to_string().contains(&flag[2..]), "{flag}: {err}");
+        }
+        let s =
+            Settings::resolve(&serve_args(&["--auth-key", "/nonexistent/k.pub"], &[]), FileConfig::default()).unwrap();
+        let err = s.room.app_config().unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/k.pub"), "{err}");
     }
 
     #[test]

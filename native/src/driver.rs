@@ -11,20 +11,48 @@
 //! created here and handed to the request task, so frames the core emits in the same drain
 //! are already queued in order. Pushing never blocks; an overflowing queue becomes
 //! `Ended{Backpressure}` fed back to the machine after the drain.
+//!
+//! Storage: an `Output::Store` goes to the mount's [`Store`] (its thread runs requests in
+//! order); the answer comes back on the driver's own unbounded channel and is fed as
+//! `Input::Stored`. A mount without a store answers every request `Failed` at once.
+//!
+//! Wall clock: `Input::WallClock` is fed before anything else and then every second.
 
 use crate::clock;
 use crate::metrics::MountMetrics;
 use crate::outbound::{Outbound, PushError};
+use crate::store::Store;
 use crate::sync::Arc;
 use bytes::Bytes;
-use parlor_core::host::{ConnId, Frame, Input, Method, Output, Request, TransportEnd};
+use parlor_core::host::{
+    ApiRequest, ConnId, Frame, Input, Method, Output, Request, StoreAnswer, StoreId, TransportEnd,
+};
 use parlor_core::service::Machine;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 /// Commands a mount's inbox holds at most; senders wait beyond it.
 const INBOX_CAPACITY: usize = 1024;
+/// How often the machine is told the wall clock (at least).
+const WALL_CLOCK_EVERY: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A request on the HTTP API (`/api/...`), owned.
+#[derive(Debug)]
+pub(crate) struct OwnedApi {
+    pub conn: ConnId,
+    pub method: Method,
+    /// The path after `/api/`.
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Bytes,
+}
 
 /// An HTTP request on the Engine.IO path, owned so it can cross to the driver task.
 #[derive(Debug)]
@@ -61,6 +89,7 @@ pub(crate) enum Reply {
 #[derive(Debug)]
 pub(crate) enum Command {
     Request { req: OwnedRequest, reply: oneshot::Sender<Reply> },
+    Api { req: OwnedApi, reply: oneshot::Sender<Reply> },
     Frame { conn: ConnId, frame: OwnedFrame },
     Ended { conn: ConnId, how: TransportEnd },
 }
@@ -88,6 +117,13 @@ impl DriverHandle {
     pub async fn request(&self, req: OwnedRequest) -> Result<oneshot::Receiver<Reply>, Gone> {
         let (reply, rx) = oneshot::channel();
         self.inbox.send(Command::Request { req, reply }).await.map_err(|_| Gone)?;
+        Ok(rx)
+    }
+
+    /// Hands an HTTP API request to the core; the receiver gets its answer.
+    pub async fn api(&self, req: OwnedApi) -> Result<oneshot::Receiver<Reply>, Gone> {
+        let (reply, rx) = oneshot::channel();
+        self.inbox.send(Command::Api { req, reply }).await.map_err(|_| Gone)?;
         Ok(rx)
     }
 
@@ -141,25 +177,30 @@ enum Route {
 }
 
 /// Starts the driver task for `machine`. It runs until every handle is dropped; `done`
-/// is held until then, so the server can wait for it at shutdown.
+/// is held until then, so the server can wait for it at shutdown. `store` carries out the
+/// machine's storage requests; without one they all fail.
 pub(crate) fn spawn(
     machine: Box<dyn Machine + Send>,
+    store: Option<Store>,
     outbound_limit: usize,
     mount: String,
     done: mpsc::Sender<()>,
 ) -> DriverHandle {
     let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
     let (control_tx, control) = mpsc::unbounded_channel();
+    let (answers_tx, answers) = mpsc::unbounded_channel();
     let driver = Driver {
         machine,
         routes: HashMap::new(),
         outbound_limit,
         ended: Vec::new(),
+        store,
+        answers: answers_tx,
         unstored: Vec::new(),
         overflows: 0,
         mount,
     };
-    tokio::spawn(driver.run(inbox, control, done));
+    tokio::spawn(driver.run(inbox, control, answers, done));
     DriverHandle { inbox: inbox_tx, control: control_tx }
 }
 
@@ -170,8 +211,11 @@ struct Driver {
     /// Transports found dead while routing (overflowed queues, abandoned upgrades), fed
     /// to the machine once the current drain is over.
     ended: Vec<(ConnId, TransportEnd)>,
-    /// Storage requests to answer as failed (no store in this host yet).
-    unstored: Vec<parlor_core::host::StoreId>,
+    store: Option<Store>,
+    /// Where the store thread puts its answers (the driver's receiving end is in `run`).
+    answers: mpsc::UnboundedSender<(StoreId, StoreAnswer)>,
+    /// Storage requests to answer as failed after the current drain (no store).
+    unstored: Vec<StoreId>,
     overflows: u64,
     mount: String,
 }
@@ -181,23 +225,27 @@ impl Driver {
         mut self,
         mut inbox: mpsc::Receiver<Command>,
         mut control: mpsc::UnboundedReceiver<Control>,
+        mut answers: mpsc::UnboundedReceiver<(StoreId, StoreAnswer)>,
         _done: mpsc::Sender<()>,
     ) {
         let mut control_open = true;
+        // The wall clock before anything else, so the first timestamps are right.
+        self.handle(Input::WallClock { unix_ms: unix_ms() });
+        let mut wall_fed = tokio::time::Instant::now();
         loop {
+            if wall_fed.elapsed() >= WALL_CLOCK_EVERY {
+                self.handle(Input::WallClock { unix_ms: unix_ms() });
+                wall_fed = tokio::time::Instant::now();
+            }
             // Expired timers first: a busy inbox must not starve the heartbeat.
             let now = clock::now();
             if self.machine.poll_timeout().is_some_and(|t| t <= now) {
                 self.machine.handle_timeout(now);
                 self.drain();
             }
-            let deadline = self.machine.poll_timeout().map(clock::deadline);
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let next_wall = wall_fed + WALL_CLOCK_EVERY;
+            let deadline = self.machine.poll_timeout().map_or(next_wall, |t| clock::deadline(t).min(next_wall));
+            let sleep = tokio::time::sleep_until(deadline);
             tokio::select! {
                 // Control first: metrics and shutdown answer promptly under load.
                 biased;
@@ -211,6 +259,8 @@ impl Driver {
                     }
                     None => control_open = false,
                 },
+                // Store answers before new work: they unblock acks the clients wait for.
+                Some((id, answer)) = answers.recv() => self.handle(Input::Stored { id, answer }),
                 cmd = inbox.recv() => match cmd {
                     Some(cmd) => self.command(cmd),
                     // Every handle is gone: nobody can reach this mount any more.
@@ -234,6 +284,16 @@ impl Driver {
                     too_large: req.too_large,
                     websocket: req.websocket,
                     remote: req.remote,
+                }));
+            }
+            Command::Api { req, reply } => {
+                self.routes.insert(req.conn, Route::Pending(reply));
+                self.handle(Input::Api(ApiRequest {
+                    conn: req.conn,
+                    method: req.method,
+                    path: &req.path,
+                    authorization: req.authorization.as_deref(),
+                    body: &req.body,
                 }));
             }
             Command::Frame { conn, frame } => {
@@ -264,7 +324,7 @@ impl Driver {
                 self.route(output);
             }
             for id in std::mem::take(&mut self.unstored) {
-                let answer = parlor_core::host::StoreAnswer::Failed("no store configured".into());
+                let answer = StoreAnswer::Failed("no store configured".into());
                 self.machine.handle(Input::Stored { id, answer }, clock::now());
                 while let Some(output) = self.machine.poll_output() {
                     self.route(output);
@@ -344,11 +404,155 @@ impl Driver {
                 }
                 None => {}
             },
-            // Until the embedded store is wired in, every request fails cleanly: the core
-            // answers its clients with an error instead of waiting forever.
-            Output::Store { id, .. } => {
-                self.unstored.push(id);
-            }
+            // Never waits: the store queues it and answers on `answers`. Without a store
+            // the request fails cleanly after this drain, so the core never waits forever.
+            Output::Store { id, request } => match &self.store {
+                Some(store) => {
+                    let answers = self.answers.clone();
+                    store.submit(request, move |answer| {
+                        // The driver is gone only when the server is stopping.
+                        let _ = answers.send((id, answer));
+                    });
+                }
+                None => self.unstored.push(id),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_dir::TestDir;
+    use parlor_core::host::StoreRequest;
+    use parlor_core::service::Metrics;
+    use parlor_core::time::Instant;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// Records what it is fed; a text frame `save:<doc>` / `load:<doc>` asks the store.
+    struct Recorder {
+        log: std::sync::Arc<Mutex<Vec<String>>>,
+        out: VecDeque<Output>,
+        next: u64,
+    }
+
+    impl Machine for Recorder {
+        fn handle(&mut self, input: Input<'_>, _now: Instant) {
+            let entry = match input {
+                Input::WallClock { unix_ms } => format!("wall {unix_ms}"),
+                Input::Stored { id, answer } => format!("stored {} {answer:?}", id.0),
+                Input::Frame { frame: Frame::Text(t), .. } => {
+                    self.next += 1;
+                    let id = StoreId(self.next);
+                    let (scope, doc) = ("/".to_owned(), t[5..].to_owned());
+                    let request = if t.starts_with("save:") {
+                        StoreRequest::SaveDocument { scope, doc, content: "text".into(), version: self.next }
+                    } else {
+                        StoreRequest::LoadDocument { scope, doc }
+                    };
+                    self.out.push_back(Output::Store { id, request });
+                    format!("frame {t}")
+                }
+                Input::Api(req) => {
+                    self.out.push_back(Output::Respond {
+                        conn: req.conn,
+                        status: 201,
+                        content_type: parlor_core::host::APPLICATION_JSON,
+                        body: Bytes::from(format!("{{\"path\":\"{}\"}}", req.path)),
+                    });
+                    format!("api {} {:?}", req.path, req.authorization)
+                }
+                other => format!("{other:?}"),
+            };
+            self.log.lock().unwrap().push(entry);
+        }
+        fn handle_timeout(&mut self, _now: Instant) {}
+        fn poll_output(&mut self) -> Option<Output> {
+            self.out.pop_front()
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn metrics(&self) -> Metrics {
+            Metrics::default()
+        }
+    }
+
+    fn start(store: Option<Store>) -> (DriverHandle, std::sync::Arc<Mutex<Vec<String>>>, mpsc::Receiver<()>) {
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let machine = Recorder { log: log.clone(), out: VecDeque::new(), next: 0 };
+        let (done, done_rx) = mpsc::channel(1);
+        (spawn(Box::new(machine), store, 1 << 20, "/t/".into(), done), log, done_rx)
+    }
+
+    async fn wait_for(log: &Mutex<Vec<String>>, n: usize) -> Vec<String> {
+        for _ in 0..500 {
+            let entries = log.lock().unwrap().clone();
+            if entries.len() >= n {
+                return entries;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("only {:?}", log.lock().unwrap());
+    }
+
+    fn now_ms() -> u64 {
+        unix_ms()
+    }
+
+    #[tokio::test]
+    async fn wall_clock_first_then_store_answers_in_order() {
+        let dir = TestDir::new("driver-store");
+        let store = Store::open(dir.path(), 10).unwrap();
+        let (driver, log, _done) = start(Some(store.clone()));
+        let conn = ConnId(1);
+        for text in ["save:a", "load:a", "load:b"] {
+            driver.frame(conn, OwnedFrame::Text(text.into())).await.unwrap();
+        }
+        let entries = wait_for(&log, 7).await;
+        let wall: u64 = entries[0].strip_prefix("wall ").expect("wall clock first").parse().unwrap();
+        assert!(wall.abs_diff(now_ms()) < 5_000, "{wall}");
+        let stored: Vec<&String> = entries.iter().filter(|e| e.starts_with("stored")).collect();
+        assert_eq!(stored, ["stored 1 Done", "stored 2 Document(Some((\"text\", 1)))", "stored 3 Document(None)",]);
+        drop(driver);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn without_a_store_requests_fail_at_once() {
+        let (driver, log, _done) = start(None);
+        driver.frame(ConnId(1), OwnedFrame::Text("load:x".into())).await.unwrap();
+        let entries = wait_for(&log, 3).await;
+        assert_eq!(entries[2], "stored 1 Failed(\"no store configured\")");
+    }
+
+    #[tokio::test]
+    async fn the_wall_clock_is_fed_every_second() {
+        let (_driver, log, _done) = start(None);
+        let entries = wait_for(&log, 2).await;
+        let walls: Vec<u64> = entries.iter().filter_map(|e| e.strip_prefix("wall ")?.parse().ok()).collect();
+        assert_eq!(walls.len(), 2, "{entries:?}");
+        assert!((900..3_000).contains(&(walls[1] - walls[0])), "{walls:?}");
+    }
+
+    #[tokio::test]
+    async fn api_requests_reach_the_machine_and_its_answer_comes_back() {
+        let (driver, log, _done) = start(None);
+        let req = OwnedApi {
+            conn: ConnId(9),
+            method: Method::Post,
+            path: "notifications".into(),
+            authorization: Some("Bearer t".into()),
+            body: Bytes::from_static(b"{}"),
+        };
+        let reply = driver.api(req).await.unwrap().await.unwrap();
+        match reply {
+            Reply::Respond { status, body, .. } => {
+                assert_eq!((status, &body[..]), (201, &br#"{"path":"notifications"}"#[..]));
+            }
+            Reply::Accept(_) => panic!("accepted"),
+        }
+        assert!(log.lock().unwrap().contains(&"api notifications Some(\"Bearer t\")".to_owned()));
     }
 }

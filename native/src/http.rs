@@ -1,5 +1,6 @@
-//! HTTP routing: `/healthz`, `/metrics`, and each mount's Engine.IO path (long-polling,
-//! CORS preflights, WebSocket upgrades); everything else is 404.
+//! HTTP routing: `/healthz`, `/metrics`, each mount's Engine.IO path (long-polling,
+//! CORS preflights, WebSocket upgrades), and the HTTP API `/api/...` of the mount that
+//! serves it; everything else is 404.
 //!
 //! Every request on an Engine.IO path gets its own `ConnId` and goes to its mount's driver
 //! whole (body read up to `max_payload + 1` bytes). The request then waits for its first
@@ -7,15 +8,20 @@
 //! next heartbeat); an `Accept` completes the WebSocket upgrade and hands the connection to
 //! [`crate::ws`]. If the client goes away first, hyper drops the request future and an
 //! [`EndGuard`] reports `Ended{Closed}`, so the core does not keep a poll open for nobody.
+//!
+//! `/api/<rest>` goes to the API mount's machine as `Input::Api` (method, `<rest>`, the
+//! `Authorization` header, the body up to `max_payload`; over it is a 413 here) and its
+//! `Respond` is the answer, with the same CORS policy as the Engine.IO paths. Without an
+//! API mount it is 404.
 
 use crate::cors::Cors;
-use crate::driver::{DriverHandle, OwnedRequest, Reply};
+use crate::driver::{DriverHandle, OwnedApi, OwnedRequest, Reply};
 use crate::metrics::{self, Snapshot};
 use crate::ws;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method as HttpMethod, Request, Response, StatusCode};
 use parlor_core::host::{ConnId, Method, TransportEnd};
 use std::net::SocketAddr;
@@ -33,11 +39,16 @@ fn next_conn() -> ConnId {
     ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Where the HTTP API is served.
+const API_PREFIX: &str = "/api/";
+
 /// One mount: an Engine.IO path and the driver of the machine behind it.
 pub(crate) struct Route {
     /// Normalized to end with `/`.
     pub path: String,
     pub driver: DriverHandle,
+    /// This mount's machine answers `/api/...`.
+    pub api: bool,
 }
 
 /// What every request handler shares.
@@ -65,6 +76,12 @@ impl Router {
         let path = req.uri().path();
         if let Some(route) = self.mount_for(path) {
             return self.engine_io(route, req, ctx).await;
+        }
+        if let Some(rest) = path.strip_prefix(API_PREFIX) {
+            if let Some(route) = self.mounts.iter().find(|m| m.api) {
+                let rest = rest.to_owned();
+                return self.api(route, rest, req).await;
+            }
         }
         match (req.method(), path) {
             (&HttpMethod::GET | &HttpMethod::HEAD, "/healthz") => text(StatusCode::OK, "ok"),
@@ -173,6 +190,63 @@ impl Router {
     }
 }
 
+impl Router {
+    /// `/api/<rest>`: preflights here, everything else to the machine.
+    async fn api(&self, route: &Route, rest: String, mut req: Request<Incoming>) -> Response<Body> {
+        if req.method() == HttpMethod::OPTIONS {
+            let mut resp = empty(StatusCode::NO_CONTENT);
+            resp.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, POST, OPTIONS"));
+            self.cors.apply_preflight(req.headers(), resp.headers_mut());
+            return resp;
+        }
+        let method = match *req.method() {
+            HttpMethod::GET => Method::Get,
+            HttpMethod::POST => Method::Post,
+            _ => Method::Other,
+        };
+        let body = match read_body(&mut req, self.max_payload).await {
+            Ok((_, true)) => {
+                let mut resp =
+                    json(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"Payload too large","code":"PAYLOAD_TOO_LARGE"}"#);
+                self.cors.apply(req.headers(), resp.headers_mut());
+                return resp;
+            }
+            Ok((body, false)) => body,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading an API request body failed");
+                return text(StatusCode::BAD_REQUEST, "bad body");
+            }
+        };
+        let conn = next_conn();
+        let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let request = OwnedApi { conn, method, path: rest, authorization, body };
+        let Ok(reply) = route.driver.api(request).await else {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        };
+        let guard = EndGuard { conn, driver: &route.driver, armed: true };
+        let reply = reply.await;
+        guard.disarm();
+        match reply {
+            Ok(Reply::Respond { status, content_type, body }) => {
+                let mut resp = Response::new(Full::new(body));
+                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let headers = resp.headers_mut();
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                self.cors.apply(req.headers(), headers);
+                resp
+            }
+            Ok(Reply::Accept(queue)) => {
+                // The core does not upgrade API requests; refuse rather than hang.
+                queue.abort();
+                route.driver.ended(conn, TransportEnd::Error).await;
+                text(StatusCode::INTERNAL_SERVER_ERROR, "unexpected upgrade")
+            }
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        }
+    }
+}
+
 /// Reports `Ended{Closed}` for a request dropped before its answer (the client left).
 struct EndGuard<'a> {
     conn: ConnId,
@@ -240,6 +314,13 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+fn json(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(parlor_core::host::APPLICATION_JSON));
     resp
 }
 

@@ -11,13 +11,15 @@
 //! - [`config`]: [`Settings`], resolved flag > environment > TOML file > default.
 //! - [`clock`]: the core's `Instant` (milliseconds since the process started).
 //! - `server`: listener, accept loop, connection cap, graceful shutdown.
-//! - `http`: routing: `/healthz`, `/metrics`, Engine.IO polling and upgrades.
+//! - `http`: routing: `/healthz`, `/metrics`, Engine.IO polling and upgrades, `/api/`.
 //! - [`cors`]: the CORS policy of the Engine.IO paths.
 //! - `driver`: one task per mount that owns the machine (the drain rule lives here).
 //! - [`outbound`]: the bounded per-WebSocket queue between the driver and the writer.
 //! - `ws`: one WebSocket's reader, writer and close handshake.
 //! - `metrics`: the Prometheus text for `/metrics`.
 //! - `sync`: the shared-state primitives, swapped for loom's under `--cfg loom`.
+//! - [`store`]: the embedded store (SQLite, one thread) behind the core's storage requests.
+//! - [`keys`]: key files and tokens (`parlor keygen`, `parlor token`, `--auth-key`).
 //!
 //! # Running your own handler
 //!
@@ -43,7 +45,7 @@
 //!     parlor::init_tracing(settings.log.as_deref())?;
 //!     // e.g. parlor_core::Service::new(config, seed, now, MyHandler::new())
 //!     let machine = my_machine(settings.core.clone(), parlor::random_seed(), parlor::clock::now());
-//!     let mounts = vec![Mount { path: settings.path.clone(), machine }];
+//!     let mounts = vec![Mount::boxed(settings.path.clone(), machine)];
 //!     parlor::run(settings, mounts, parlor::shutdown_signal()).await
 //! }
 //! ```
@@ -61,10 +63,14 @@ mod driver;
 #[cfg(not(loom))]
 mod http;
 #[cfg(not(loom))]
+pub mod keys;
+#[cfg(not(loom))]
 mod metrics;
 pub mod outbound;
 #[cfg(not(loom))]
 mod server;
+#[cfg(not(loom))]
+pub mod store;
 mod sync;
 #[cfg(not(loom))]
 mod ws;
@@ -81,12 +87,36 @@ pub struct Mount {
     /// The Engine.IO path, e.g. `/socket.io/` (also served without the trailing `/`).
     pub path: String,
     pub machine: Box<dyn Machine + Send>,
+    /// Carries out the machine's storage requests. `None`: every request fails.
+    pub store: Option<store::Store>,
+    /// The machine also answers the HTTP API, `/api/...` (the first such mount does).
+    pub api: bool,
 }
 
 #[cfg(not(loom))]
 impl Mount {
     pub fn new(path: impl Into<String>, machine: impl Machine + Send + 'static) -> Mount {
-        Mount { path: path.into(), machine: Box::new(machine) }
+        Mount::boxed(path, Box::new(machine))
+    }
+
+    /// [`Mount::new`] for a machine already boxed.
+    pub fn boxed(path: impl Into<String>, machine: Box<dyn Machine + Send>) -> Mount {
+        Mount { path: path.into(), machine, store: None, api: false }
+    }
+
+    /// Storage requests go to `store`. The server closes it on shutdown, after the
+    /// mount's connections (it finishes what is queued).
+    #[must_use]
+    pub fn with_store(mut self, store: store::Store) -> Mount {
+        self.store = Some(store);
+        self
+    }
+
+    /// Routes `/api/...` to this mount's machine as `Input::Api`.
+    #[must_use]
+    pub fn with_api(mut self) -> Mount {
+        self.api = true;
+        self
     }
 }
 
@@ -95,7 +125,8 @@ impl Mount {
 ///
 /// Once bound it prints exactly one line to stdout, `parlor listening on http://ADDR`
 /// with the actual address (so `--listen 127.0.0.1:0` is usable); logs go to stderr.
-/// Besides the mounts it serves `GET /healthz` and `GET /metrics`.
+/// Besides the mounts it serves `GET /healthz`, `GET /metrics`, and `/api/...` for the mount
+/// that wants it. On the way out it closes the mounts' stores (queued requests finish).
 #[cfg(not(loom))]
 pub async fn run(
     settings: Settings,
@@ -128,7 +159,7 @@ where
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let machine = make(settings.core.clone(), random_seed(), clock::now());
-        let mounts = vec![Mount { path: settings.path.clone(), machine }];
+        let mounts = vec![Mount::boxed(settings.path.clone(), machine)];
         run(settings, mounts, shutdown_signal()).await
     })
 }

@@ -1,7 +1,10 @@
-//! The `parlor` binary: parses the command line and serves.
+//! The `parlor` binary: parses the command line and serves (or makes keys and tokens).
 
+use anyhow::Context;
 use clap::Parser;
-use parlor::cli::{Cli, Command};
+use parlor::cli::{Cli, Command, KeygenArgs, TokenArgs};
+use parlor::keys::{self, TokenSpec};
+use parlor::store::Store;
 use parlor::{clock, Mount, Settings};
 use parlor_core::app::RoomService;
 use parlor_core::conformance::{ConformanceApp, EngineEcho};
@@ -14,14 +17,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let settings = args.settings()?;
             parlor::init_tracing(settings.log.as_deref())?;
-            let service = Service::new(settings.core.clone(), parlor::random_seed(), clock::now(), RoomService::new(parlor_core::app::AppConfig::default()));
-            let mounts = vec![Mount::new(settings.path.clone(), service)];
+            let app = settings.room.app_config()?;
+            if app.auth_keys.is_empty() {
+                tracing::warn!("no --auth-key: dev mode, anyone may connect; /admin and /api/ are refused");
+            } else {
+                let kids: Vec<&str> = app.auth_keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+                tracing::info!(?kids, "token keys loaded");
+            }
+            let store = Store::open(&settings.data_dir, settings.history_keep)?;
+            let service =
+                Service::new(settings.core.clone(), parlor::random_seed(), clock::now(), RoomService::new(app));
+            let mounts = vec![Mount::new(settings.path.clone(), service).with_store(store).with_api()];
             parlor::run(settings, mounts, parlor::shutdown_signal()).await
         }
         Command::Conformance(args) => {
             let settings = Settings::conformance(args.listen, args.log);
             parlor::init_tracing(settings.log.as_deref())?;
             let config = settings.core.clone();
+            // No store: the conformance machines never ask for one.
             let mounts = vec![
                 Mount::new("/engine.io/", EngineEcho::new(config.clone(), parlor::random_seed(), clock::now())),
                 Mount::new(
@@ -31,5 +44,26 @@ async fn main() -> anyhow::Result<()> {
             ];
             parlor::run(settings, mounts, parlor::shutdown_signal()).await
         }
+        Command::Keygen(args) => keygen(&args),
+        Command::Token(args) => token(&args),
     }
+}
+
+fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
+    let (private, public) = keys::keygen(&args.out, args.force)?;
+    println!(
+        "wrote {} (private: keep it secret) and {} (public: serve --auth-key)",
+        private.display(),
+        public.display()
+    );
+    Ok(())
+}
+
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let key = keys::load_signing_key(&args.key)?;
+    let ttl_secs = keys::parse_duration(&args.ttl).context("--ttl")?;
+    let spec =
+        TokenSpec { sub: &args.sub, name: args.name.as_deref(), ttl_secs, admin: args.admin, kid: args.kid.as_deref() };
+    println!("{}", keys::mint(&key, &spec)?);
+    Ok(())
 }

@@ -7,6 +7,8 @@
 //! and `Respond` outputs that end their transports), hyper connections finish their
 //! in-flight request and close, WebSocket tasks write what is queued and their close
 //! frame. The wait is bounded; what is still running after it is dropped with the runtime.
+//! Last, each store finishes the requests queued so far and closes: anything it answered
+//! "stored" is on disk before `run` returns.
 
 use crate::cors::Cors;
 use crate::driver;
@@ -35,6 +37,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// How long a refused connection may take to receive its 503.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long shutdown waits for a store to finish its queue.
+const STORE_CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// The answer to a connection over the cap, written straight to the socket: no request
 /// is read, so a refused client costs one small write.
@@ -62,11 +66,15 @@ pub(crate) async fn run(
     let limit = Arc::new(Semaphore::new(max_connections));
 
     let mut routes = Vec::with_capacity(mounts.len());
+    let mut stores = Vec::new();
     for mount in mounts {
         let path = crate::config::normalize_path(&mount.path)?;
-        tracing::info!(%addr, path = %path, "serving Engine.IO");
-        let driver = driver::spawn(mount.machine, settings.outbound_limit, path.clone(), done_tx.clone());
-        routes.push(Route { path, driver });
+        tracing::info!(%addr, path = %path, api = mount.api, "serving Engine.IO");
+        if let Some(store) = &mount.store {
+            stores.push(store.clone());
+        }
+        let driver = driver::spawn(mount.machine, mount.store, settings.outbound_limit, path.clone(), done_tx.clone());
+        routes.push(Route { path, driver, api: mount.api });
     }
     let drivers: Vec<_> = routes.iter().map(|r| r.driver.clone()).collect();
     let router = Arc::new(Router {
@@ -95,6 +103,12 @@ pub(crate) async fn run(
     match tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await {
         Ok(_) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; exiting"),
+    }
+    for store in stores {
+        let close = tokio::task::spawn_blocking(move || store.close());
+        if tokio::time::timeout(STORE_CLOSE_GRACE, close).await.is_err() {
+            tracing::error!(grace = ?STORE_CLOSE_GRACE, "the store did not finish its queue in time");
+        }
     }
     Ok(())
 }

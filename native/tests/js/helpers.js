@@ -34,11 +34,11 @@ process.on('exit', () => {
  * Start a binary and wait for its listening line on stdout.
  * Returns { proc, url, port, host, stop(), logs(), exited }.
  */
-function startServer(bin, args = [], { timeout = DEFAULT_TIMEOUT } = {}) {
+function startServer(bin, args = [], { timeout = DEFAULT_TIMEOUT, env = {} } = {}) {
   if (!fs.existsSync(bin)) {
     return Promise.reject(new Error(`binary not found: ${bin} (build it, or set PARLOR_BIN)`));
   }
-  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   let stdout = '';
   proc.stderr.setEncoding('utf8');
@@ -129,8 +129,13 @@ function startServer(bin, args = [], { timeout = DEFAULT_TIMEOUT } = {}) {
   });
 }
 
-const startParlor = (args = [], opts) =>
-  startServer(parlorBin(), ['serve', '--listen', '127.0.0.1:0', ...args], opts);
+// Every `parlor serve` gets its own store (PARLOR_DATA_DIR, a fresh temp dir, unless the
+// environment names one; a --data-dir flag still wins), so no test shares or leaves ./parlor-data.
+const startParlor = (args = [], opts = {}) =>
+  startServer(parlorBin(), ['serve', '--listen', '127.0.0.1:0', ...args], {
+    ...opts,
+    env: { PARLOR_DATA_DIR: process.env.PARLOR_DATA_DIR || tempDir('parlor-data-'), ...(opts.env || {}) },
+  });
 const startConformance = (args = [], opts) =>
   startServer(parlorBin(), ['conformance', '--listen', '127.0.0.1:0', ...args], opts);
 const startApiServer = (args = [], opts) =>
@@ -240,6 +245,26 @@ function recorder(socket) {
   return {
     log,
     events: (name) => log.filter((e) => e.event === name),
+    /** First arguments of every `name` event so far (the trailing recovery offset dropped). */
+    payloads: (name) => log.filter((e) => e.event === name).map((e) => e.args[0]),
+    /** Wait until some `name` event's first argument satisfies `pred`; resolves with that argument. */
+    async waitWhere(name, pred, ms = DEFAULT_TIMEOUT, what = 'a match') {
+      const find = () => log.find((e) => e.event === name && pred(e.args[0]));
+      let hit = find();
+      if (hit) return hit.args[0];
+      let w;
+      const p = new Promise((resolve) => {
+        w = () => { const f = find(); if (f) resolve(f); };
+        waiters.push(w);
+      });
+      try {
+        hit = await withTimeout(p, ms, `"${name}" with ${what} on ${socket.nsp} ` +
+          `(got: ${inspectArgs(log.filter((e) => e.event === name).map((e) => e.args[0])).slice(0, 2000)})`);
+      } finally {
+        waiters.splice(waiters.indexOf(w), 1);
+      }
+      return hit.args[0];
+    },
     async waitFor(name, count = 1, ms = DEFAULT_TIMEOUT) {
       const have = () => log.filter((e) => e.event === name).length >= count;
       if (have()) return log.filter((e) => e.event === name);
@@ -294,6 +319,169 @@ function normBin(v) {
 let uniq = 0;
 const unique = (prefix = 'r') => `${prefix}-${process.pid}-${++uniq}`;
 
+// ---- room service (parlor serve) helpers ------------------------------------------------------
+
+const { execFile } = require('node:child_process');
+const os = require('node:os');
+
+const tempDirs = new Set();
+process.on('exit', () => {
+  for (const d of tempDirs) {
+    try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
+  }
+});
+
+/** A fresh temporary directory, removed when the test process exits. */
+function tempDir(prefix = 'parlor-test-') {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.add(d);
+  return d;
+}
+
+/**
+ * `parlor serve` with its own fresh `--data-dir` (or the given one, to restart on the same store).
+ * The returned server has `.dataDir`.
+ */
+async function startRoomServer(args = [], { dataDir, ...opts } = {}) {
+  const dir = dataDir || tempDir('parlor-data-');
+  const server = await startParlor(['--data-dir', dir, ...args], opts);
+  server.dataDir = dir;
+  return server;
+}
+
+/** Run the parlor CLI to completion; resolves with {code, stdout, stderr} (never rejects on exit code). */
+function runParlor(args, { timeout = DEFAULT_TIMEOUT } = {}) {
+  return new Promise((resolve, reject) => {
+    if (!fs.existsSync(parlorBin())) {
+      reject(new Error(`binary not found: ${parlorBin()} (build it, or set PARLOR_BIN)`));
+      return;
+    }
+    execFile(parlorBin(), args, { timeout, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== 'number') {
+        reject(new Error(`parlor ${args.join(' ')}: ${err.message}\n${stderr}`));
+        return;
+      }
+      resolve({ code: err ? err.code : 0, stdout, stderr });
+    });
+  });
+}
+
+/** `parlor keygen --out DIR`; resolves with {dir, keyPath, pubPath, privatePem, publicPem}. */
+async function keygen(dir = tempDir('parlor-key-')) {
+  const r = await runParlor(['keygen', '--out', dir]);
+  assert.equal(r.code, 0, `parlor keygen --out ${dir} failed: ${r.stderr}`);
+  const keyPath = path.join(dir, 'parlor.key');
+  const pubPath = path.join(dir, 'parlor.pub');
+  return {
+    dir, keyPath, pubPath,
+    privatePem: fs.readFileSync(keyPath, 'utf8'),
+    publicPem: fs.readFileSync(pubPath, 'utf8'),
+  };
+}
+
+/** `parlor token --key FILE --sub ID --name NAME --ttl TTL [--admin]`; resolves with the token. */
+async function cliToken(keyPath, { sub, name, ttl = '1h', admin = false } = {}) {
+  const args = ['token', '--key', keyPath, '--sub', sub, '--name', name, '--ttl', ttl];
+  if (admin) args.push('--admin');
+  const r = await runParlor(args);
+  assert.equal(r.code, 0, `parlor ${args.join(' ')} failed: ${r.stderr}`);
+  const token = r.stdout.trim();
+  assert.match(token, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, `a compact JWT, got ${JSON.stringify(r.stdout)}`);
+  return token;
+}
+
+let josePromise = null;
+/** The `jose` npm package (ESM-only, so loaded with a dynamic import). */
+function jose() {
+  if (!josePromise) josePromise = import('jose');
+  return josePromise;
+}
+
+/**
+ * Mint an EdDSA token with jose from a PKCS#8 PEM. `exp` is a jose time span ('1h', '-1h') or
+ * seconds since the epoch; `nbf` likewise (omitted when undefined); `claims` are extra claims.
+ */
+async function joseToken(privatePem, { sub, name, admin, exp = '1h', nbf, kid, claims = {} } = {}) {
+  const j = await jose();
+  const key = await j.importPKCS8(privatePem, 'EdDSA');
+  const body = { ...claims };
+  if (name !== undefined) body.name = name;
+  if (admin !== undefined) body.admin = admin;
+  const header = { alg: 'EdDSA', typ: 'JWT' };
+  if (kid !== undefined) header.kid = kid;
+  let jwt = new j.SignJWT(body).setProtectedHeader(header).setIssuedAt();
+  if (sub !== undefined) jwt = jwt.setSubject(sub);
+  if (exp !== null) jwt = jwt.setExpirationTime(exp);
+  if (nbf !== undefined) jwt = jwt.setNotBefore(nbf);
+  return jwt.sign(key);
+}
+
+/** A new Ed25519 key pair made by jose, written as parlor.key / parlor.pub (PEM) into a temp dir. */
+async function joseKeyPair(dir = tempDir('parlor-josekey-')) {
+  const j = await jose();
+  const { privateKey, publicKey } = await j.generateKeyPair('EdDSA', { extractable: true });
+  const privatePem = await j.exportPKCS8(privateKey);
+  const publicPem = await j.exportSPKI(publicKey);
+  const keyPath = path.join(dir, 'parlor.key');
+  const pubPath = path.join(dir, 'parlor.pub');
+  fs.writeFileSync(keyPath, privatePem);
+  fs.writeFileSync(pubPath, publicPem);
+  return { dir, keyPath, pubPath, privatePem, publicPem };
+}
+
+/** Create a socket and wait for its connect_error; resolves with the error (rejects on connect). */
+async function connectError(url, opts = {}, ms = DEFAULT_TIMEOUT) {
+  const s = client(url, opts);
+  let onConnect;
+  let onError;
+  const p = new Promise((resolve, reject) => {
+    onError = (err) => resolve(err);
+    onConnect = () => reject(new Error(`${url}: connected although a connect_error was expected`));
+    s.once('connect', onConnect);
+    s.once('connect_error', onError);
+  });
+  try {
+    return await withTimeout(p, ms, `connect_error on ${url}`);
+  } finally {
+    s.off('connect', onConnect);
+    s.off('connect_error', onError);
+    s.disconnect();
+  }
+}
+
+/** Resolve with the reason of the socket's next disconnect (attach before triggering it). */
+function waitDisconnect(socket, ms = DEFAULT_TIMEOUT) {
+  return once(socket, 'disconnect', ms).then((args) => args[0]);
+}
+
+/** Emit with an ack and resolve with the first ack argument, within `ms`. */
+function call(socket, event, ...args) {
+  return callWithin(DEFAULT_TIMEOUT, socket, event, ...args);
+}
+function callWithin(ms, socket, event, ...args) {
+  const p = new Promise((resolve) => socket.emit(event, ...args, (first) => resolve(first)));
+  return withTimeout(p, ms, `ack of "${event}" on ${socket.nsp}`);
+}
+
+/**
+ * A round trip on `socket` that the server answers without side effects (`leave-room` of a room
+ * the socket never joined → an ack with NOT_IN_ROOM). The server handles a connection's packets
+ * in order and its outbound queue is FIFO, so once this resolves every event the server emitted
+ * to `socket` before handling it has been received.
+ */
+function sync(socket, ms = DEFAULT_TIMEOUT) {
+  return callWithin(ms, socket, 'leave-room', `sync-barrier-${process.pid}-never-joined`);
+}
+
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+/** Assert an ISO 8601 UTC timestamp (2026-11-25T16:40:00.000Z) within `slackMs` of now. */
+function assertRecentIso(ts, slackMs = 120_000) {
+  assert.equal(typeof ts, 'string', `timestamp is a string: ${JSON.stringify(ts)}`);
+  assert.match(ts, ISO_UTC, `ISO 8601 UTC timestamp: ${ts}`);
+  const t = Date.parse(ts);
+  assert.ok(Math.abs(t - Date.now()) < slackMs, `timestamp ${ts} is close to now (${new Date().toISOString()})`);
+}
+
 module.exports = {
   REPO_ROOT,
   DEFAULT_TIMEOUT,
@@ -318,4 +506,19 @@ module.exports = {
   normBin,
   inspectArgs,
   unique,
+  tempDir,
+  startRoomServer,
+  runParlor,
+  keygen,
+  cliToken,
+  jose,
+  joseToken,
+  joseKeyPair,
+  connectError,
+  waitDisconnect,
+  call,
+  callWithin,
+  sync,
+  ISO_UTC,
+  assertRecentIso,
 };

@@ -1,0 +1,342 @@
+"""python-socketio (PyPI) against `parlor serve`, the room service (DESIGN.md §4).
+
+Run: python -m unittest -v test_rooms   (from this folder, with requirements.txt installed)
+
+Chat (join / room-info / user-joined / send-message / new-message), typing, private messages, and a
+token-authenticated connect with pending-notifications. The server runs with --recovery-window 0:
+python-socketio does not strip the offset argument that connection state recovery appends.
+Binary: PARLOR_BIN, else ../../../target/release/parlor relative to this file.
+"""
+
+import json
+import os
+import queue
+import re
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+import uuid
+
+import socketio
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+TIMEOUT = 5
+LISTEN_LINE = re.compile(r"^parlor listening on (http://([^\s/]+):(\d+))\s*$")
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def parlor_bin():
+    return os.environ.get("PARLOR_BIN") or os.path.join(REPO_ROOT, "target", "release", "parlor")
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Server:
+    """`parlor serve` on a free port with its own data dir; the URL comes from its stdout line."""
+
+    def __init__(self, args):
+        binary = parlor_bin()
+        if not os.path.exists(binary):
+            raise RuntimeError(f"binary not found: {binary} (build it, or set PARLOR_BIN)")
+        self.data_dir = tempfile.mkdtemp(prefix="parlor-py-data-")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
+             "--recovery-window", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self._stderr = []
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        deadline = time.monotonic() + 10
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.proc.kill()
+                raise RuntimeError(f"no listening line from {binary}: {line!r}; stderr: {self.stderr()[-2000:]}")
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 1)
+                if chunk:
+                    line += chunk
+        m = LISTEN_LINE.match(line.decode().rstrip("\r\n"))
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"unexpected first stdout line: {line!r}")
+        self.url = m.group(1)
+        threading.Thread(target=self._drain_stdout, daemon=True).start()
+
+    def _drain_stderr(self):
+        for chunk in iter(lambda: self.proc.stderr.read(4096), b""):
+            self._stderr.append(chunk)
+            if len(self._stderr) > 64:
+                del self._stderr[:32]
+
+    def _drain_stdout(self):
+        for _ in iter(lambda: self.proc.stdout.read(4096), b""):
+            pass
+
+    def stderr(self):
+        return b"".join(self._stderr).decode(errors="replace")
+
+    def stop(self):
+        code = self.proc.poll()
+        if code is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                code = None
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        return code
+
+
+class Inbox:
+    """Collects events of one name on one client, thread-safe."""
+
+    def __init__(self, client, event, namespace="/"):
+        self.q = queue.Queue()
+        client.on(event, self._on, namespace=namespace)
+
+    def _on(self, *args):
+        self.q.put(args)
+
+    def get(self, timeout=TIMEOUT):
+        try:
+            return self.q.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no event within {timeout} s") from None
+
+    def first(self, timeout=TIMEOUT):
+        """The first argument of the next event."""
+        return self.get(timeout)[0]
+
+    def get_where(self, pred, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no matching event in time")
+            args = self.get(left)
+            if pred(args[0]):
+                return args[0]
+
+    def empty_after(self, seconds):
+        try:
+            got = self.q.get(timeout=seconds)
+        except queue.Empty:
+            return True
+        self.q.put(got)
+        return False
+
+
+class Base(unittest.TestCase):
+    args = []
+    server = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(cls.args)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.server.stop()
+        if code != 0:
+            raise AssertionError(f"parlor serve did not exit 0 on SIGTERM: {code}\n{cls.server.stderr()[-3000:]}")
+
+    def setUp(self):
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            try:
+                c.disconnect()
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass
+
+    def client(self):
+        c = socketio.Client(reconnection=False, request_timeout=TIMEOUT)
+        self.clients.append(c)
+        return c
+
+    def connect(self, c, transports=("websocket",), auth=None, namespaces=("/",)):
+        c.connect(self.server.url, transports=list(transports), namespaces=list(namespaces), auth=auth,
+                  wait_timeout=TIMEOUT)
+        return c
+
+    def sync(self, c):
+        """A side-effect-free round trip: events sent to `c` before it have arrived."""
+        c.call("leave-room", "sync-barrier-never-joined", timeout=TIMEOUT)
+
+
+class ChatTest(Base):
+    args = ["--typing-timeout", "300"]
+
+    def joined(self, username, room, transports=("websocket",)):
+        c = self.client()
+        inboxes = {ev: Inbox(c, ev) for ev in ("room-info", "user-joined", "new-message", "user-typing",
+                                                "private-message", "room-users-update", "user-left")}
+        self.connect(c, transports=transports)
+        c.emit("join", {"username": username, "room": room})
+        info = inboxes["room-info"].first()
+        return c, inboxes, info
+
+    def test_join_room_info_and_messages(self):
+        room = unique("py-chat")
+        a, ia, info_a = self.joined("Ann", room)
+        a_user = {"id": a.get_sid("/"), "username": "Ann"}
+        self.assertEqual(info_a, {"room": room, "users": [a_user], "recentMessages": []})
+        b, ib, info_b = self.joined("Bob", room, transports=("polling",))
+        b_user = {"id": b.get_sid("/"), "username": "Bob"}
+        self.assertEqual(sorted(info_b["users"], key=lambda u: u["id"]), sorted([a_user, b_user], key=lambda u: u["id"]))
+        self.assertEqual(ia["user-joined"].first(), {"user": b_user, "message": "Bob joined the chat"})
+
+        res = b.call("send-message", {"content": "  hi from python  ", "room": room}, timeout=TIMEOUT)
+        self.assertEqual(res["success"], True)
+        self.assertIsInstance(res["id"], str)
+        for inbox in (ia, ib):
+            msg = inbox["new-message"].get_where(lambda m: m["id"] == res["id"])
+            self.assertEqual(set(msg), {"id", "content", "sender", "timestamp", "room"})
+            self.assertEqual(msg["content"], "hi from python")
+            self.assertEqual(msg["sender"], b_user)
+            self.assertEqual(msg["room"], room)
+            self.assertRegex(msg["timestamp"], ISO_UTC)
+
+        err = a.call("send-message", {"content": "   ", "room": room}, timeout=TIMEOUT)
+        self.assertEqual(err["code"], "VALIDATION")
+        err = a.call("send-message", {"content": "x", "room": unique("not-joined")}, timeout=TIMEOUT)
+        self.assertEqual(err["code"], "NOT_IN_ROOM")
+
+        # a late joiner gets the history
+        _, _, info_c = self.joined("Cid", room)
+        self.assertEqual([m["content"] for m in info_c["recentMessages"]], ["hi from python"])
+
+        # leaving: the others get user-left
+        self.assertEqual(b.call("leave-room", room, timeout=TIMEOUT), {"success": True})
+        self.assertEqual(ia["user-left"].first(), {"user": b_user, "message": "Bob left the chat"})
+
+    def test_typing(self):
+        room = unique("py-typing")
+        a, ia, _ = self.joined("Ann", room)
+        b, ib, _ = self.joined("Bob", room)
+        a_user = {"id": a.get_sid("/"), "username": "Ann"}
+        a.emit("typing-start", {"room": room})
+        self.assertEqual(ib["user-typing"].first(), {"user": a_user, "isTyping": True})
+        a.emit("typing-stop", {"room": room})
+        self.assertEqual(ib["user-typing"].first(), {"user": a_user, "isTyping": False})
+        # the server ends it by itself after --typing-timeout 300
+        a.emit("typing-start", {"room": room})
+        self.assertEqual(ib["user-typing"].first()["isTyping"], True)
+        started = time.monotonic()
+        self.assertEqual(ib["user-typing"].first(), {"user": a_user, "isTyping": False})
+        self.assertGreaterEqual(time.monotonic() - started, 0.15)
+        self.sync(a)
+        self.assertTrue(ia["user-typing"].q.empty(), "the typer gets no user-typing")
+
+    def test_private_message(self):
+        room = unique("py-pm")
+        a, ia, _ = self.joined("Ann", room)
+        b, ib, _ = self.joined("Bob", room)
+        c, ic, _ = self.joined("Cid", room)
+        res = a.call("private-message", {"to": b.get_sid("/"), "content": "psst"}, timeout=TIMEOUT)
+        self.assertEqual(res, {"success": True})
+        pm = ib["private-message"].first()
+        self.assertEqual(pm["from"], a.get_sid("/"))
+        self.assertEqual(pm["sender"], {"id": a.get_sid("/"), "username": "Ann"})
+        self.assertEqual(pm["content"], "psst")
+        self.assertRegex(pm["timestamp"], ISO_UTC)
+        self.sync(c)
+        self.assertTrue(ic["private-message"].q.empty())
+        nf = a.call("private-message", {"to": "nobody-here", "content": "hello?"}, timeout=TIMEOUT)
+        self.assertEqual(nf["code"], "NOT_FOUND")
+        self.assertIsInstance(nf["error"], str)
+
+
+class AuthTest(Base):
+    @classmethod
+    def setUpClass(cls):
+        cls.key_dir = tempfile.mkdtemp(prefix="parlor-py-key-")
+        out = subprocess.run([parlor_bin(), "keygen", "--out", cls.key_dir], capture_output=True, text=True,
+                             timeout=10, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"parlor keygen failed: {out.stderr}")
+        cls.args = ["--auth-key", os.path.join(cls.key_dir, "parlor.pub")]
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.key_dir, ignore_errors=True)
+
+    def token(self, sub, name, admin=False):
+        args = [parlor_bin(), "token", "--key", os.path.join(self.key_dir, "parlor.key"), "--sub", sub,
+                "--name", name, "--ttl", "1h"]
+        if admin:
+            args.append("--admin")
+        out = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout.strip()
+
+    def post(self, path, body, token):
+        req = urllib.request.Request(self.server.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as res:
+                return res.status, json.loads(res.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
+    def test_token_connect_and_pending_notifications(self):
+        sub = unique("py-user")
+        admin = self.token("ops", "Ops", admin=True)
+        status, notif = self.post("/api/notifications", {"userId": sub, "title": "Hi", "message": "from python"}, admin)
+        self.assertEqual(status, 201, notif)
+        self.assertEqual(notif["read"], False)
+        self.assertRegex(notif["createdAt"], ISO_UTC)
+
+        c = self.client()
+        pending = Inbox(c, "pending-notifications")
+        live = Inbox(c, "notification")
+        self.connect(c, auth={"token": self.token(sub, "Py User")})
+        self.assertEqual(pending.first(), [notif])
+        self.assertEqual(c.call("join-room", unique("py-authed"), timeout=TIMEOUT),
+                         {"users": [{"id": sub, "username": "Py User"}]})
+        status, notif2 = self.post("/api/notifications", {"userId": sub, "title": "Live", "message": "now"}, admin)
+        self.assertEqual(status, 201, notif2)
+        self.assertEqual(live.first(), notif2)
+        self.assertEqual(c.call("notification-read", notif["id"], timeout=TIMEOUT), {"success": True})
+
+        c2 = self.client()
+        pending2 = Inbox(c2, "pending-notifications")
+        self.connect(c2, auth={"token": self.token(sub, "Py User")}, transports=("polling",))
+        self.assertEqual([(n["id"], n["read"]) for n in pending2.first()], [(notif2["id"], False), (notif["id"], True)])
+
+    def test_missing_and_bad_tokens_are_refused(self):
+        for auth, message in ((None, "Authentication required"), ({"token": "not-a-token"}, "Invalid token")):
+            with self.subTest(auth=auth):
+                c = self.client()
+                errors = []
+                c.on("connect_error", lambda data=None: errors.append(data))
+                with self.assertRaises(socketio.exceptions.ConnectionError):
+                    self.connect(c, auth=auth)
+                self.assertFalse(c.connected)
+                self.assertEqual(len(errors), 1, errors)
+                self.assertEqual(errors[0]["message"] if isinstance(errors[0], dict) else errors[0], message)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
