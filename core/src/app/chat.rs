@@ -27,6 +27,12 @@ pub struct PendingMessage {
     ack: Option<u64>,
 }
 
+impl PendingMessage {
+    pub(super) fn socket(&self) -> &SocketId {
+        &self.socket
+    }
+}
+
 type Outcome = Result<(), (AppError, bool)>;
 
 fn invalid(e: AppError) -> (AppError, bool) {
@@ -201,6 +207,7 @@ impl RoomService {
             return Err(invalid(AppError::not_in_room()));
         }
         self.limit(member, false, now)?;
+        self.begin_write(socket)?;
         self.stop_typing(io, &member.nsp, &room, &member.user.id, now);
         let message = json!({
             "id": io.random_id(),

@@ -54,6 +54,12 @@ pub struct PendingSave {
     ack: Option<u64>,
 }
 
+impl PendingSave {
+    pub(super) fn socket(&self) -> &SocketId {
+        &self.socket
+    }
+}
+
 type Outcome = Result<(), (AppError, bool)>;
 
 fn invalid(e: AppError) -> (AppError, bool) {
@@ -193,8 +199,14 @@ impl RoomService {
             return Err(invalid(AppError::not_in_room()));
         }
         self.limit(member, false, now)?;
+        self.begin_write(socket)?;
         let Some(entry) = self.doc_entry(&member.nsp, &doc) else { return Ok(()) };
-        let (delta, version) = entry.doc.edit(&delta, base).map_err(|e| {
+        let edited = entry.doc.edit(&delta, base);
+        if edited.is_err() {
+            self.end_write(socket);
+        }
+        let Some(entry) = self.doc_entry(&member.nsp, &doc) else { return Ok(()) };
+        let (delta, version) = edited.map_err(|e| {
             let code = match e {
                 EditError::Stale(_) => "STALE_VERSION",
                 EditError::TooLarge(_) => "PAYLOAD_TOO_LARGE",

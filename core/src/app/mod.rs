@@ -42,6 +42,8 @@ use validate::AppError;
 /// The namespaces the room service serves; each has its own rooms, presence and history.
 pub const SCOPES: [&str; 2] = ["/", "/chat"];
 pub const ADMIN: &str = "/admin";
+/// Writes one socket may have waiting for the store.
+pub const MAX_IN_FLIGHT: usize = 256;
 
 /// What the service knows about one connected socket.
 #[derive(Clone, Debug)]
@@ -105,6 +107,9 @@ pub struct RoomService {
     buckets_swept_at: Instant,
     typing: typing::Typing,
     pending: HashMap<StoreId, Pending>,
+    /// Client writes waiting for the store, per socket: capped, so that a client cannot
+    /// queue unbounded work for the store (reads are bounded by the rooms it may join).
+    in_flight: HashMap<SocketId, usize>,
     /// Claims of the token `authorize` just accepted, taken by the `on_connect` that
     /// follows it in the same step.
     authorized: Option<Claims>,
@@ -131,6 +136,7 @@ impl RoomService {
             buckets_swept_at: Instant(0),
             typing: typing::Typing::default(),
             pending: HashMap::new(),
+            in_flight: HashMap::new(),
             authorized: None,
             departed: HashMap::new(),
         }
@@ -172,6 +178,26 @@ impl RoomService {
         reply_error(io, socket, ack, &err.0, now);
         if err.1 {
             io.disconnect(socket, now);
+        }
+    }
+
+    /// Counts a write the socket is about to make; refused past [`MAX_IN_FLIGHT`].
+    fn begin_write(&mut self, socket: &SocketId) -> Result<(), (AppError, bool)> {
+        let n = self.in_flight.entry(socket.clone()).or_default();
+        if *n >= MAX_IN_FLIGHT {
+            return Err((AppError::new("RATE_LIMITED", "Too many requests waiting for the store"), false));
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// The store answered one of the socket's writes.
+    fn end_write(&mut self, socket: &SocketId) {
+        if let Some(n) = self.in_flight.get_mut(socket) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(socket);
+            }
         }
     }
 
@@ -457,6 +483,12 @@ impl Handler for RoomService {
 
     fn on_store(&mut self, io: &mut Io, id: StoreId, answer: StoreAnswer, now: Instant) {
         let Some(pending) = self.pending.remove(&id) else { return };
+        match &pending {
+            Pending::Message(p) => self.end_write(p.socket()),
+            Pending::MarkRead { socket, .. } => self.end_write(socket),
+            Pending::SaveDocument(p) => self.end_write(p.socket()),
+            _ => {}
+        }
         match pending {
             Pending::Message(p) => self.message_stored(io, p, &answer, now),
             Pending::History { nsp, room } => self.history_loaded(io, &nsp, &room, answer, now),

@@ -72,6 +72,7 @@ impl RoomService {
             Some(Value::Number(n)) => n.to_string(),
             _ => return Err((AppError::validation("id must be a notification id"), false)),
         };
+        self.begin_write(socket)?;
         let req = StoreRequest::MarkRead { user: member.user.id.clone(), id };
         let sid = io.store(req);
         self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: false });
@@ -86,6 +87,7 @@ impl RoomService {
         member: &Member,
         ack: Option<u64>,
     ) -> Result<(), (AppError, bool)> {
+        self.begin_write(socket)?;
         let sid = io.store(StoreRequest::MarkAllRead { user: member.user.id.clone() });
         self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: true });
         Ok(())

@@ -664,3 +664,23 @@ fn reconnecting_does_not_refill_the_rate_limit() {
     emit(&mut h, &a, Some(1), "private-message", &[json!({"to": a.id, "content": "x"})]);
     assert_eq!(named(&received(&mut h, &a), "ack:1")[0]["code"], "RATE_LIMITED");
 }
+
+#[test]
+fn writes_waiting_for_the_store_are_capped_per_socket() {
+    let chat_limit = ratelimit::Limit { capacity: 10_000, window_ms: 60_000 };
+    let config = Config { recovery_window_ms: 0, ..Config::default() };
+    let app = RoomService::new(AppConfig { chat_limit, ..AppConfig::default() });
+    // No store answers: every write stays in flight.
+    let mut h = Harness::new(Service::new(config, [5; 32], Instant(0), app));
+    let a = connect(&mut h, "/", json!({}));
+    emit(&mut h, &a, None, "join-room", &[json!("r")]);
+    for i in 0..=MAX_IN_FLIGHT as u64 {
+        emit(&mut h, &a, Some(i), "send-message", &[json!({"content": "x", "room": "r"})]);
+    }
+    let got = received(&mut h, &a);
+    let refused = named(&got, &format!("ack:{MAX_IN_FLIGHT}"));
+    assert_eq!(refused[0]["code"], "RATE_LIMITED");
+    assert_eq!(got.iter().filter(|(n, _)| n.starts_with("ack:")).count(), 1, "the others wait for the store");
+    let stores = h.outputs.iter().filter(|o| matches!(o, crate::Output::Store { .. })).count();
+    assert_eq!(stores, MAX_IN_FLIGHT);
+}

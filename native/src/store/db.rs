@@ -205,6 +205,9 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Notifications kept per user (clients are shown the newest 50).
+pub const NOTIFICATIONS_KEEP: usize = 1000;
+
 fn run(c: &Connection, request: &StoreRequest, history_keep: usize) -> Result<StoreAnswer> {
     match request {
         StoreRequest::AppendMessage { scope, room, message } => {
@@ -249,6 +252,13 @@ fn run(c: &Connection, request: &StoreRequest, history_keep: usize) -> Result<St
                  ON CONFLICT (user, id) DO UPDATE SET json = excluded.json",
             )?
             .execute(params![user, id, notification.to_string()])?;
+            // A user's notifications are bounded too: the oldest beyond NOTIFICATIONS_KEEP go.
+            c.prepare_cached(
+                "DELETE FROM notifications WHERE user = ?1 AND seq <= (
+                     SELECT seq FROM notifications WHERE user = ?1
+                     ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+            )?
+            .execute(params![user, limit(NOTIFICATIONS_KEEP)])?;
             Ok(StoreAnswer::Done)
         }
         StoreRequest::LoadNotifications { user, limit: n } => {
@@ -468,6 +478,20 @@ mod tests {
         let list = notifications(&mut db, "a", 10);
         assert_eq!(list.len(), 2);
         assert_eq!((list[1]["id"].as_str(), list[1]["read"].as_bool()), (Some("n1"), Some(true)));
+    }
+
+    #[test]
+    fn notifications_are_bounded_per_user() {
+        let dir = TestDir::new("db-notification-bound");
+        let mut db = Db::open(dir.path(), 10).unwrap();
+        for i in 0..NOTIFICATIONS_KEEP + 5 {
+            put(&mut db, "a", &format!("n{i}"));
+        }
+        put(&mut db, "b", "other");
+        let list = notifications(&mut db, "a", NOTIFICATIONS_KEEP + 100);
+        assert_eq!(list.len(), NOTIFICATIONS_KEEP);
+        assert_eq!(list.last().unwrap()["id"], "n5", "the oldest went");
+        assert_eq!(notifications(&mut db, "b", 10).len(), 1);
     }
 
     #[test]
