@@ -1,7 +1,8 @@
 //! Every limit and timing of the core, with Socket.IO's defaults.
 
 /// The core's settings. Every queue, map and buffer a client can grow is bounded here.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Config {
     pub ping_interval_ms: u64,
     pub ping_timeout_ms: u64,

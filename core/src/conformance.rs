@@ -7,12 +7,14 @@ use crate::engineio::{Engine, Event as EngineEvent};
 use crate::host::{Input, Output};
 use crate::rng::Rng;
 use crate::service::{Machine, Metrics};
+use crate::snapshot::{self, SnapshotError};
 use crate::socketio::{Event, Handler, Io, Message, SocketId};
 use crate::time::Instant;
 use bytes::{BufMut, BytesMut};
 use serde_json::Value;
 
 /// Engine.IO with no Socket.IO on top: every message goes back as it came.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct EngineEcho {
     engine: Engine,
     now: Instant,
@@ -22,6 +24,13 @@ impl EngineEcho {
     #[must_use]
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Self {
         EngineEcho { engine: Engine::new(&config, Rng::new(seed)), now }
+    }
+
+    /// An echo machine from its [`Machine::snapshot`].
+    pub fn restore(bytes: &[u8], now: Instant) -> Result<Self, SnapshotError> {
+        let mut echo: EngineEcho = snapshot::decode(ECHO_KIND, bytes)?;
+        echo.now = echo.now.max(now);
+        Ok(echo)
     }
 
     fn echo(&mut self) {
@@ -65,11 +74,17 @@ impl Machine for EngineEcho {
     fn metrics(&self) -> Metrics {
         Metrics { connections: self.engine.session_count(), traffic: self.engine.traffic(), ..Metrics::default() }
     }
+
+    fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        Ok(snapshot::encode(ECHO_KIND, self))
+    }
 }
+
+const ECHO_KIND: &str = "echo";
 
 /// Namespaces `/` and `/custom`: `auth` on connect, `message` → `message-back`,
 /// `message-with-ack` → an ack with the same arguments.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ConformanceApp;
 
 impl ConformanceApp {
@@ -86,6 +101,18 @@ impl Handler for ConformanceApp {
 
     fn on_connect(&mut self, io: &mut Io, socket: &SocketId, auth: &Value, _recovered: bool, now: Instant) {
         io.emit_to(socket, &Message::new("auth", vec![auth.clone()]), now);
+    }
+
+    fn kind(&self) -> &'static str {
+        "conformance"
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        Some(snapshot::encode("conformance", self))
+    }
+
+    fn restore(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        snapshot::decode("conformance", bytes)
     }
 
     fn on_event(&mut self, io: &mut Io, socket: &SocketId, event: Event, now: Instant) {

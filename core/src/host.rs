@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 /// A host-assigned id for one transport: one HTTP request (a polling GET or POST, or a
 /// WebSocket upgrade request that, once accepted, stays the id of that WebSocket).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ConnId(pub u64);
 
 /// The HTTP method of a request on the Engine.IO path.

@@ -61,6 +61,7 @@ pub mod engineio;
 pub mod host;
 pub mod rng;
 pub mod service;
+pub mod snapshot;
 pub mod socketio;
 pub mod store;
 pub mod time;

@@ -7,7 +7,7 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /// A ChaCha20 stream from the host's seed. Ids are 20 url-safe characters (120 bits),
 /// the shape Socket.IO's own ids have.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Rng(ChaCha20Rng);
 
 impl Rng {

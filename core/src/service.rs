@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::engineio::{Engine, Traffic};
 use crate::host::{Input, Output};
 use crate::rng::Rng;
+use crate::snapshot::{self, SnapshotError};
 use crate::socketio::{Handler, Io};
 use crate::time::Instant;
 
@@ -20,6 +21,9 @@ pub trait Machine {
     fn poll_timeout(&self) -> Option<Instant>;
     /// Gauges and counters for `/metrics`.
     fn metrics(&self) -> Metrics;
+    /// The whole state as a versioned snapshot, taken between steps (see
+    /// [`crate::snapshot`]); each machine type has a `restore` constructor for it.
+    fn snapshot(&self) -> Result<Vec<u8>, SnapshotError>;
 }
 
 /// Numbers a host exports as metrics.
@@ -64,6 +68,14 @@ impl<H: Handler> Service<H> {
         &mut self.handler
     }
 
+    /// A service from a [`Machine::snapshot`] of one with the same kind of handler.
+    /// `now` must not be earlier than the snapshot's clock (it is clamped if it is).
+    pub fn restore(bytes: &[u8], now: Instant) -> Result<Self, SnapshotError> {
+        let (io, then, app): (Io, Instant, Vec<u8>) = snapshot::decode(SERVICE_KIND, bytes)?;
+        let handler = H::restore(&app)?;
+        Ok(Service { io, handler, now: then.max(now) })
+    }
+
     fn clamp(&mut self, now: Instant) -> Instant {
         self.now = self.now.max(now);
         self.now
@@ -106,4 +118,12 @@ impl<H: Handler> Machine for Service<H> {
     fn metrics(&self) -> Metrics {
         self.io.metrics()
     }
+
+    fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        let app = self.handler.snapshot().ok_or(SnapshotError::Unsupported)?;
+        Ok(snapshot::encode(SERVICE_KIND, &(&self.io, self.now, app)))
+    }
 }
+
+/// The kind of every [`Service`] snapshot; the handler's own bytes carry its kind inside.
+const SERVICE_KIND: &str = "service";

@@ -411,6 +411,13 @@ impl Sim {
                 let to = self.clients[to].socket.clone().unwrap_or_else(|| "nobody".into());
                 self.emit(c, "private-message", json!({"to": to, "content": "psst"}), Some(Asked::Other));
             }
+            14 if self.rng.chance(10) => {
+                // Live swap: the service continues from its own snapshot, as after a
+                // component reload. Nothing a client can see may change.
+                self.log.push(format!("t={} snapshot swap", self.now.0));
+                let snap = self.svc.snapshot().unwrap_or_else(|e| self.fail(&format!("snapshot: {e}")));
+                self.svc = Service::restore(&snap, self.now).unwrap_or_else(|e| self.fail(&format!("restore: {e}")));
+            }
             13 => {
                 // A packet sent twice: the server must treat both as packets, nothing more.
                 if live {
@@ -512,7 +519,7 @@ fn simulation_keeps_every_invariant() {
     let first: u64 = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let seeds: u64 = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let steps: usize = std::env::var("SIM_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(400);
-    let mut totals = (0, 0, 0);
+    let mut totals = (0, 0, 0, 0);
     for seed in first..first + seeds {
         let mut sim = Sim::new(seed);
         for c in 0..sim.clients.len() {
@@ -525,11 +532,12 @@ fn simulation_keeps_every_invariant() {
         totals.0 += sim.acked_messages.len();
         totals.1 += sim.svc.handler().document_text("/", DOC).map_or(0, |t| t.len());
         totals.2 += sim.log.iter().filter(|l| l.contains("pid")).count();
+        totals.3 += sim.log.iter().filter(|l| l.contains("snapshot swap")).count();
     }
     // A run that exercised nothing would pass trivially: make sure it did not.
     eprintln!(
-        "simulated {seeds} seeds: {} messages acked, {} document bytes, {} recovery attempts",
-        totals.0, totals.1, totals.2
+        "simulated {seeds} seeds: {} messages acked, {} document bytes, {} recovery attempts, {} snapshot swaps",
+        totals.0, totals.1, totals.2, totals.3
     );
-    assert!(totals.0 > seeds as usize && totals.2 > 0);
+    assert!(totals.0 > seeds as usize && totals.2 > 0 && totals.3 > 0);
 }

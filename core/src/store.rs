@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 /// Names one request; the answer carries it back.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct StoreId(pub u64);
 
 /// What the core asks the store to do. `scope` is the Socket.IO namespace: rooms and

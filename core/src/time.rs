@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
 /// Milliseconds on the host's monotonic clock. Only differences mean anything.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Instant(pub u64);
 
 impl Instant {
@@ -28,7 +28,7 @@ impl Instant {
 ///
 /// Keys are small copyable values (an enum of timer kinds with an index) so that cancelling
 /// and re-arming a timer costs two tree operations and no allocation beyond the tree node.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Timers<K: Ord + Hash + Copy> {
     by_time: BTreeSet<(Instant, K)>,
     by_key: HashMap<K, Instant>,

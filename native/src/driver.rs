@@ -468,6 +468,9 @@ mod tests {
             self.log.lock().unwrap().push(entry);
         }
         fn handle_timeout(&mut self, _now: Instant) {}
+        fn snapshot(&self) -> Result<Vec<u8>, parlor_core::snapshot::SnapshotError> {
+            Err(parlor_core::snapshot::SnapshotError::Unsupported)
+        }
         fn poll_output(&mut self) -> Option<Output> {
             self.out.pop_front()
         }

@@ -11,7 +11,7 @@ use thiserror::Error;
 pub const MAX_TOKEN_LEN: usize = 8192;
 
 /// A public key that may sign tokens, with its `kid` for rotation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuthKey {
     pub kid: Option<String>,
     pub key: [u8; 32],

@@ -10,18 +10,19 @@ use serde_json::{json, Value};
 use std::collections::VecDeque;
 
 /// A room's recent messages, oldest first, once loaded from the store.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum History {
     /// Sockets waiting for `room-info` while the store loads the history.
     Loading(Vec<SocketId>),
-    Ready(VecDeque<Value>),
+    Ready(#[serde(with = "crate::snapshot::json_seq")] VecDeque<Value>),
 }
 
 /// A message waiting for the store before it is announced.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PendingMessage {
     nsp: String,
     room: String,
+    #[serde(with = "crate::snapshot::json")]
     message: Value,
     socket: SocketId,
     ack: Option<u64>,

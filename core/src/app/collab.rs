@@ -16,7 +16,7 @@ const MAX_DELTA_OPS: usize = 10_000;
 /// A `join-document` waiting for the document (its ack id, if it asked for one).
 type Waiter = (SocketId, Option<u64>);
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum DocState {
     Loading(Vec<Waiter>),
     Ready(DocEntry),
@@ -33,7 +33,7 @@ impl DocState {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct DocEntry {
     doc: Document,
     /// Edits applied here but not yet confirmed by the store. A join waits until there are
@@ -43,13 +43,15 @@ pub struct DocEntry {
 }
 
 /// An applied edit waiting for the store before it is announced and acked.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PendingSave {
     nsp: String,
     doc: String,
+    #[serde(with = "crate::snapshot::json")]
     delta: Value,
     version: u64,
     socket: SocketId,
+    #[serde(with = "crate::snapshot::json")]
     author: Value,
     ack: Option<u64>,
 }

@@ -3,7 +3,8 @@
 use super::auth::AuthKey;
 use super::ratelimit::Limit;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AppConfig {
     /// Public keys that may sign tokens. Empty = dev mode: anyone may connect, the user is
     /// the socket, and `/admin` and the HTTP producer API are refused.

@@ -18,13 +18,13 @@ pub enum EditError {
     TooLarge(usize),
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Logged {
     delta: Delta,
 }
 
 /// One document. Versions count applied ops; the log keeps the newest ones.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Document {
     text: Vec<u16>,
     version: u64,

@@ -42,11 +42,13 @@ use validate::AppError;
 /// The namespaces the room service serves; each has its own rooms, presence and history.
 pub const SCOPES: [&str; 2] = ["/", "/chat"];
 pub const ADMIN: &str = "/admin";
+/// The kind name of room-service snapshots.
+const KIND: &str = "rooms";
 /// Writes one socket may have waiting for the store.
 pub const MAX_IN_FLIGHT: usize = 256;
 
 /// What the service knows about one connected socket.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Member {
     nsp: String,
     user: User,
@@ -55,7 +57,7 @@ struct Member {
 }
 
 /// Rooms, presence, history and documents of one namespace.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Scope {
     presence: Presence,
     history: HashMap<String, chat::History>,
@@ -63,7 +65,7 @@ struct Scope {
 }
 
 /// Work waiting for the store's answer.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum Pending {
     Message(chat::PendingMessage),
     History {
@@ -88,14 +90,14 @@ enum Pending {
 }
 
 /// Where an answer goes: an ack on a socket, or an HTTP response.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 enum Reply {
     Ack { socket: SocketId, ack: Option<u64> },
     Http { conn: crate::host::ConnId },
 }
 
 /// The room service.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct RoomService {
     config: AppConfig,
     scopes: HashMap<String, Scope>,
@@ -112,6 +114,7 @@ pub struct RoomService {
     in_flight: HashMap<SocketId, usize>,
     /// Claims of the token `authorize` just accepted, taken by the `on_connect` that
     /// follows it in the same step.
+    #[serde(skip)]
     authorized: Option<Claims>,
     /// Members that dropped in a way recovery can undo, by socket id, with when.
     departed: HashMap<SocketId, (Member, Instant)>,
@@ -520,6 +523,18 @@ impl Handler for RoomService {
 
     fn handle_timeout(&mut self, io: &mut Io, now: Instant) {
         self.expire_typing(io, now);
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        Some(crate::snapshot::encode(KIND, self))
+    }
+
+    fn restore(bytes: &[u8]) -> Result<Self, crate::snapshot::SnapshotError> {
+        crate::snapshot::decode(KIND, bytes)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -9,9 +9,10 @@ use crate::time::Instant;
 use serde_json::{json, Map, Value};
 
 /// A notification waiting for the store before it is pushed and confirmed.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PendingPut {
     user: String,
+    #[serde(with = "crate::snapshot::json")]
     notification: Value,
     reply: Reply,
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use thiserror::Error;
 
 /// One delta operation. Inserts keep their UTF-16 form: every length is in code units.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     Retain(usize),
     Insert(Vec<u16>),
@@ -26,7 +26,7 @@ impl Op {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Delta {
     pub ops: Vec<Op>,
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
 /// A user as clients see them: `{id, username}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: String,
     pub username: String,
@@ -19,21 +19,21 @@ impl User {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Member {
     user: User,
     sockets: BTreeSet<SocketId>,
     seq: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Room {
     members: HashMap<String, Member>,
     next_seq: u64,
 }
 
 /// Presence of one namespace's rooms.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Presence {
     rooms: HashMap<String, Room>,
 }

@@ -8,7 +8,7 @@ use crate::time::Instant;
 /// exactly, with integer arithmetic only.
 const UNIT: u64 = 1_000_000;
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limit {
     pub capacity: u32,
     pub window_ms: u64,
@@ -22,7 +22,7 @@ pub enum Verdict {
     Disconnect,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bucket {
     tokens: u64,
     last: Instant,

@@ -5,7 +5,7 @@ use crate::time::{Instant, Timers};
 use std::collections::HashMap;
 
 /// Typing states of one node, keyed by (namespace, room, user id).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Typing {
     ids: HashMap<(String, String, String), u64>,
     keys: HashMap<u64, (String, String, String)>,

@@ -44,7 +44,7 @@ pub fn decode(body: &[u8]) -> Result<Vec<Item<'_>>, DecodeError> {
 
 /// A packet waiting to be sent: the full Engine.IO text (`42[...]`, `2`, ...) or the raw
 /// bytes of a binary message. Both are shared buffers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OutPacket {
     Text(Bytes),
     Binary(Bytes),

@@ -9,7 +9,7 @@ use crate::config::{MAX_ACK_ID, MAX_JSON_DEPTH};
 use serde_json::Value;
 use thiserror::Error;
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PacketType {
     Connect = 0,
     Disconnect = 1,
@@ -46,11 +46,12 @@ pub const RESERVED_EVENTS: [&str; 6] =
 
 /// A decoded packet. `data` still holds `{"_placeholder":true,"num":i}` objects where
 /// buffers go; they were checked to point inside `0..attachments`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Packet {
     pub kind: PacketType,
     pub nsp: String,
     pub id: Option<u64>,
+    #[serde(with = "crate::snapshot::json_opt")]
     pub data: Option<Value>,
     pub attachments: usize,
 }

@@ -19,11 +19,11 @@ use query::{Query, Refusal};
 use std::collections::{HashMap, VecDeque};
 
 /// The engine's handle for a session (the `sid` string is only for the wire).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SessionId(pub u64);
 
 /// Why a session ended, with the name Socket.IO gives that reason.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CloseReason {
     /// The client closed the transport or sent a close packet.
     TransportClose,
@@ -61,13 +61,13 @@ pub enum Event {
     Closed(SessionId, CloseReason),
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Transport {
     Polling,
     WebSocket(ConnId),
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Role {
     /// A long-poll GET waiting for packets.
     PollGet,
@@ -77,21 +77,21 @@ enum Role {
     Probe,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 enum Timer {
     Ping,
     PongTimeout,
     Upgrade,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Probe {
     conn: ConnId,
     /// `2probe` arrived and was answered: polling is paused until `5`.
     probed: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Session {
     sid: String,
     transport: Transport,
@@ -104,7 +104,7 @@ struct Session {
 }
 
 /// Counters for metrics, by direction.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Traffic {
     pub packets_in: u64,
     pub bytes_in: u64,
@@ -113,7 +113,7 @@ pub struct Traffic {
 }
 
 /// All Engine.IO sessions of a node.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Engine {
     ping_interval: u64,
     ping_timeout: u64,
@@ -127,9 +127,13 @@ pub struct Engine {
     by_sid: HashMap<String, SessionId>,
     conns: HashMap<ConnId, (SessionId, Role)>,
     timers: Timers<(SessionId, Timer)>,
+    // Drained by the host and the layer above after every step, so empty in a snapshot.
+    #[serde(skip)]
     outputs: VecDeque<Output>,
+    #[serde(skip)]
     events: VecDeque<Event>,
     /// Polling sessions that got packets during this step; answered by [`Engine::flush`].
+    #[serde(skip)]
     dirty: Vec<SessionId>,
     shutting_down: bool,
     traffic: Traffic,

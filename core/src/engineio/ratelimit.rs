@@ -9,7 +9,7 @@ const WINDOW_MS: u64 = 60_000;
 /// the map without bound (a spread-out attacker is not what a per-IP limit stops).
 const MAX_TRACKED: usize = 100_000;
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PerIp {
     limit: u32,
     window_start: Instant,

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A socket id: per namespace connection, random, 20 url-safe characters. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SocketId(Arc<str>);
 
 impl SocketId {
@@ -144,7 +144,7 @@ impl ConnectRefusal {
 }
 
 /// Why a socket left its namespace, with Socket.IO's names.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum DisconnectReason {
     ServerNamespaceDisconnect,
     ClientNamespaceDisconnect,
@@ -240,6 +240,26 @@ pub trait Handler {
     /// [`Io::respond`](super::Io::respond). By default there is no API: 404.
     fn on_api(&mut self, io: &mut super::Io, req: &ApiRequest<'_>, _now: Instant) {
         io.respond(req.conn, 404, &serde_json::json!({"error": "not found", "code": "NOT_FOUND"}));
+    }
+
+    /// The name a snapshot of this application carries (a snapshot restores only into
+    /// the same kind).
+    fn kind(&self) -> &'static str {
+        "app"
+    }
+
+    /// The application's state for a snapshot (see [`crate::snapshot`]); `None` if this
+    /// application cannot be snapshotted (the default).
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// The application from its [`Handler::snapshot`] bytes.
+    fn restore(_bytes: &[u8]) -> Result<Self, crate::snapshot::SnapshotError>
+    where
+        Self: Sized,
+    {
+        Err(crate::snapshot::SnapshotError::Unsupported)
     }
 
     /// The application's own timers.

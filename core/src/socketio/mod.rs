@@ -21,13 +21,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 /// One Engine.IO session seen from Socket.IO: its sockets by namespace, and a binary
 /// packet waiting for its attachments.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Client {
     sockets: HashMap<String, SocketId>,
     partial: Option<(Packet, Vec<Bytes>)>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Socket {
     nsp: String,
     session: SessionId,
@@ -40,13 +40,13 @@ struct Socket {
     base_offset: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Namespace {
     sockets: HashSet<SocketId>,
     rooms: HashMap<String, HashSet<SocketId>>,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 enum Timer {
     /// The client must CONNECT to a namespace by then.
     Connect(SessionId),
@@ -62,7 +62,7 @@ enum Notice {
 }
 
 /// The Socket.IO layer of one node.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Io {
     config: Config,
     engine: Engine,
@@ -73,6 +73,7 @@ pub struct Io {
     next_seq: u64,
     namespaces: HashMap<String, Namespace>,
     timers: Timers<Timer>,
+    #[serde(skip)]
     notices: VecDeque<Notice>,
     recovery: Recovery,
     disconnects: HashMap<DisconnectReason, u64>,

@@ -8,7 +8,7 @@ use crate::time::Instant;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 /// A packet as it was broadcast, kept for replay.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stored {
     pub offset: u64,
     pub at: Instant,
@@ -35,7 +35,7 @@ impl Stored {
 }
 
 /// A socket that dropped and may come back.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Saved {
     pub id: SocketId,
     pub nsp: String,
@@ -46,7 +46,7 @@ pub struct Saved {
     pub base_offset: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Recovery {
     window_ms: u64,
     max_packets: usize,
