@@ -2,7 +2,7 @@
 //! before they are announced, room history, and typing indicators.
 
 use super::validate::{self, AppError};
-use super::{chat_room, reply_error, to_chat_room, user_room, Member, Pending, RoomService};
+use super::{chat_room, invalid, reply_error, to_chat_room, user_room, Member, Outcome, Pending, RoomService};
 use crate::socketio::{Event, Io, Message, SocketId, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
@@ -32,12 +32,6 @@ impl PendingMessage {
     pub(super) fn socket(&self) -> &SocketId {
         &self.socket
     }
-}
-
-type Outcome = Result<(), (AppError, bool)>;
-
-fn invalid(e: AppError) -> (AppError, bool) {
-    (e, false)
 }
 
 impl RoomService {

@@ -4,7 +4,7 @@
 use super::docs::{Document, EditError};
 use super::ot::Delta;
 use super::validate::{self, AppError};
-use super::{doc_room, reply_error, Member, Pending, RoomService};
+use super::{doc_room, invalid, reply_error, Member, Outcome, Pending, RoomService};
 use crate::socketio::{Io, Message, SocketId, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
@@ -62,10 +62,9 @@ impl PendingSave {
     }
 }
 
-type Outcome = Result<(), (AppError, bool)>;
-
-fn invalid(e: AppError) -> (AppError, bool) {
-    (e, false)
+/// Emits to everyone in a document but the sender.
+fn to_others_in_doc(io: &mut Io, member: &Member, doc: &str, socket: &SocketId, msg: &Message, now: Instant) {
+    io.emit(&Target::all(&member.nsp).to(doc_room(doc)).except_socket(socket), msg, now);
 }
 
 /// A document id: the bare string, or `{docId}`.
@@ -272,8 +271,7 @@ impl RoomService {
         let Some(entry) = self.doc_entry(&member.nsp, &doc) else { return Ok(()) };
         let position = entry.doc.set_cursor(socket, usize::try_from(position).unwrap_or(usize::MAX));
         let update = json!({"socketId": socket.as_str(), "user": member.user.to_json(), "position": position});
-        let others = Target::all(&member.nsp).to(doc_room(&doc)).except_socket(socket);
-        io.emit(&others, &Message::new("cursor-update", vec![update]), now);
+        to_others_in_doc(io, member, &doc, socket, &Message::new("cursor-update", vec![update]), now);
         Ok(())
     }
 
@@ -297,8 +295,7 @@ impl RoomService {
         }
         self.limit(member, true, now)?;
         let update = json!({"socketId": socket.as_str(), "user": member.user.to_json(), "selection": selection});
-        let others = Target::all(&member.nsp).to(doc_room(&doc)).except_socket(socket);
-        io.emit(&others, &Message::new("selection-update", vec![update]), now);
+        to_others_in_doc(io, member, &doc, socket, &Message::new("selection-update", vec![update]), now);
         Ok(())
     }
 

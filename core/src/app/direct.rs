@@ -1,7 +1,7 @@
 //! Private messages: to every socket of a user, or to one socket, never stored.
 
 use super::validate::{self, AppError};
-use super::{user_room, Member, RoomService};
+use super::{invalid, user_room, Member, Outcome, RoomService};
 use crate::socketio::{Io, Message, SocketId, Target};
 use crate::time::Instant;
 use serde_json::{json, Value};
@@ -16,8 +16,7 @@ impl RoomService {
         arg: Option<&Value>,
         ack: Option<u64>,
         now: Instant,
-    ) -> Result<(), (AppError, bool)> {
-        let invalid = |e| (e, false);
+    ) -> Outcome {
         let obj = validate::object(arg).map_err(invalid)?;
         let to = validate::text(obj.get("to"), "to", 1, validate::MAX_ROOM).map_err(invalid)?;
         let content = validate::trimmed(obj.get("content"), "content", 1, validate::MAX_CONTENT).map_err(invalid)?;

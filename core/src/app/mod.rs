@@ -327,6 +327,15 @@ impl RoomService {
     }
 }
 
+/// What an event handler answers: an error to send, and whether the client is now far
+/// enough over its limit to be cut off.
+type Outcome = Result<(), (AppError, bool)>;
+
+/// An error that does not count against the client.
+fn invalid(e: AppError) -> (AppError, bool) {
+    (e, false)
+}
+
 /// `{message, code}` for the `error` event, from an ack-shaped `{error, code}`.
 fn error_event(body: &Value) -> Value {
     json!({"message": body.get("error").cloned().unwrap_or(Value::Null), "code": body.get("code").cloned().unwrap_or(Value::Null)})
