@@ -68,8 +68,9 @@ pub mod time;
 
 #[cfg(test)]
 mod sim;
-#[cfg(test)]
-pub(crate) mod testing;
+/// Test helpers (a virtual-clock harness, an in-memory store), also for the fuzz targets.
+#[cfg(any(test, fuzzing))]
+pub mod testing;
 
 pub use config::Config;
 pub use host::{ConnId, Input, Output};
