@@ -31,6 +31,9 @@ pub struct Delta {
     pub ops: Vec<Op>,
 }
 
+/// The largest `retain` or `delete` count a client may send (far past any document).
+pub const MAX_COUNT: u64 = u32::MAX as u64;
+
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum DeltaError {
     #[error("a delta is an array of {{retain}}, {{insert}} or {{delete}} ops")]
@@ -58,7 +61,9 @@ impl Delta {
         let mut d = Delta::default();
         for op in ops {
             let m = op.as_object().ok_or(DeltaError::Shape)?;
-            let count = |k: &str| m.get(k).map(|v| v.as_u64().ok_or(DeltaError::Shape)).transpose();
+            // Counts are bounded so that no sum of up to `max_ops` of them can overflow.
+            let count =
+                |k: &str| m.get(k).map(|v| v.as_u64().filter(|n| *n <= MAX_COUNT).ok_or(DeltaError::Shape)).transpose();
             let op = match (m.get("insert"), count("retain")?, count("delete")?) {
                 (Some(Value::String(s)), None, None) => Op::Insert(s.encode_utf16().collect()),
                 (None, Some(n), None) => Op::Retain(usize::try_from(n).map_err(|_| DeltaError::Shape)?),
@@ -97,7 +102,7 @@ impl Delta {
             return;
         }
         match (self.ops.last_mut(), op) {
-            (Some(Op::Retain(a)), Op::Retain(b)) | (Some(Op::Delete(a)), Op::Delete(b)) => *a += b,
+            (Some(Op::Retain(a)), Op::Retain(b)) | (Some(Op::Delete(a)), Op::Delete(b)) => *a = a.saturating_add(b),
             (Some(Op::Insert(a)), Op::Insert(b)) => a.extend(b),
             (Some(Op::Delete(_)), Op::Insert(b)) => {
                 let del = self.ops.pop().expect("just matched");
@@ -117,7 +122,7 @@ impl Delta {
     /// The document length this delta expects at least (what it retains and deletes).
     #[must_use]
     pub fn base_len(&self) -> usize {
-        self.ops.iter().map(|op| if let Op::Insert(_) = op { 0 } else { op.len() }).sum()
+        self.ops.iter().map(|op| if let Op::Insert(_) = op { 0 } else { op.len() }).fold(0, usize::saturating_add)
     }
 
     /// Applies the delta to a document held as UTF-16.
@@ -281,6 +286,17 @@ mod tests {
         }
         assert_eq!(Delta::from_json(&json!([{"retain": 1}, {"retain": 1}]), 1), Err(DeltaError::TooManyOps(1)));
         assert_eq!(d(json!({"ops": [{"insert": "a"}]})).ops, vec![Op::Insert(u("a"))]);
+    }
+
+    #[test]
+    fn huge_counts_are_refused_not_overflowed() {
+        // Found by the `ot` and `service` fuzz targets: these used to overflow and panic.
+        let max = json!(u64::MAX);
+        assert_eq!(Delta::from_json(&json!([{"retain": 97}, {"retain": max}]), 10), Err(DeltaError::Shape));
+        assert_eq!(Delta::from_json(&json!([{"retain": max}, {"delete": 1}]), 10), Err(DeltaError::Shape));
+        let big = json!([{"retain": MAX_COUNT}, {"retain": MAX_COUNT}, {"delete": MAX_COUNT}]);
+        let d = Delta::from_json(&big, 10).unwrap();
+        assert_eq!(d.apply(&u("abc")), Err(DeltaError::PastEnd));
     }
 
     #[test]

@@ -743,3 +743,15 @@ fn snapshots_of_one_kind_do_not_restore_as_another() {
     assert!(matches!(err, crate::snapshot::SnapshotError::Kind { .. }), "{err}");
     assert!(Service::<RoomService>::restore(&snap[..10], Instant(0)).is_err());
 }
+
+#[test]
+fn a_text_change_with_huge_counts_is_a_validation_error() {
+    // The fuzzers' regression: this used to panic the node.
+    let mut h = dev();
+    let a = connect(&mut h, "/", json!({}));
+    emit(&mut h, &a, None, "join-document", &[json!({"docId": "d"})]);
+    received(&mut h, &a);
+    let delta = json!([{"retain": u64::MAX}, {"delete": 1}]);
+    emit(&mut h, &a, Some(1), "text-change", &[json!({"docId": "d", "version": 0, "delta": delta})]);
+    assert_eq!(named(&received(&mut h, &a), "ack:1")[0]["code"], "VALIDATION");
+}
