@@ -28,6 +28,10 @@
 //! rate-window = 60000
 //! data-dir = "./parlor-data"
 //! history-keep = 1000
+//! # the core from a WebAssembly component instead of the linked one
+//! component = "target/wasm32-wasip2/release/parlor_edge.wasm"
+//! component-memory-mb = 1024
+//! component-step-timeout = 2000
 //! ```
 //!
 //! Relative paths (`auth-key`, `data-dir`) are relative to the working directory, wherever
@@ -76,6 +80,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Messages kept per room.
     pub history_keep: usize,
+    /// Run the core from this WebAssembly component instead of the linked crate.
+    pub component: Option<PathBuf>,
+    /// The component's memory cap and step timeout.
+    pub component_limits: ComponentLimits,
 }
 
 /// The room service's settings, as given; [`RoomSettings::app_config`] loads the keys.
@@ -133,6 +141,8 @@ impl Default for Settings {
             room: RoomSettings::default(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             history_keep: DEFAULT_HISTORY_KEEP,
+            component: None,
+            component_limits: ComponentLimits::default(),
         }
     }
 }
@@ -213,6 +223,11 @@ impl Settings {
             room,
             data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
             history_keep: args.history_keep.or(file.history_keep).unwrap_or(d.history_keep),
+            component: args.component.clone().or(file.component),
+            component_limits: ComponentLimits::resolve(
+                args.component_memory_mb.or(file.component_memory_mb),
+                args.component_step_timeout.or(file.component_step_timeout),
+            )?,
         };
         settings.check()?;
         Ok(settings)
@@ -274,6 +289,31 @@ pub struct FileConfig {
     pub rate_window: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub history_keep: Option<usize>,
+    pub component: Option<PathBuf>,
+    pub component_memory_mb: Option<u64>,
+    pub component_step_timeout: Option<u64>,
+}
+
+/// The component's limits; the name `crate::component::Limits` has the same fields.
+pub type ComponentLimits = crate::component::Limits;
+
+impl crate::component::Limits {
+    /// The limits from `--component-memory-mb` and `--component-step-timeout` (ms), each
+    /// defaulted when absent and refused when 0.
+    pub fn resolve(memory_mb: Option<u64>, step_timeout_ms: Option<u64>) -> anyhow::Result<Self> {
+        let d = Self::default();
+        let memory_bytes = match memory_mb {
+            None => d.memory_bytes,
+            Some(0) => bail!("component-memory-mb must be greater than 0 (got 0)"),
+            Some(mb) => usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        };
+        let step_timeout = match step_timeout_ms {
+            None => d.step_timeout,
+            Some(0) => bail!("component-step-timeout must be greater than 0 (got 0)"),
+            Some(ms) => std::time::Duration::from_millis(ms),
+        };
+        Ok(Self { memory_bytes, step_timeout })
+    }
 }
 
 /// `cors-origin` or `auth-key` in the file: one string or a list.
@@ -360,6 +400,9 @@ mod tests {
         "PARLOR_RATE_WINDOW",
         "PARLOR_DATA_DIR",
         "PARLOR_HISTORY_KEEP",
+        "PARLOR_COMPONENT",
+        "PARLOR_COMPONENT_MEMORY_MB",
+        "PARLOR_COMPONENT_STEP_TIMEOUT",
     ];
 
     fn serve_args(argv: &[&str], env: &[(&str, &str)]) -> ServeArgs {
@@ -534,6 +577,31 @@ mod tests {
             Settings::resolve(&serve_args(&["--auth-key", "/nonexistent/k.pub"], &[]), FileConfig::default()).unwrap();
         let err = s.room.app_config().unwrap_err();
         assert!(err.to_string().contains("/nonexistent/k.pub"), "{err}");
+    }
+
+    #[test]
+    fn component_flags_beat_the_file_and_zero_limits_are_rejected() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let s = Settings::resolve(&serve_args(&[], &[]), FileConfig::default()).unwrap();
+        assert_eq!((s.component, s.component_limits), (None, ComponentLimits::default()));
+        assert_eq!(s.component_limits.memory_bytes, 1 << 30);
+        assert_eq!(s.component_limits.step_timeout, std::time::Duration::from_secs(2));
+        let file =
+            FileConfig::parse("component = \"file.wasm\"\ncomponent-memory-mb = 8\ncomponent-step-timeout = 9\n")
+                .unwrap();
+        let s = Settings::resolve(&serve_args(&[], &[]), file.clone()).unwrap();
+        assert_eq!(s.component.as_deref(), Some(Path::new("file.wasm")));
+        assert_eq!(s.component_limits.memory_bytes, 8 << 20);
+        assert_eq!(s.component_limits.step_timeout, std::time::Duration::from_millis(9));
+        let flags = ["--component", "flag.wasm", "--component-memory-mb", "64", "--component-step-timeout", "500"];
+        let s = Settings::resolve(&serve_args(&flags, &[]), file).unwrap();
+        assert_eq!(s.component.as_deref(), Some(Path::new("flag.wasm")));
+        assert_eq!(s.component_limits.memory_bytes, 64 << 20);
+        assert_eq!(s.component_limits.step_timeout, std::time::Duration::from_millis(500));
+        for flag in ["--component-memory-mb", "--component-step-timeout"] {
+            let err = Settings::resolve(&serve_args(&[flag, "0"], &[]), FileConfig::default()).unwrap_err();
+            assert!(err.to_string().contains(&flag[2..]), "{flag}: {err}");
+        }
     }
 
     #[test]

@@ -94,11 +94,26 @@ pub(crate) enum Command {
     Ended { conn: ConnId, how: TransportEnd },
 }
 
+/// Replaces the machine between two inputs (a live component swap): it gets the running
+/// machine and the time, and either puts a new one in its place or leaves it and says why.
+pub(crate) type Swap =
+    Box<dyn FnOnce(&mut Box<dyn Machine + Send>, parlor_core::time::Instant) -> Result<String, String> + Send>;
+
 /// Out-of-band requests: few, and never stuck behind a full inbox.
-#[derive(Debug)]
 enum Control {
     Metrics(oneshot::Sender<MountMetrics>),
     Shutdown,
+    Swap(Swap, oneshot::Sender<Result<String, String>>),
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Control::Metrics(_) => "Metrics",
+            Control::Shutdown => "Shutdown",
+            Control::Swap(..) => "Swap",
+        })
+    }
 }
 
 /// The driver task is gone (the server is stopping).
@@ -164,6 +179,14 @@ impl DriverHandle {
     /// Feeds `Input::Shutdown` to the machine: it tells its clients and closes them.
     pub fn shutdown(&self) {
         let _ = self.control.send(Control::Shutdown);
+    }
+
+    /// Runs `swap` on the machine between two inputs (after the current drain), then
+    /// drains whatever the new machine has to say; returns what `swap` returned.
+    pub async fn swap(&self, swap: Swap) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.control.send(Control::Swap(swap, tx)).map_err(|_| "the server is stopping".to_owned())?;
+        rx.await.map_err(|_| "the server is stopping".to_owned())?
     }
 }
 
@@ -256,6 +279,11 @@ impl Driver {
                     Some(Control::Shutdown) => {
                         tracing::info!(mount = %self.mount, "shutting down the core");
                         self.handle(Input::Shutdown);
+                    }
+                    Some(Control::Swap(swap, tx)) => {
+                        let result = swap(&mut self.machine, clock::now());
+                        self.drain();
+                        let _ = tx.send(result);
                     }
                     None => control_open = false,
                 },

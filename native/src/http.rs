@@ -1,4 +1,5 @@
-//! HTTP routing: `/healthz`, `/metrics`, each mount's Engine.IO path (long-polling,
+//! HTTP routing: `/healthz`, `/metrics`, `POST /admin/reload` (when a mount runs a
+//! component), each mount's Engine.IO path (long-polling,
 //! CORS preflights, WebSocket upgrades), and the HTTP API `/api/...` of the mount that
 //! serves it; everything else is 404.
 //!
@@ -59,6 +60,8 @@ pub(crate) struct Router {
     /// The connection cap, to report open TCP connections.
     pub limit: Arc<Semaphore>,
     pub max_connections: usize,
+    /// Live swap of the component mounts (`POST /admin/reload`); `None` without any.
+    pub reload: Option<Arc<crate::component::reload::Reloader>>,
 }
 
 /// Per-TCP-connection context: who is calling, and the connection's slot under the cap
@@ -86,6 +89,7 @@ impl Router {
         match (req.method(), path) {
             (&HttpMethod::GET | &HttpMethod::HEAD, "/healthz") => text(StatusCode::OK, "ok"),
             (&HttpMethod::GET, "/metrics") => self.metrics().await,
+            (&HttpMethod::POST, "/admin/reload") if self.reload.is_some() => self.reload(&req).await,
             _ => text(StatusCode::NOT_FOUND, "not found"),
         }
     }
@@ -93,6 +97,17 @@ impl Router {
     /// The mount serving `path`: its path exactly, or without the trailing slash.
     fn mount_for(&self, path: &str) -> Option<&Route> {
         self.mounts.iter().find(|m| path == m.path || path == m.path.trim_end_matches('/'))
+    }
+
+    /// `POST /admin/reload`: swaps in the component files again (an admin token is needed).
+    async fn reload(&self, req: &Request<Incoming>) -> Response<Body> {
+        let Some(reloader) = &self.reload else { return text(StatusCode::NOT_FOUND, "not found") };
+        let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let (status, body) = reloader.http(authorization).await;
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(parlor_core::host::APPLICATION_JSON));
+        resp
     }
 
     async fn metrics(&self) -> Response<Body> {

@@ -20,6 +20,8 @@
 //! - `sync`: the shared-state primitives, swapped for loom's under `--cfg loom`.
 //! - [`store`]: the embedded store (SQLite, one thread) behind the core's storage requests.
 //! - [`keys`]: key files and tokens (`parlor keygen`, `parlor token`, `--auth-key`).
+//! - [`component`]: the wasmtime host that runs the core from a WebAssembly component
+//!   (`--component`), its compiled cache, limits, trap recovery and live swap.
 //!
 //! # Running your own handler
 //!
@@ -51,9 +53,13 @@
 //! ```
 
 #[cfg(not(loom))]
+pub mod bench;
+#[cfg(not(loom))]
 pub mod cli;
 #[cfg(not(loom))]
 pub mod clock;
+#[cfg(not(loom))]
+pub mod component;
 #[cfg(not(loom))]
 pub mod config;
 #[cfg(not(loom))]
@@ -91,6 +97,9 @@ pub struct Mount {
     pub store: Option<store::Store>,
     /// The machine also answers the HTTP API, `/api/...` (the first such mount does).
     pub api: bool,
+    /// The machine runs from this component, which SIGHUP and `POST /admin/reload` load
+    /// again and swap in live.
+    pub component: Option<component::ComponentSpec>,
 }
 
 #[cfg(not(loom))]
@@ -101,7 +110,7 @@ impl Mount {
 
     /// [`Mount::new`] for a machine already boxed.
     pub fn boxed(path: impl Into<String>, machine: Box<dyn Machine + Send>) -> Mount {
-        Mount { path: path.into(), machine, store: None, api: false }
+        Mount { path: path.into(), machine, store: None, api: false, component: None }
     }
 
     /// Storage requests go to `store`. The server closes it on shutdown, after the
@@ -116,6 +125,14 @@ impl Mount {
     #[must_use]
     pub fn with_api(mut self) -> Mount {
         self.api = true;
+        self
+    }
+
+    /// The machine came from `spec` (a [`component::ComponentMachine`]): reloads swap in
+    /// the file's new version.
+    #[must_use]
+    pub fn with_component(mut self, spec: component::ComponentSpec) -> Mount {
+        self.component = Some(spec);
         self
     }
 }

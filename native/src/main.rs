@@ -3,6 +3,8 @@
 use anyhow::Context;
 use clap::Parser;
 use parlor::cli::{Cli, Command, KeygenArgs, TokenArgs};
+use parlor::component::{ComponentSpec, Runtime};
+use parlor::config::ComponentLimits;
 use parlor::keys::{self, TokenSpec};
 use parlor::store::Store;
 use parlor::{clock, Mount, Settings};
@@ -25,28 +27,65 @@ async fn main() -> anyhow::Result<()> {
                 tracing::info!(?kids, "token keys loaded");
             }
             let store = Store::open(&settings.data_dir, settings.history_keep)?;
-            let service =
-                Service::new(settings.core.clone(), parlor::random_seed(), clock::now(), RoomService::new(app));
-            let mounts = vec![Mount::new(settings.path.clone(), service).with_store(store).with_api()];
+            let mount = match &settings.component {
+                Some(path) => {
+                    let config = serde_json::json!({ "core": settings.core, "app": app }).to_string();
+                    let runtime = Runtime::new(settings.component_limits)?;
+                    let spec = ComponentSpec { runtime, path: path.clone(), kind: "rooms".into(), config_json: config };
+                    component_mount(&settings.path, spec)?
+                }
+                None => Mount::new(
+                    settings.path.clone(),
+                    Service::new(settings.core.clone(), parlor::random_seed(), clock::now(), RoomService::new(app)),
+                ),
+            };
+            let mounts = vec![mount.with_store(store).with_api()];
             parlor::run(settings, mounts, parlor::shutdown_signal()).await
         }
         Command::Conformance(args) => {
-            let settings = Settings::conformance(args.listen, args.log);
+            let mut settings = Settings::conformance(args.listen, args.log);
+            settings.component = args.component;
+            settings.component_limits =
+                ComponentLimits::resolve(args.component_memory_mb, args.component_step_timeout)?;
             parlor::init_tracing(settings.log.as_deref())?;
             let config = settings.core.clone();
             // No store: the conformance machines never ask for one.
-            let mounts = vec![
-                Mount::new("/engine.io/", EngineEcho::new(config.clone(), parlor::random_seed(), clock::now())),
-                Mount::new(
-                    "/socket.io/",
-                    Service::new(config, parlor::random_seed(), clock::now(), ConformanceApp::new()),
-                ),
-            ];
+            let mounts = match &settings.component {
+                Some(path) => {
+                    let runtime = Runtime::new(settings.component_limits)?;
+                    let config_json = serde_json::json!({ "core": config }).to_string();
+                    let spec = |kind: &str| ComponentSpec {
+                        runtime: runtime.clone(),
+                        path: path.clone(),
+                        kind: kind.into(),
+                        config_json: config_json.clone(),
+                    };
+                    vec![
+                        component_mount("/engine.io/", spec("echo"))?,
+                        component_mount("/socket.io/", spec("conformance"))?,
+                    ]
+                }
+                None => vec![
+                    Mount::new("/engine.io/", EngineEcho::new(config.clone(), parlor::random_seed(), clock::now())),
+                    Mount::new(
+                        "/socket.io/",
+                        Service::new(config, parlor::random_seed(), clock::now(), ConformanceApp::new()),
+                    ),
+                ],
+            };
             parlor::run(settings, mounts, parlor::shutdown_signal()).await
         }
         Command::Keygen(args) => keygen(&args),
         Command::Token(args) => token(&args),
+        Command::Bench(args) => parlor::bench::run(args),
     }
+}
+
+/// A mount whose machine runs from the component `spec` names.
+fn component_mount(path: &str, spec: ComponentSpec) -> anyhow::Result<Mount> {
+    let machine = spec.start(parlor::random_seed(), clock::now())?;
+    tracing::info!(path, kind = %spec.kind, component = %spec.path.display(), "the core runs from a component");
+    Ok(Mount::boxed(path, Box::new(machine)).with_component(spec))
 }
 
 fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@
 //! Last, each store finishes the requests queued so far and closes: anything it answered
 //! "stored" is on disk before `run` returns.
 
+use crate::component::reload;
 use crate::cors::Cors;
 use crate::driver;
 use crate::http::{ConnCtx, Route, Router};
@@ -67,6 +68,7 @@ pub(crate) async fn run(
 
     let mut routes = Vec::with_capacity(mounts.len());
     let mut stores = Vec::new();
+    let mut components = Vec::new();
     for mount in mounts {
         let path = crate::config::normalize_path(&mount.path)?;
         tracing::info!(%addr, path = %path, api = mount.api, "serving Engine.IO");
@@ -74,8 +76,20 @@ pub(crate) async fn run(
             stores.push(store.clone());
         }
         let driver = driver::spawn(mount.machine, mount.store, settings.outbound_limit, path.clone(), done_tx.clone());
+        if let Some(spec) = mount.component {
+            components.push(reload::Target { mount: path.clone(), driver: driver.clone(), spec });
+        }
         routes.push(Route { path, driver, api: mount.api });
     }
+    let reloader = if components.is_empty() {
+        None
+    } else {
+        // The admin token of `POST /admin/reload` is checked against the serve keys.
+        let keys = settings.room.app_config().map(|app| app.auth_keys).unwrap_or_default();
+        let reloader = Arc::new(reload::Reloader::new(components, keys, settings.room.auth_leeway_secs));
+        reload::on_sighup(&reloader);
+        Some(reloader)
+    };
     let drivers: Vec<_> = routes.iter().map(|r| r.driver.clone()).collect();
     let router = Arc::new(Router {
         mounts: routes,
@@ -83,6 +97,7 @@ pub(crate) async fn run(
         max_payload: settings.core.max_payload,
         limit: limit.clone(),
         max_connections,
+        reload: reloader,
     });
     if settings.cors == Cors::SameOrigin {
         tracing::debug!("no CORS origin configured: same-origin polling only");

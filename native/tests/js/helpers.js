@@ -131,13 +131,18 @@ function startServer(bin, args = [], { timeout = DEFAULT_TIMEOUT, env = {} } = {
 
 // Every `parlor serve` gets its own store (PARLOR_DATA_DIR, a fresh temp dir, unless the
 // environment names one; a --data-dir flag still wins), so no test shares or leaves ./parlor-data.
+// PARLOR_COMPONENT=/path/parlor_edge.wasm runs every `serve` and `conformance` from that
+// component (`--component`), unless a test names its own; api_server stays native.
+const componentFile = () => process.env.PARLOR_COMPONENT || null;
+const withComponent = (args) =>
+  (componentFile() && !args.includes('--component') ? ['--component', componentFile(), ...args] : args);
 const startParlor = (args = [], opts = {}) =>
-  startServer(parlorBin(), ['serve', '--listen', '127.0.0.1:0', ...args], {
+  startServer(parlorBin(), ['serve', '--listen', '127.0.0.1:0', ...withComponent(args)], {
     ...opts,
     env: { PARLOR_DATA_DIR: process.env.PARLOR_DATA_DIR || tempDir('parlor-data-'), ...(opts.env || {}) },
   });
 const startConformance = (args = [], opts) =>
-  startServer(parlorBin(), ['conformance', '--listen', '127.0.0.1:0', ...args], opts);
+  startServer(parlorBin(), ['conformance', '--listen', '127.0.0.1:0', ...withComponent(args)], opts);
 const startApiServer = (args = [], opts) =>
   startServer(apiServerBin(), ['--listen', '127.0.0.1:0', ...args], opts);
 
@@ -484,6 +489,7 @@ function assertRecentIso(ts, slackMs = 120_000) {
 
 module.exports = {
   REPO_ROOT,
+  componentFile,
   DEFAULT_TIMEOUT,
   parlorBin,
   apiServerBin,

@@ -5,7 +5,8 @@ Run: python -m unittest -v test_rooms   (from this folder, with requirements.txt
 Chat (join / room-info / user-joined / send-message / new-message), typing, private messages, and a
 token-authenticated connect with pending-notifications. The server runs with --recovery-window 0:
 python-socketio does not strip the offset argument that connection state recovery appends.
-Binary: PARLOR_BIN, else ../../../target/release/parlor relative to this file.
+Binary: PARLOR_BIN, else ../../../target/release/parlor relative to this file; with PARLOR_COMPONENT set,
+the server runs the core from that WebAssembly component (`--component`).
 """
 
 import json
@@ -37,6 +38,12 @@ def parlor_bin():
     return os.environ.get("PARLOR_BIN") or os.path.join(REPO_ROOT, "target", "release", "parlor")
 
 
+def component_args():
+    """PARLOR_COMPONENT=/path/parlor_edge.wasm runs the server from that component."""
+    path = os.environ.get("PARLOR_COMPONENT")
+    return ["--component", path] if path else []
+
+
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -51,7 +58,7 @@ class Server:
         self.data_dir = tempfile.mkdtemp(prefix="parlor-py-data-")
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-             "--recovery-window", "0", *args],
+             "--recovery-window", "0", *component_args(), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

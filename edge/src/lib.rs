@@ -1,0 +1,359 @@
+//! parlor-edge: parlor's core as a WebAssembly component (wasm32-wasip2).
+//!
+//! A thin adapter: it converts between the WIT types of `wit/parlor.wit` and the core's
+//! `Input`/`Output` and does nothing else. Every decision is the core's.
+//!
+//! # Layout
+//!
+//! - `wit/parlor.wit`: the interface, a `service` resource with `step(input, now-ms)`.
+//! - [`EdgeService`]: the resource, one boxed core `Machine` chosen by kind.
+//! - `input` / `output` / `store_*` functions below: the conversions.
+//!
+//! Build: `cargo build -p parlor-edge --target wasm32-wasip2 --release` writes
+//! `target/wasm32-wasip2/release/parlor_edge.wasm`, a component (the stable toolchain links
+//! components itself). The native host runs it with `parlor serve --component FILE`.
+
+// No `forbid(unsafe_code)`: the generated bindings are the only unsafe code here.
+
+wit_bindgen::generate!({ path: "wit", world: "edge" });
+
+use exports::parlor::edge::machine as wit;
+use parlor_core::app::{AppConfig, RoomService};
+use parlor_core::conformance::{ConformanceApp, EngineEcho};
+use parlor_core::host::{
+    ApiRequest, ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest,
+    TransportEnd,
+};
+use parlor_core::service::Machine;
+use parlor_core::{Config, Instant, Service};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+
+struct Component;
+
+export!(Component);
+
+impl wit::Guest for Component {
+    type Service = EdgeService;
+}
+
+/// The `service` resource: one core machine. WIT methods take `&self`, hence the cell; a
+/// component instance is single-threaded and never re-entered.
+pub struct EdgeService {
+    machine: RefCell<Box<dyn Machine>>,
+}
+
+/// `config-json`: both parts optional.
+#[derive(Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct EdgeConfig {
+    core: Config,
+    app: AppConfig,
+}
+
+fn parse_config(config_json: &str) -> Result<EdgeConfig, String> {
+    if config_json.trim().is_empty() {
+        return Ok(EdgeConfig::default());
+    }
+    serde_json::from_str(config_json).map_err(|e| format!("bad config-json: {e}"))
+}
+
+const KINDS: &str = "rooms, conformance, echo";
+
+fn create(kind: &str, config_json: &str, seed: &[u8], now: Instant) -> Result<Box<dyn Machine>, String> {
+    let EdgeConfig { core, app } = parse_config(config_json)?;
+    let seed: [u8; 32] = seed.try_into().map_err(|_| format!("seed must be 32 bytes, not {}", seed.len()))?;
+    Ok(match kind {
+        "rooms" => Box::new(Service::new(core, seed, now, RoomService::new(app))),
+        "conformance" => Box::new(Service::new(core, seed, now, ConformanceApp::new())),
+        "echo" => Box::new(EngineEcho::new(core, seed, now)),
+        #[cfg(feature = "test-spin")]
+        "test-spin" => Box::new(spin::Spin(EngineEcho::new(core, seed, now))),
+        other => return Err(format!("unknown kind {other:?} (expected one of: {KINDS})")),
+    })
+}
+
+fn restore(kind: &str, config_json: &str, bytes: &[u8], now: Instant) -> Result<Box<dyn Machine>, String> {
+    // Snapshots carry their own config; the argument is only checked.
+    parse_config(config_json)?;
+    let e = |e: parlor_core::snapshot::SnapshotError| e.to_string();
+    Ok(match kind {
+        "rooms" => Box::new(Service::<RoomService>::restore(bytes, now).map_err(e)?),
+        "conformance" => Box::new(Service::<ConformanceApp>::restore(bytes, now).map_err(e)?),
+        "echo" => Box::new(EngineEcho::restore(bytes, now).map_err(e)?),
+        #[cfg(feature = "test-spin")]
+        "test-spin" => Box::new(spin::Spin(EngineEcho::restore(bytes, now).map_err(e)?)),
+        other => return Err(format!("unknown kind {other:?} (expected one of: {KINDS})")),
+    })
+}
+
+impl EdgeService {
+    fn wrap(machine: Box<dyn Machine>) -> EdgeService {
+        EdgeService { machine: RefCell::new(machine) }
+    }
+}
+
+impl wit::GuestService for EdgeService {
+    fn new(kind: String, config_json: String, seed: Vec<u8>, now_ms: u64) -> EdgeService {
+        match create(&kind, &config_json, &seed, Instant(now_ms)) {
+            Ok(machine) => EdgeService::wrap(machine),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn create(kind: String, config_json: String, seed: Vec<u8>, now_ms: u64) -> Result<wit::Service, String> {
+        create(&kind, &config_json, &seed, Instant(now_ms)).map(|m| wit::Service::new(EdgeService::wrap(m)))
+    }
+
+    fn step(&self, input: wit::Input, now_ms: u64) -> wit::StepResult {
+        let mut machine = self.machine.borrow_mut();
+        let now = Instant(now_ms);
+        match self::input(&input) {
+            Some(input) => machine.handle(input, now),
+            None => machine.handle_timeout(now),
+        }
+        let mut outputs = Vec::new();
+        // Consecutive sends of one shared buffer (a broadcast) cross as one `send-many`.
+        let mut batch: Option<(Vec<u64>, OutFrame)> = None;
+        while let Some(out) = machine.poll_output() {
+            match out {
+                Output::Send { conn, frame } => match &mut batch {
+                    Some((conns, shared)) if same_buffer(shared, &frame) => conns.push(conn.0),
+                    _ => {
+                        flush(&mut outputs, batch.take());
+                        batch = Some((vec![conn.0], frame));
+                    }
+                },
+                other => {
+                    flush(&mut outputs, batch.take());
+                    outputs.push(output(other));
+                }
+            }
+        }
+        flush(&mut outputs, batch);
+        wit::StepResult { outputs, next_timeout_ms: machine.poll_timeout().map(|t| t.0) }
+    }
+
+    fn metrics(&self) -> String {
+        let m = self.machine.borrow().metrics();
+        json!({
+            "connections": m.connections,
+            "namespaces": m.namespaces,
+            "traffic": {
+                "packets_in": m.traffic.packets_in,
+                "bytes_in": m.traffic.bytes_in,
+                "packets_out": m.traffic.packets_out,
+                "bytes_out": m.traffic.bytes_out,
+            },
+            "disconnects": m.disconnects,
+        })
+        .to_string()
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        self.machine.borrow().snapshot().map_err(|e| e.to_string())
+    }
+
+    fn restore(kind: String, config_json: String, bytes: Vec<u8>, now_ms: u64) -> Result<wit::Service, String> {
+        restore(&kind, &config_json, &bytes, Instant(now_ms)).map(|m| wit::Service::new(EdgeService::wrap(m)))
+    }
+}
+
+fn method(m: wit::Method) -> Method {
+    match m {
+        wit::Method::Get => Method::Get,
+        wit::Method::Post => Method::Post,
+        wit::Method::Other => Method::Other,
+    }
+}
+
+/// The core input borrowing from the WIT one; `None` for `timeout`.
+fn input(i: &wit::Input) -> Option<Input<'_>> {
+    Some(match i {
+        wit::Input::Request(r) => Input::Request(Request {
+            conn: ConnId(r.conn),
+            method: method(r.method),
+            query: &r.query,
+            body: &r.body,
+            too_large: r.too_large,
+            websocket: r.websocket,
+            remote: r.remote.as_deref().and_then(|a| a.parse().ok()),
+        }),
+        wit::Input::Frame(f) => Input::Frame {
+            conn: ConnId(f.conn),
+            frame: match &f.frame {
+                wit::Frame::Text(t) => Frame::Text(t),
+                wit::Frame::Binary(b) => Frame::Binary(b),
+            },
+        },
+        wit::Input::Ended(e) => Input::Ended {
+            conn: ConnId(e.conn),
+            how: match e.how {
+                wit::TransportEnd::Closed => TransportEnd::Closed,
+                wit::TransportEnd::Error => TransportEnd::Error,
+                wit::TransportEnd::Backpressure => TransportEnd::Backpressure,
+            },
+        },
+        wit::Input::Shutdown => Input::Shutdown,
+        wit::Input::Timeout => return None,
+        wit::Input::WallClock(unix_ms) => Input::WallClock { unix_ms: *unix_ms },
+        wit::Input::Stored(s) => Input::Stored { id: StoreId(s.id), answer: store_answer(&s.answer) },
+        wit::Input::Api(a) => Input::Api(ApiRequest {
+            conn: ConnId(a.conn),
+            method: method(a.method),
+            path: &a.path,
+            authorization: a.authorization.as_deref(),
+            body: &a.body,
+        }),
+    })
+}
+
+fn store_answer(a: &wit::StoreAnswer) -> StoreAnswer {
+    match a {
+        wit::StoreAnswer::Done => StoreAnswer::Done,
+        wit::StoreAnswer::Updated(n) => StoreAnswer::Updated(*n),
+        wit::StoreAnswer::Records(records) => {
+            match records.iter().map(|r| serde_json::from_str(r)).collect::<Result<Vec<Value>, _>>() {
+                Ok(records) => StoreAnswer::Records(records),
+                Err(e) => StoreAnswer::Failed(format!("a stored record is not JSON: {e}")),
+            }
+        }
+        wit::StoreAnswer::Document(d) => StoreAnswer::Document(d.as_ref().map(|d| (d.content.clone(), d.version))),
+        wit::StoreAnswer::Failed(why) => StoreAnswer::Failed(why.clone()),
+    }
+}
+
+/// Two frames are one buffer shared (not merely equal bytes): what a broadcast emits.
+fn same_buffer(a: &OutFrame, b: &OutFrame) -> bool {
+    match (a, b) {
+        (OutFrame::Text(a), OutFrame::Text(b)) | (OutFrame::Binary(a), OutFrame::Binary(b)) => {
+            a.as_ptr() == b.as_ptr() && a.len() == b.len()
+        }
+        _ => false,
+    }
+}
+
+fn out_frame(frame: OutFrame) -> wit::OutFrame {
+    match frame {
+        OutFrame::Text(b) => wit::OutFrame::Text(Vec::from(b)),
+        OutFrame::Binary(b) => wit::OutFrame::Binary(Vec::from(b)),
+    }
+}
+
+fn flush(outputs: &mut Vec<wit::Output>, batch: Option<(Vec<u64>, OutFrame)>) {
+    match batch {
+        None => {}
+        Some((conns, frame)) if conns.len() == 1 => {
+            outputs.push(wit::Output::Send(wit::SendFrame { conn: conns[0], frame: out_frame(frame) }));
+        }
+        Some((conns, frame)) => outputs.push(wit::Output::SendMany(wit::SendMany { conns, frame: out_frame(frame) })),
+    }
+}
+
+fn output(o: Output) -> wit::Output {
+    match o {
+        Output::Respond { conn, status, content_type, body } => wit::Output::Respond(wit::Respond {
+            conn: conn.0,
+            status,
+            content_type: content_type.to_owned(),
+            body: Vec::from(body),
+        }),
+        Output::Accept { conn } => wit::Output::Accept(conn.0),
+        Output::Send { conn, frame } => wit::Output::Send(wit::SendFrame { conn: conn.0, frame: out_frame(frame) }),
+        Output::Close { conn, code, reason } => {
+            wit::Output::Close(wit::CloseConn { conn: conn.0, code, reason: reason.to_owned() })
+        }
+        Output::Store { id, request } => wit::Output::Store(wit::StoreOp { id: id.0, request: store_request(request) }),
+    }
+}
+
+fn limit(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn store_request(r: StoreRequest) -> wit::StoreRequest {
+    use wit::StoreRequest as W;
+    match r {
+        StoreRequest::AppendMessage { scope, room, message } => {
+            W::AppendMessage(wit::AppendMessage { scope, room, message: message.to_string() })
+        }
+        StoreRequest::LoadHistory { scope, room, limit: n } => {
+            W::LoadHistory(wit::LoadHistory { scope, room, limit: limit(n) })
+        }
+        StoreRequest::PutNotification { user, notification } => {
+            W::PutNotification(wit::PutNotification { user, notification: notification.to_string() })
+        }
+        StoreRequest::LoadNotifications { user, limit: n } => {
+            W::LoadNotifications(wit::LoadNotifications { user, limit: limit(n) })
+        }
+        StoreRequest::MarkRead { user, id } => W::MarkRead(wit::MarkRead { user, id }),
+        StoreRequest::MarkAllRead { user } => W::MarkAllRead(user),
+        StoreRequest::SaveDocument { scope, doc, content, version } => {
+            W::SaveDocument(wit::SaveDocument { scope, doc, content, version })
+        }
+        StoreRequest::LoadDocument { scope, doc } => W::LoadDocument(wit::LoadDocument { scope, doc }),
+    }
+}
+
+/// The `test-spin` kind (feature `test-spin`, for the host's fault tests only): an Engine.IO
+/// echo whose text messages `spin`, `panic` and `grow` misbehave on purpose.
+#[cfg(feature = "test-spin")]
+mod spin {
+    use parlor_core::host::{Frame, Input, Output};
+    use parlor_core::service::{Machine, Metrics};
+    use parlor_core::snapshot::SnapshotError;
+    use parlor_core::Instant;
+
+    pub struct Spin(pub parlor_core::conformance::EngineEcho);
+
+    /// The Engine.IO message inside a WebSocket text frame or a polling POST (`4` + text).
+    fn message<'a>(input: &Input<'a>) -> Option<&'a str> {
+        match input {
+            Input::Frame { frame: Frame::Text(t), .. } => t.strip_prefix('4'),
+            Input::Request(r) => std::str::from_utf8(r.body).ok()?.strip_prefix('4'),
+            _ => None,
+        }
+    }
+
+    impl Machine for Spin {
+        fn handle(&mut self, input: Input<'_>, now: Instant) {
+            match message(&input) {
+                Some("spin") => {
+                    let mut n = 0u64;
+                    loop {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                }
+                Some("panic") => panic!("test-spin: asked to panic"),
+                Some("grow") => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1; 16 << 20]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
+                _ => self.0.handle(input, now),
+            }
+        }
+
+        fn handle_timeout(&mut self, now: Instant) {
+            self.0.handle_timeout(now);
+        }
+
+        fn poll_output(&mut self) -> Option<Output> {
+            self.0.poll_output()
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.0.poll_timeout()
+        }
+
+        fn metrics(&self) -> Metrics {
+            self.0.metrics()
+        }
+
+        fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+            self.0.snapshot()
+        }
+    }
+}
