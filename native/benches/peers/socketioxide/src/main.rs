@@ -29,6 +29,8 @@ use tokio::net::TcpListener;
 #[derive(serde::Deserialize)]
 struct Message {
     room: String,
+    /// Missing: `null`, as in parlor's handler.
+    #[serde(default)]
     payload: serde_json::Value,
 }
 
