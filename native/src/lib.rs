@@ -80,6 +80,8 @@ pub mod store;
 mod sync;
 #[cfg(not(loom))]
 mod ws;
+#[cfg(not(loom))]
+mod wsframe;
 
 #[cfg(not(loom))]
 pub use self::{cli::ServeArgs, config::Settings, cors::Cors, server::shutdown_signal};

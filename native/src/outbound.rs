@@ -223,16 +223,12 @@ impl Outbound {
         Take::Items(cost)
     }
 
-    /// Waits until there is something to take, then takes it. Never returns
-    /// [`Take::Empty`]. Only one task (the writer) may call this.
+    /// Waits until something was pushed (or the queue failed or was aborted) since the
+    /// writer last looked. A push between the writer's `try_take` and this wait is not
+    /// missed: its wake-up is stored. Only one task (the writer) may call this.
     #[cfg(not(loom))]
-    pub async fn take(&self, batch: &mut Vec<Item>) -> Take {
-        loop {
-            match self.try_take(batch) {
-                Take::Empty => self.writer.notify().notified().await,
-                other => return other,
-            }
-        }
+    pub async fn changed(&self) {
+        self.writer.notify().notified().await;
     }
 
     /// The writer flushed `cost` bytes it took.
@@ -367,13 +363,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn take_waits_for_a_push_from_another_task() {
+    async fn changed_wakes_the_writer_for_a_push_from_another_task() {
         let q = std::sync::Arc::new(Outbound::new(100));
         let q2 = q.clone();
         let writer = tokio::spawn(async move {
             let mut batch = Vec::new();
-            let took = q2.take(&mut batch).await;
-            (took, batch)
+            loop {
+                match q2.try_take(&mut batch) {
+                    Take::Empty => q2.changed().await,
+                    took => return (took, batch),
+                }
+            }
         });
         tokio::task::yield_now().await;
         q.push(text(5)).unwrap();

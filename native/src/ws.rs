@@ -1,55 +1,37 @@
-//! One accepted WebSocket: a reader that forwards frames to the driver, a writer that
-//! drains the connection's [`Outbound`] queue, and the close handshake between them.
+//! One accepted WebSocket, on the bare TCP stream: one task reads frames and forwards
+//! them to the driver, writes what the connection's [`Outbound`] queue holds, and runs the
+//! close handshake.
 //!
-//! The two halves run concurrently in one task (reads are not cancel-safe in
-//! fastwebsockets, so neither half is ever dropped mid-operation except when the whole
-//! connection is being cut). Control frames the reader owes the peer (pongs, the echo of
-//! a close) go through the same queue as data, so the writer half is owned by one loop.
+//! Why not a WebSocket library's stream: an idle connection should cost almost nothing.
+//! Reads go into a buffer on the stack and only the unfinished tail of a frame is kept
+//! (usually nothing); writes are encoded into a buffer that is freed once written. So an
+//! idle socket holds its `TcpStream`, a few counters and this task, not 8 KiB of read
+//! buffer and 64 KiB of write buffer. fastwebsockets still does the HTTP upgrade.
 
 use crate::driver::{DriverHandle, OwnedFrame};
 use crate::outbound::{Item, Outbound, PushError, Take, OVERFLOW_CODE, OVERFLOW_REASON};
 use crate::sync::Arc;
+use crate::wsframe::{self, OpCode, Violation, INVALID_DATA, PROTOCOL_ERROR, TOO_BIG};
 use bytes::Bytes;
 use fastwebsockets::upgrade::UpgradeFut;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use parlor_core::host::{ConnId, OutFrame, TransportEnd};
+use std::io;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, BufWriter};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// How long a closing connection may take to finish writing, or to answer our close,
 /// before it is cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Bytes the writer gathers before a syscall: a drained batch of small frames goes out
-/// in one write instead of one per frame.
-const WRITE_BUFFER: usize = 64 * 1024;
-
-/// How the reader stopped.
-#[derive(Debug, PartialEq, Eq)]
-enum ReadEnd {
-    /// The peer sent a close frame (its echo is queued).
-    Closed,
-    /// The TCP stream ended without a close frame: nothing more can be written.
-    Vanished,
-    /// A read failed: the socket is unusable, write nothing more.
-    Broken,
-    /// The peer broke the rules: close with this code and reason.
-    Violation(u16, &'static str),
-    /// The reader's own push (a pong) overflowed the queue.
-    Backpressure,
-    /// The driver is gone: the server is stopping.
-    DriverGone,
-}
-
-/// How the writer stopped.
-#[derive(Debug, PartialEq, Eq)]
-enum WriteEnd {
-    /// A close frame went out (the core's, an echo, ours on overflow or violation).
-    Closed,
-    /// A write failed.
-    Broken,
-    /// The queue was aborted.
-    Aborted,
-}
+/// Bytes read per syscall, into a stack buffer.
+const READ_CHUNK: usize = 16 * 1024;
+/// A written-out buffer up to this size is kept for the next batch; a bigger one is
+/// freed, so a burst does not leave an idle connection holding its memory.
+const KEEP_WRITE_BUFFER: usize = 4 * 1024;
+/// Items taken from the queue per batch that the batch vector keeps room for.
+const KEEP_BATCH: usize = 64;
 
 /// Runs one WebSocket from its pending upgrade to the end, then reports how it ended.
 pub(crate) async fn serve(
@@ -59,208 +41,402 @@ pub(crate) async fn serve(
     queue: Arc<Outbound>,
     max_payload: usize,
 ) {
-    let ws = match upgrade.await {
-        Ok(ws) => ws,
-        Err(e) => {
-            tracing::debug!(?conn, error = %e, "websocket upgrade failed");
+    let (stream, early) = match upgrade.await.map_err(|e| e.to_string()).and_then(into_tcp) {
+        Ok(parts) => parts,
+        Err(error) => {
+            tracing::debug!(?conn, %error, "websocket upgrade failed");
             queue.abort();
             driver.ended(conn, TransportEnd::Error).await;
             return;
         }
     };
-    let (mut read, mut write) = ws.split(|io| {
-        let (r, w) = tokio::io::split(io);
-        (r, BufWriter::with_capacity(WRITE_BUFFER, w))
-    });
-    // fastwebsockets refuses a frame of `max_message_size` bytes or more; a payload of
-    // exactly `max_payload` is allowed.
-    read.set_max_message_size(max_payload.saturating_add(1));
-    read.set_auto_close(true);
-    read.set_auto_pong(true);
+    let mut ws = Conn {
+        stream,
+        conn,
+        driver,
+        queue,
+        max_payload,
+        // Only the bytes: the `Bytes` hyper hands over keeps its whole read buffer alive.
+        tail: early.to_vec(),
+        partial: None,
+        out: Vec::new(),
+        out_at: 0,
+        out_cost: 0,
+        batch: Vec::new(),
+        inbound: Vec::new(),
+        close_in_out: false,
+        reported: false,
+    };
+    drop(early);
+    ws.run().await;
+}
 
-    let reader = read_loop(&mut read, conn, &driver, &queue, max_payload);
-    let writer = write_loop(&mut write, &queue);
-    tokio::pin!(reader, writer);
-
-    tokio::select! {
-        end = &mut reader => {
-            tracing::debug!(?conn, ?end, "websocket reader ended");
-            let how = match end {
-                ReadEnd::Closed | ReadEnd::Vanished => TransportEnd::Closed,
-                ReadEnd::Backpressure => TransportEnd::Backpressure,
-                ReadEnd::Broken | ReadEnd::Violation(..) | ReadEnd::DriverGone => TransportEnd::Error,
-            };
-            match end {
-                ReadEnd::Violation(code, reason) => {
-                    let _ = queue.push_close(code, reason);
-                }
-                ReadEnd::Vanished | ReadEnd::Broken | ReadEnd::DriverGone => queue.abort(),
-                // Closed: the echo is queued. Backpressure: the writer sends the 1008.
-                ReadEnd::Closed | ReadEnd::Backpressure => {}
-            }
-            // After every frame this reader forwarded: the inbox keeps them in order.
-            driver.ended(conn, how).await;
-            let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
-        }
-        end = &mut writer => {
-            tracing::debug!(?conn, ?end, "websocket writer ended");
-            match end {
-                WriteEnd::Broken => {
-                    queue.abort();
-                    driver.ended(conn, TransportEnd::Error).await;
-                }
-                // RFC 6455: after our close, wait (briefly) for the peer's.
-                WriteEnd::Closed => {
-                    let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader).await;
-                }
-                WriteEnd::Aborted => {}
-            }
-        }
-        () = queue.failed() => {
-            tracing::debug!(?conn, "websocket outbound queue overflowed");
-            // Usually the driver saw the overflow and told the core already; if the
-            // reader's pong overflowed, only we know. A second report is ignored.
-            driver.ended(conn, TransportEnd::Backpressure).await;
-            // The writer sends the 1008 close if the client reads at all; else cut.
-            let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
-        }
+/// The TCP stream under an upgraded connection, and any bytes hyper read past the request.
+fn into_tcp(ws: fastwebsockets::WebSocket<TokioIo<Upgraded>>) -> Result<(TcpStream, Bytes), String> {
+    let upgraded = ws.into_inner().into_inner();
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
+        Err(_) => Err("the upgraded connection is not a TCP stream".to_owned()),
     }
 }
 
-/// Reads messages and forwards them to the driver until the connection ends.
-async fn read_loop<S: AsyncRead + Unpin>(
-    read: &mut WebSocketRead<S>,
+/// How a pass over the socket's input ended.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadEnd {
+    /// Nothing more to read now.
+    More,
+    /// The peer sent a close frame (its echo is queued).
+    Closed,
+    /// The TCP stream ended without a close frame: nothing more can be written.
+    Vanished,
+    /// A read failed: the socket is unusable.
+    Broken,
+    /// The peer broke the rules: close with this code and reason.
+    Violation(Violation),
+    /// Queueing a pong or the close echo overflowed the queue.
+    Backpressure,
+}
+
+struct Conn {
+    stream: TcpStream,
     conn: ConnId,
-    driver: &DriverHandle,
-    queue: &Outbound,
+    driver: DriverHandle,
+    queue: Arc<Outbound>,
     max_payload: usize,
-) -> ReadEnd {
-    // The frames fastwebsockets owes the peer go into the queue, in order with data.
-    let mut obligated = |frame: Frame<'_>| {
-        let pushed = match frame.opcode {
-            OpCode::Pong => queue.push_pong(Bytes::copy_from_slice(&frame.payload)),
-            OpCode::Close => queue.push_close_raw(Bytes::copy_from_slice(&frame.payload)),
-            _ => Ok(()),
+    /// Received bytes of a frame not yet complete (empty between frames).
+    tail: Vec<u8>,
+    /// A fragmented message being reassembled: its opcode and payload so far, capped at
+    /// `max_payload` as a whole.
+    partial: Option<(OpCode, Vec<u8>)>,
+    /// Encoded frames not yet written, from `out_at`.
+    out: Vec<u8>,
+    out_at: usize,
+    /// What the items in `out` count against the queue's limit, released once written.
+    out_cost: usize,
+    batch: Vec<Item>,
+    /// Messages parsed in one read, forwarded to the driver in order.
+    inbound: Vec<OwnedFrame>,
+    /// `out` ends with a close frame: nothing more is taken from the queue.
+    close_in_out: bool,
+    /// The driver has been told the transport ended.
+    reported: bool,
+}
+
+impl Conn {
+    /// Serves the connection; `tail` may start with bytes the client sent right after its
+    /// upgrade request (read by hyper already).
+    async fn run(&mut self) {
+        // Set once a close frame is encoded: it must be written, and the peer's answer
+        // read, by then.
+        let mut close_deadline: Option<Instant> = None;
+        // No more input will be read: the peer closed, vanished or broke the rules.
+        let mut input_done = false;
+        if !self.tail.is_empty() {
+            let end = self.absorb(&[]);
+            if !self.forward().await {
+                return;
+            }
+            if end != ReadEnd::More {
+                input_done = true;
+                self.input_ended(end).await;
+            }
+        }
+        loop {
+            if !self.close_in_out {
+                match self.take_queued() {
+                    Ok(()) => {}
+                    Err(()) => return, // aborted: the socket is gone
+                }
+            }
+            if self.out_at < self.out.len() {
+                if let Err(e) = self.write_some() {
+                    tracing::debug!(conn = ?self.conn, error = %e, "websocket write failed");
+                    self.queue.abort();
+                    self.report(TransportEnd::Error).await;
+                    return;
+                }
+            }
+            let written = self.out_at == self.out.len();
+            if self.close_in_out && close_deadline.is_none() {
+                close_deadline = Some(Instant::now() + CLOSE_GRACE);
+            }
+            if written && self.close_in_out && input_done {
+                return;
+            }
+            let deadline = close_deadline.unwrap_or_else(far_future);
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(deadline), if close_deadline.is_some() => return,
+                ready = self.stream.readable(), if !input_done => {
+                    if ready.is_err() {
+                        input_done = true;
+                        self.input_ended(ReadEnd::Broken).await;
+                        continue;
+                    }
+                    let end = self.read_ready();
+                    // Forward what was read before acting on how reading ended.
+                    if !self.forward().await {
+                        return;
+                    }
+                    if end != ReadEnd::More {
+                        input_done = true;
+                        self.input_ended(end).await;
+                    }
+                }
+                ready = self.stream.writable(), if !written => {
+                    if ready.is_err() {
+                        self.queue.abort();
+                        self.report(TransportEnd::Error).await;
+                        return;
+                    }
+                }
+                () = self.queue.changed(), if written && !self.close_in_out => {}
+            }
+        }
+    }
+
+    /// Hands the parsed messages to the driver, in order; `false` when the driver is gone
+    /// (the server is stopping).
+    async fn forward(&mut self) -> bool {
+        for frame in self.inbound.drain(..) {
+            if self.driver.frame(self.conn, frame).await.is_err() {
+                self.queue.abort();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reports how the transport ended, once.
+    async fn report(&mut self, how: TransportEnd) {
+        if !self.reported {
+            self.reported = true;
+            // After every frame this connection forwarded: the inbox keeps them in order.
+            self.driver.ended(self.conn, how).await;
+        }
+    }
+
+    /// Input is over for the reason `end`: queue what the peer is owed and tell the driver.
+    async fn input_ended(&mut self, end: ReadEnd) {
+        tracing::debug!(conn = ?self.conn, ?end, "websocket input ended");
+        let how = match end {
+            ReadEnd::More => return,
+            ReadEnd::Closed | ReadEnd::Vanished => TransportEnd::Closed,
+            ReadEnd::Backpressure => TransportEnd::Backpressure,
+            ReadEnd::Broken | ReadEnd::Violation(_) => TransportEnd::Error,
         };
-        // Closed: our own close is already queued, so nothing may follow it anyway.
-        std::future::ready(match pushed {
-            Err(PushError::Overflow) => Err(PushError::Overflow),
-            Ok(()) | Err(PushError::Closed) => Ok(()),
-        })
-    };
-    // A fragmented message being reassembled: its opcode and the bytes so far. Capped at
-    // `max_payload` as a whole, not just per frame.
-    let mut partial: Option<(OpCode, Vec<u8>)> = None;
-    loop {
-        let frame = match read.read_frame(&mut obligated).await {
-            Ok(frame) => frame,
-            Err(e) => return read_error(&e, queue),
-        };
-        let message = match frame.opcode {
+        match end {
+            ReadEnd::Violation(Violation(code, reason)) => {
+                let _ = self.queue.push_close(code, reason);
+            }
+            // Nothing can be written to a stream that ended or broke.
+            ReadEnd::Vanished | ReadEnd::Broken => self.queue.abort(),
+            // Closed: the echo is queued. Backpressure: the queue is failed and the
+            // writer sends the 1008 close.
+            ReadEnd::Closed | ReadEnd::Backpressure | ReadEnd::More => {}
+        }
+        self.report(how).await;
+    }
+
+    /// Moves what the queue holds into `out`, encoded. `Err` when the queue was aborted.
+    fn take_queued(&mut self) -> Result<(), ()> {
+        match self.queue.try_take(&mut self.batch) {
+            Take::Items(cost) => {
+                self.out_cost += cost;
+                for item in self.batch.drain(..) {
+                    let (opcode, payload) = match &item {
+                        Item::Frame(OutFrame::Text(b)) => (OpCode::Text, b),
+                        Item::Frame(OutFrame::Binary(b)) => (OpCode::Binary, b),
+                        Item::Pong(b) => (OpCode::Pong, b),
+                        Item::Close(b) => (OpCode::Close, b),
+                    };
+                    wsframe::write_frame(&mut self.out, opcode, payload);
+                    if opcode == OpCode::Close {
+                        // Nothing may follow a close; the queue refuses more already.
+                        self.close_in_out = true;
+                        break;
+                    }
+                }
+                self.batch.clear();
+                if self.batch.capacity() > KEEP_BATCH {
+                    self.batch = Vec::new();
+                }
+                Ok(())
+            }
+            Take::Failed => {
+                tracing::debug!(conn = ?self.conn, "websocket outbound queue overflowed");
+                // Frames already encoded go out first (one may be half written); the
+                // queue dropped the rest.
+                let mut payload = OVERFLOW_CODE.to_be_bytes().to_vec();
+                payload.extend_from_slice(OVERFLOW_REASON.as_bytes());
+                wsframe::write_frame(&mut self.out, OpCode::Close, &payload);
+                self.close_in_out = true;
+                // Usually the driver saw the overflow and told the core already; if a
+                // pong overflowed, only we know. A second report is ignored.
+                if !self.reported {
+                    self.reported = true;
+                    self.driver.ended_now(self.conn, TransportEnd::Backpressure);
+                }
+                Ok(())
+            }
+            Take::Aborted => Err(()),
+            Take::Empty => Ok(()),
+        }
+    }
+
+    /// Writes as much of `out` as the socket takes without waiting.
+    fn write_some(&mut self) -> io::Result<()> {
+        while self.out_at < self.out.len() {
+            match self.stream.try_write(&self.out[self.out_at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        self.out_at = 0;
+        self.out.clear();
+        if self.out.capacity() > KEEP_WRITE_BUFFER {
+            self.out = Vec::new();
+        }
+        self.queue.release(std::mem::take(&mut self.out_cost));
+        Ok(())
+    }
+
+    /// Reads what the socket has and parses every complete frame; messages land in
+    /// `inbound`.
+    fn read_ready(&mut self) -> ReadEnd {
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
+            let n = match self.stream.try_read(&mut chunk) {
+                Ok(0) => return ReadEnd::Vanished,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::More,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return ReadEnd::Broken,
+            };
+            let end = self.absorb(&chunk[..n]);
+            if end != ReadEnd::More || n < chunk.len() {
+                return end;
+            }
+        }
+    }
+
+    /// Parses the frames `bytes` completes, after the unfinished tail, keeping what is
+    /// still unfinished.
+    fn absorb(&mut self, bytes: &[u8]) -> ReadEnd {
+        if self.tail.is_empty() {
+            let (end, used, need) = self.parse(bytes);
+            if end == ReadEnd::More && used < bytes.len() {
+                // Room for the whole unfinished frame once, not grown step by step.
+                self.tail.reserve_exact(need.max(bytes.len() - used));
+                self.tail.extend_from_slice(&bytes[used..]);
+            }
+            end
+        } else {
+            self.tail.extend_from_slice(bytes);
+            let mut tail = std::mem::take(&mut self.tail);
+            let (end, used, need) = self.parse(&tail);
+            if end == ReadEnd::More && used < tail.len() {
+                // Keep the unfinished frame, in the same allocation.
+                tail.drain(..used);
+                tail.reserve(need.saturating_sub(tail.len()));
+                self.tail = tail;
+            }
+            end
+        }
+    }
+
+    /// Parses complete frames from `buf`: how parsing ended, the bytes consumed, and the
+    /// length of the unfinished frame after them when its header is complete (else 0).
+    fn parse(&mut self, buf: &[u8]) -> (ReadEnd, usize, usize) {
+        let mut at = 0;
+        loop {
+            let header = match wsframe::parse_header(&buf[at..], self.max_payload) {
+                Ok(Some(h)) => h,
+                Ok(None) => return (ReadEnd::More, at, 0),
+                Err(v) => return (ReadEnd::Violation(v), at, 0),
+            };
+            if buf.len() - at < header.frame_len() {
+                return (ReadEnd::More, at, header.frame_len());
+            }
+            let payload = &buf[at + header.header_len..at + header.frame_len()];
+            at += header.frame_len();
+            let end = self.frame(header, payload);
+            if end != ReadEnd::More {
+                return (end, at, 0);
+            }
+        }
+    }
+
+    /// Acts on one complete frame.
+    fn frame(&mut self, h: wsframe::Header, masked: &[u8]) -> ReadEnd {
+        let mut payload = Vec::with_capacity(masked.len());
+        wsframe::unmask_into(&mut payload, masked, h.mask);
+        let message = match h.opcode {
             OpCode::Text | OpCode::Binary => {
-                if partial.is_some() {
-                    return ReadEnd::Violation(1002, "expected a continuation frame");
+                if self.partial.is_some() {
+                    return ReadEnd::Violation(Violation(PROTOCOL_ERROR, "expected a continuation frame"));
                 }
-                if frame.fin {
-                    Some((frame.opcode, payload_vec(frame.payload)))
-                } else {
-                    partial = Some((frame.opcode, payload_vec(frame.payload)));
-                    None
+                if !h.fin {
+                    self.partial = Some((h.opcode, payload));
+                    return ReadEnd::More;
                 }
+                (h.opcode, payload)
             }
             OpCode::Continuation => {
-                let Some((_, buf)) = partial.as_mut() else {
-                    return ReadEnd::Violation(1002, "unexpected continuation frame");
+                let Some((_, buf)) = self.partial.as_mut() else {
+                    return ReadEnd::Violation(Violation(PROTOCOL_ERROR, "unexpected continuation frame"));
                 };
-                if buf.len().saturating_add(frame.payload.len()) > max_payload {
-                    return ReadEnd::Violation(1009, "message too big");
+                if buf.len().saturating_add(payload.len()) > self.max_payload {
+                    return ReadEnd::Violation(Violation(TOO_BIG, "message too big"));
                 }
-                buf.extend_from_slice(&frame.payload);
-                if frame.fin {
-                    partial.take()
-                } else {
-                    None
+                buf.extend_from_slice(&payload);
+                if !h.fin {
+                    return ReadEnd::More;
+                }
+                match self.partial.take() {
+                    Some(message) => message,
+                    None => return ReadEnd::More,
                 }
             }
-            OpCode::Close => return ReadEnd::Closed,
-            OpCode::Ping | OpCode::Pong => None,
+            OpCode::Ping => {
+                return match self.queue.push_pong(Bytes::from(payload)) {
+                    Err(PushError::Overflow) => ReadEnd::Backpressure,
+                    // Closed: our own close is queued, nothing may follow it anyway.
+                    Ok(()) | Err(PushError::Closed) => ReadEnd::More,
+                };
+            }
+            OpCode::Pong => return ReadEnd::More,
+            OpCode::Close => {
+                if let Err(v) = wsframe::check_close(&payload) {
+                    return ReadEnd::Violation(v);
+                }
+                // Echo it (RFC 6455 §5.5.1); if our own close is queued, that one stands.
+                return match self.queue.push_close_raw(Bytes::from(payload)) {
+                    Err(PushError::Overflow) => ReadEnd::Backpressure,
+                    Ok(()) | Err(PushError::Closed) => ReadEnd::Closed,
+                };
+            }
         };
-        let Some((opcode, bytes)) = message else { continue };
-        let frame = if opcode == OpCode::Text {
+        let (opcode, bytes) = message;
+        if self.close_in_out {
+            // We are closing: data still in flight from the peer is not acted on.
+            return ReadEnd::More;
+        }
+        self.inbound.push(if opcode == OpCode::Text {
             match String::from_utf8(bytes) {
                 Ok(text) => OwnedFrame::Text(text),
-                Err(_) => return ReadEnd::Violation(1007, "invalid UTF-8"),
+                Err(_) => return ReadEnd::Violation(Violation(INVALID_DATA, "invalid UTF-8")),
             }
         } else {
             OwnedFrame::Binary(Bytes::from(bytes))
-        };
-        if driver.frame(conn, frame).await.is_err() {
-            return ReadEnd::DriverGone;
-        }
+        });
+        ReadEnd::More
     }
 }
 
-/// The payload as an owned buffer of exactly its size. Copying detaches it from
-/// fastwebsockets' read buffer, which a shared slice would keep alive for as long as the
-/// core holds the message.
-fn payload_vec(payload: Payload<'_>) -> Vec<u8> {
-    payload.to_vec()
-}
-
-fn read_error(e: &WebSocketError, queue: &Outbound) -> ReadEnd {
-    match e {
-        WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed => ReadEnd::Vanished,
-        WebSocketError::IoError(_) => ReadEnd::Broken,
-        WebSocketError::SendError(_) if queue.is_failed() => ReadEnd::Backpressure,
-        // Only an overflow fails an obligated push (see `obligated`); be safe anyway.
-        WebSocketError::SendError(_) => ReadEnd::Broken,
-        WebSocketError::FrameTooLarge => ReadEnd::Violation(1009, "message too big"),
-        WebSocketError::InvalidUTF8 => ReadEnd::Violation(1007, "invalid UTF-8"),
-        // fastwebsockets already queued its own 1002 through `obligated` for this one;
-        // ours is then refused as a second close, harmlessly.
-        WebSocketError::InvalidCloseCode => ReadEnd::Violation(1002, "invalid close code"),
-        _ => ReadEnd::Violation(1002, "protocol error"),
-    }
-}
-
-/// Writes what the queue holds, a batch per wake-up and one flush per batch, until a
-/// close frame goes out or the connection breaks.
-async fn write_loop<S: AsyncWrite + Unpin>(write: &mut WebSocketWrite<S>, queue: &Outbound) -> WriteEnd {
-    let mut batch = Vec::new();
-    loop {
-        match queue.take(&mut batch).await {
-            Take::Items(cost) => {
-                for item in batch.drain(..) {
-                    let (frame, last) = match &item {
-                        Item::Frame(OutFrame::Text(b)) => (Frame::text(Payload::Borrowed(b)), false),
-                        Item::Frame(OutFrame::Binary(b)) => (Frame::binary(Payload::Borrowed(b)), false),
-                        Item::Pong(b) => (Frame::pong(Payload::Borrowed(b)), false),
-                        Item::Close(b) => (Frame::close_raw(Payload::Borrowed(b)), true),
-                    };
-                    if write.write_frame(frame).await.is_err() {
-                        return WriteEnd::Broken;
-                    }
-                    if last {
-                        return match write.flush().await {
-                            Ok(()) => WriteEnd::Closed,
-                            Err(_) => WriteEnd::Broken,
-                        };
-                    }
-                }
-                if write.flush().await.is_err() {
-                    return WriteEnd::Broken;
-                }
-                queue.release(cost);
-            }
-            Take::Failed => {
-                let close = Frame::close(OVERFLOW_CODE, OVERFLOW_REASON.as_bytes());
-                if write.write_frame(close).await.is_err() || write.flush().await.is_err() {
-                    return WriteEnd::Broken;
-                }
-                return WriteEnd::Closed;
-            }
-            Take::Aborted => return WriteEnd::Aborted,
-            Take::Empty => {}
-        }
-    }
+/// A deadline that never comes, for a disabled `select!` branch.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
 }

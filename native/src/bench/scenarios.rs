@@ -556,8 +556,8 @@ async fn idle(
         .shown("pings", "pings answered", local.pings)
         .shown("closed", "closed by server", ctx.closed.load(Relaxed));
     // The server's CPU while the connections idle, per connection over the hold.
-    let server_cpu_idle = cpu.fields_value("server_cpu_s");
-    r.field("server_cpu_hold_s", server_cpu_idle);
+    r.field("server_cpu_hold_s", cpu.fields_value("server_cpu_s"));
+    r.field("others_busy", cpu.fields_value("others_busy"));
     Ok(r)
 }
 
