@@ -540,10 +540,75 @@ def token_seeds():
     }
 
 
+# ---- snapshot_restore (fuzz_targets/snapshot_restore.rs, the script mode) ----
+
+SNAP_OPS = ["Open", "Connect", "Join", "Leave", "Send", "Typing", "Private", "JoinDoc", "Edit", "Cursor", "Raw",
+            "Poll", "Upgrade", "Pong", "Drop", "Advance", "Store", "Swap"]
+# The fields of each operation, in order: "u8", "bool", "u16" or "str".
+SNAP_FIELDS = {
+    "Open": ["bool"], "Connect": ["u8", "bool", "bool"], "Join": ["u8", "u8"], "Leave": ["u8", "u8"],
+    "Send": ["u8", "u8", "bool"], "Typing": ["u8", "u8", "bool"], "Private": ["u8", "u8"], "JoinDoc": ["u8", "bool"],
+    "Edit": ["u8", "u8", "bool", "u8"], "Cursor": ["u8", "u8"], "Raw": ["u8", "str"], "Poll": ["u8"],
+    "Upgrade": ["u8", "bool"], "Pong": ["u8"], "Drop": ["u8", "bool"], "Advance": ["u16"], "Store": ["u8", "bool"],
+    "Swap": [],
+}
+
+
+def snapshot_script(recovery, ops, seed=3):
+    """Mode byte 1 (a script), then `Script { seed, recovery, ops }`."""
+    e = E()
+    e.u8(1).u8(seed).bool(recovery)
+
+    def one(o):
+        name, args = o[0], o[1:]
+        e.variant(SNAP_OPS.index(name), len(SNAP_OPS))
+        kinds = SNAP_FIELDS[name]
+        assert len(kinds) == len(args), o
+        for kind, v in zip(kinds, args):
+            {"u8": e.u8, "bool": e.bool, "u16": e.u16, "str": e.string}[kind](v)
+
+    e.vec(ops, one, take_rest=True)
+    return e.bytes()
+
+
+def snapshot_seeds():
+    return {
+        "script_ws_chat": snapshot_script(False, [
+            ("Open", False), ("Connect", 0, False, False), ("Join", 0, 0), ("Store", 0, False),
+            ("Send", 0, 0, True), ("Swap",), ("Store", 0, False), ("Open", False), ("Connect", 1, True, False),
+            ("Join", 1, 0), ("Store", 0, False), ("Send", 1, 0, True), ("Store", 0, False), ("Typing", 0, 0, True),
+            ("Swap",), ("Advance", 1000), ("Leave", 0, 0), ("Private", 1, 0),
+        ]),
+        "script_polling_upgrade": snapshot_script(False, [
+            ("Open", True), ("Connect", 0, False, False), ("Poll", 0), ("Join", 0, 1), ("Store", 0, False),
+            ("Poll", 0), ("Swap",), ("Send", 0, 1, True), ("Store", 0, False), ("Poll", 0), ("Upgrade", 0, False),
+            ("Swap",), ("Upgrade", 0, True), ("Send", 0, 1, True), ("Store", 0, False), ("Advance", 2500),
+        ]),
+        "script_documents": snapshot_script(False, [
+            ("Open", False), ("Connect", 0, False, False), ("Open", False), ("Connect", 1, False, False),
+            ("JoinDoc", 0, True), ("JoinDoc", 1, True), ("Store", 0, False), ("Edit", 0, 0, False, 0),
+            ("Swap",), ("Edit", 1, 1, False, 1), ("Store", 0, False), ("Store", 0, False), ("Cursor", 1, 2),
+            ("Edit", 0, 1, True, 0), ("Swap",), ("Store", 0, True),
+        ]),
+        "script_recovery": snapshot_script(True, [
+            ("Open", False), ("Connect", 0, False, False), ("Join", 0, 2), ("Store", 0, False),
+            ("Drop", 0, True), ("Open", False), ("Connect", 1, False, False), ("Join", 1, 2), ("Store", 0, False),
+            ("Send", 1, 2, False), ("Store", 0, False), ("Swap",), ("Open", False), ("Connect", 2, False, True),
+            ("Send", 2, 2, True), ("Store", 0, False),
+        ]),
+        "script_pending_store": snapshot_script(False, [
+            ("Open", True), ("Connect", 0, True, False), ("Poll", 0), ("Join", 0, 0), ("Send", 0, 0, True),
+            ("Poll", 0), ("Swap",), ("Store", 0, False), ("Store", 0, True), ("Poll", 0), ("Poll", 0),
+            ("Raw", 0, "42[\"typing-start\",{\"room\":\"r\"}]"), ("Swap",), ("Advance", 800),
+        ]),
+    }
+
+
 def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     for target, seeds in [("service", service_seeds()), ("socketio_packet", stream_seeds()),
-                          ("ot", ot_seeds()), ("token", token_seeds())]:
+                          ("ot", ot_seeds()), ("token", token_seeds()),
+                          ("snapshot_restore", snapshot_seeds())]:
         os.makedirs(os.path.join(root, target), exist_ok=True)
         for name, data in seeds.items():
             with open(os.path.join(root, target, name), "wb") as f:

@@ -33,6 +33,13 @@ impl EngineEcho {
         Ok(echo)
     }
 
+    /// The engine inside, for checks in tests and fuzz targets.
+    #[cfg(any(test, fuzzing))]
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     fn echo(&mut self) {
         while let Some(ev) = self.engine.poll_event() {
             match ev {

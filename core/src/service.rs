@@ -76,6 +76,15 @@ impl<H: Handler> Service<H> {
         Ok(Service { io, handler, now: then.max(now) })
     }
 
+    /// Checks that every queue and map of the whole core (engine, Socket.IO layer,
+    /// recovery, application) is inside its configured bound; for simulations and fuzz
+    /// targets, between steps. The first violation, described.
+    #[cfg(any(test, fuzzing))]
+    pub fn check_bounds(&self) -> Result<(), String> {
+        self.io.check_bounds()?;
+        self.handler.check_bounds(&self.io)
+    }
+
     fn clamp(&mut self, now: Instant) -> Instant {
         self.now = self.now.max(now);
         self.now

@@ -3,6 +3,14 @@
 //! and failed storage answers, duplicated packets), checking invariants after every step
 //! and convergence at quiescence.
 //!
+//! Clients use WebSocket or HTTP long-polling (GET/POST with Engine.IO payload framing,
+//! one GET at a time), and polling clients may upgrade to WebSocket mid-session (probe,
+//! noop, upgrade). Polling faults: late GETs (a client that stops polling for a while),
+//! abandoned GETs, a second GET while one waits, a client that vanishes without a word,
+//! probes that are dropped or never finished, POSTs after the session is gone. After
+//! every step every queue and map of the core must be inside its configured bound
+//! (`Service::check_bounds`).
+//!
 //! `cargo test -p parlor-core sim` runs `SIM_SEEDS` seeds (default 200) from `SIM_SEED`
 //! (default 1). A failing seed prints the command that reruns just it.
 
@@ -62,9 +70,27 @@ struct DocView {
     sent: Option<u64>,
 }
 
+/// A polling session as the client sees it.
+#[derive(Debug)]
+struct Polling {
+    sid: String,
+    /// The GET waiting for packets (one at a time).
+    get: Option<ConnId>,
+    /// A WebSocket probing an upgrade, and whether `3probe` came back.
+    probe: Option<(ConnId, bool)>,
+    /// Steps to wait before the next GET (a slow or stalled client).
+    lag: u32,
+    /// A ping arrived in a GET answer: the next POST carries the pong.
+    ping_due: bool,
+}
+
 #[derive(Debug, Default)]
 struct Client {
+    /// The WebSocket, when the client is on one.
     conn: Option<ConnId>,
+    polling: Option<Polling>,
+    /// Sids of polling sessions this client lost, for late POSTs.
+    stale_sid: Option<String>,
     socket: Option<String>,
     pid: Option<String>,
     offset: Option<String>,
@@ -91,6 +117,12 @@ struct Sim {
     acked_messages: Vec<(String, String)>,
     /// Successful chat sends per socket id, with when.
     sends: HashMap<String, Vec<Instant>>,
+    /// A polling handshake in flight: its request and client.
+    handshake: Option<(ConnId, usize)>,
+    /// POSTs in flight, by request: the client and whether the session must be gone.
+    posts: HashMap<ConnId, (usize, bool)>,
+    /// Acks that reached a client through a long poll.
+    acks_over_polling: usize,
     log: Vec<String>,
 }
 
@@ -115,6 +147,9 @@ impl Sim {
             store_queue: VecDeque::new(),
             acked_messages: Vec::new(),
             sends: HashMap::new(),
+            handshake: None,
+            posts: HashMap::new(),
+            acks_over_polling: 0,
             log: Vec::new(),
         };
         sim.input(Input::WallClock { unix_ms: 1_795_624_800_000 });
@@ -142,13 +177,25 @@ impl Sim {
                 Output::Send { conn, frame: OutFrame::Text(t) } => {
                     if let Some(c) = self.client_of(conn) {
                         self.on_frame(c, &String::from_utf8_lossy(&t));
+                    } else if let Some(c) = self.prober_of(conn) {
+                        if &t[..] == b"3probe" {
+                            if let Some(Polling { probe: Some((_, probed)), .. }) = &mut self.clients[c].polling {
+                                *probed = true;
+                            }
+                        }
                     }
                 }
                 Output::Close { conn, .. } => {
                     if let Some(c) = self.client_of(conn) {
                         self.lost(c);
+                    } else if let Some(c) = self.prober_of(conn) {
+                        // The probe failed: the client stays on polling.
+                        if let Some(p) = &mut self.clients[c].polling {
+                            p.probe = None;
+                        }
                     }
                 }
+                Output::Respond { conn, status, body, .. } => self.on_response(conn, status, &body),
                 _ => {}
             }
         }
@@ -158,8 +205,147 @@ impl Sim {
         self.clients.iter().position(|c| c.conn == Some(conn))
     }
 
+    fn prober_of(&self, conn: ConnId) -> Option<usize> {
+        self.clients.iter().position(|c| c.polling.as_ref().is_some_and(|p| p.probe.is_some_and(|(w, _)| w == conn)))
+    }
+
+    /// An HTTP answer: a handshake, a long poll's packets, or a POST's `ok`.
+    fn on_response(&mut self, conn: ConnId, status: u16, body: &[u8]) {
+        let body = String::from_utf8_lossy(body).into_owned();
+        if let Some((h, c)) = self.handshake {
+            if h == conn {
+                self.handshake = None;
+                let open: Value = serde_json::from_str(body.get(1..).unwrap_or_default()).unwrap_or(Value::Null);
+                if let (200, Some(sid)) = (status, open["sid"].as_str()) {
+                    let sid = sid.to_owned();
+                    self.clients[c].polling = Some(Polling { sid, get: None, probe: None, lag: 0, ping_due: false });
+                }
+                return;
+            }
+        }
+        if let Some((c, gone)) = self.posts.remove(&conn) {
+            if gone && status == 200 {
+                self.fail(&format!("client {c}: a POST to a closed session was accepted"));
+            }
+            if status != 200 && !gone && self.clients[c].polling.is_some() {
+                self.lost(c);
+            }
+            return;
+        }
+        let Some(c) = self.clients.iter().position(|cl| cl.polling.as_ref().is_some_and(|p| p.get == Some(conn)))
+        else {
+            return;
+        };
+        if let Some(p) = &mut self.clients[c].polling {
+            p.get = None;
+        }
+        if status != 200 {
+            return self.lost(c);
+        }
+        for packet in body.split('\x1e') {
+            match packet {
+                "1" => return self.lost(c),
+                "2" => {
+                    if let Some(p) = &mut self.clients[c].polling {
+                        p.ping_due = true;
+                    }
+                }
+                p if p.starts_with('4') => {
+                    self.on_frame(c, p);
+                    // An event may have ended the session (a kick): nothing more for it.
+                    if self.clients[c].polling.is_none() {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends Engine.IO packet text on the client's transport: a WebSocket frame, or a POST.
+    fn transmit(&mut self, c: usize, text: &str) {
+        if let Some(conn) = self.clients[c].conn {
+            return self.input(Input::Frame { conn, frame: Frame::Text(text) });
+        }
+        let Some(p) = &self.clients[c].polling else { return };
+        if p.probe.is_some_and(|(_, probed)| probed) {
+            // Upgrading: socket.io-client holds its writes until the WebSocket takes over.
+            return;
+        }
+        let query = format!("EIO=4&transport=polling&sid={}", p.sid);
+        self.post(c, &query, text.as_bytes(), false);
+    }
+
+    fn post(&mut self, c: usize, query: &str, body: &[u8], gone: bool) {
+        let conn = self.new_conn();
+        self.posts.insert(conn, (c, gone));
+        self.request(conn, Method::Post, query, body, false);
+        self.posts.remove(&conn);
+    }
+
+    fn new_conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId(self.next_conn)
+    }
+
+    fn request(&mut self, conn: ConnId, method: Method, query: &str, body: &[u8], websocket: bool) {
+        let req = Request { conn, method, query, body, too_large: false, websocket, remote: None };
+        self.input(Input::Request(req));
+    }
+
+    /// A long-poll GET, as socket.io-client keeps one waiting at all times.
+    fn poll(&mut self, c: usize) {
+        let Some(p) = &mut self.clients[c].polling else { return };
+        if p.get.is_some() || p.probe.is_some_and(|(_, probed)| probed) {
+            return;
+        }
+        if p.lag > 0 {
+            p.lag -= 1;
+            return;
+        }
+        self.next_conn += 1;
+        let conn = ConnId(self.next_conn);
+        p.get = Some(conn);
+        let query = format!("EIO=4&transport=polling&sid={}", p.sid);
+        self.request(conn, Method::Get, &query, b"", false);
+    }
+
+    /// `5` on a probe that answered: the WebSocket carries the session from now on.
+    fn finish_upgrade(&mut self, c: usize) {
+        let Some(Polling { probe: Some((conn, true)), .. }) = self.clients[c].polling else { return };
+        self.log.push(format!("t={} c{c} upgrades", self.now.0));
+        // Frames on the WebSocket (the buffered ones first) belong to the client now.
+        let cl = &mut self.clients[c];
+        cl.conn = Some(conn);
+        cl.polling = None;
+        self.input(Input::Frame { conn, frame: Frame::Text("5") });
+    }
+
+    /// Polling clients answer the pings they got, then poll again; most clients whose
+    /// probe answered finish the upgrade.
+    fn poll_all(&mut self) {
+        for c in 0..self.clients.len() {
+            if self.clients[c].polling.as_ref().is_some_and(|p| p.probe.is_some_and(|(_, probed)| probed))
+                && self.rng.chance(60)
+            {
+                self.finish_upgrade(c);
+                continue;
+            }
+            if self.clients[c].polling.as_ref().is_some_and(|p| p.ping_due && p.lag == 0) {
+                if let Some(p) = &mut self.clients[c].polling {
+                    p.ping_due = false;
+                }
+                self.transmit(c, "3");
+            }
+            self.poll(c);
+        }
+    }
+
     fn lost(&mut self, c: usize) {
         let cl = &mut self.clients[c];
+        if let Some(p) = cl.polling.take() {
+            cl.stale_sid = Some(p.sid);
+        }
         cl.conn = None;
         cl.socket = None;
         cl.rooms.clear();
@@ -169,8 +355,7 @@ impl Sim {
     }
 
     fn emit(&mut self, c: usize, event: &str, arg: Value, asked: Option<Asked>) {
-        let Some(conn) = self.clients[c].conn else { return };
-        if self.clients[c].socket.is_none() {
+        if !self.writable(c) || self.clients[c].socket.is_none() {
             return;
         }
         let ack = asked.map(|a| {
@@ -181,7 +366,17 @@ impl Sim {
         });
         let text = format!("42{}{}", ack.map(|a| a.to_string()).unwrap_or_default(), json!([event, arg]));
         self.log.push(format!("t={} c{c} {text}", self.now.0));
-        self.input(Input::Frame { conn, frame: Frame::Text(&text) });
+        self.transmit(c, &text);
+    }
+
+    /// Whether the client has a transport it can write on now.
+    fn writable(&self, c: usize) -> bool {
+        let cl = &self.clients[c];
+        cl.conn.is_some() || cl.polling.as_ref().is_some_and(|p| !p.probe.is_some_and(|(_, probed)| probed))
+    }
+
+    fn online(&self, c: usize) -> bool {
+        self.clients[c].conn.is_some() || self.clients[c].polling.is_some()
     }
 
     fn on_frame(&mut self, c: usize, frame: &str) {
@@ -268,6 +463,7 @@ impl Sim {
     }
 
     fn on_ack(&mut self, c: usize, id: u64, body: Value) {
+        self.acks_over_polling += usize::from(self.clients[c].polling.is_some());
         let Some(asked) = self.clients[c].asked.remove(&id) else {
             if self.clients[c].forgotten.remove(&id) {
                 return;
@@ -316,19 +512,18 @@ impl Sim {
     }
 
     fn connect(&mut self, c: usize) {
-        self.next_conn += 1;
-        let conn = ConnId(self.next_conn);
-        let req = Request {
-            conn,
-            method: Method::Get,
-            query: "EIO=4&transport=websocket",
-            body: b"",
-            too_large: false,
-            websocket: true,
-            remote: None,
-        };
-        self.clients[c].conn = Some(conn);
-        self.input(Input::Request(req));
+        let conn = self.new_conn();
+        let polling = self.rng.chance(50);
+        if polling {
+            self.handshake = Some((conn, c));
+        } else {
+            self.clients[c].conn = Some(conn);
+        }
+        let query = if polling { "EIO=4&transport=polling" } else { "EIO=4&transport=websocket" };
+        self.request(conn, Method::Get, query, b"", !polling);
+        if !self.online(c) {
+            return;
+        }
         let cl = &self.clients[c];
         let auth = match (&cl.pid, self.rng.chance(70)) {
             (Some(pid), true) => json!({"pid": pid, "offset": cl.offset, "username": format!("u{c}")}),
@@ -336,8 +531,71 @@ impl Sim {
         };
         self.clients[c].pid = None;
         let text = format!("40{auth}");
-        self.log.push(format!("t={} c{c} connects {text}", self.now.0));
-        self.input(Input::Frame { conn, frame: Frame::Text(&text) });
+        let how = if polling { "polling" } else { "websocket" };
+        self.log.push(format!("t={} c{c} connects over {how} {text}", self.now.0));
+        self.transmit(c, &text);
+        self.poll(c);
+    }
+
+    /// A polling client's faults and its upgrade, one action at a time.
+    fn polling_action(&mut self, c: usize) {
+        let Some(p) = &self.clients[c].polling else {
+            // A POST for a session this client lost: refused, never taken.
+            if let (Some(sid), true) = (self.clients[c].stale_sid.clone(), self.rng.chance(20)) {
+                self.log.push(format!("t={} c{c} posts to its old session", self.now.0));
+                let query = format!("EIO=4&transport=polling&sid={sid}");
+                self.post(c, &query, b"42[\"send-message\",{\"content\":\"late\",\"room\":\"a\"}]", true);
+            }
+            return;
+        };
+        let (sid, get, probe) = (p.sid.clone(), p.get, p.probe);
+        match (probe, self.rng.below(10)) {
+            // The upgrade: a probe, then (an action later) `5`.
+            (None, 0..=3) => {
+                let conn = self.new_conn();
+                if let Some(p) = &mut self.clients[c].polling {
+                    p.probe = Some((conn, false));
+                }
+                self.log.push(format!("t={} c{c} probes a WebSocket", self.now.0));
+                let query = format!("EIO=4&transport=websocket&sid={sid}");
+                self.request(conn, Method::Get, &query, b"", true);
+                if self.clients[c].polling.as_ref().is_some_and(|p| p.probe.is_some()) {
+                    self.input(Input::Frame { conn, frame: Frame::Text("2probe") });
+                }
+            }
+            (Some((_, true)), 0..=5) => self.finish_upgrade(c),
+            (Some((conn, _)), 6) => {
+                self.log.push(format!("t={} c{c} drops its probe", self.now.0));
+                if let Some(p) = &mut self.clients[c].polling {
+                    p.probe = None;
+                }
+                self.input(Input::Ended { conn, how: TransportEnd::Error });
+            }
+            (_, 7) => {
+                let lag = 1 + self.rng.below(20) as u32;
+                self.log.push(format!("t={} c{c} stops polling for {lag} steps", self.now.0));
+                if let Some(p) = &mut self.clients[c].polling {
+                    p.lag = lag;
+                }
+            }
+            (_, 8) if get.is_some() && probe.is_none() => {
+                // Two GETs at once: the server closes the session, answering both.
+                self.log.push(format!("t={} c{c} sends a second GET", self.now.0));
+                let conn = self.new_conn();
+                let query = format!("EIO=4&transport=polling&sid={sid}");
+                self.request(conn, Method::Get, &query, b"", false);
+                if self.clients[c].polling.is_some() {
+                    self.fail(&format!("client {c}: a second GET did not end the session"));
+                }
+            }
+            (_, 9) => {
+                // Vanishes: no close, no more requests; the heartbeat must end it.
+                self.log.push(format!("t={} c{c} vanishes", self.now.0));
+                self.lost(c);
+                self.clients[c].stale_sid = None;
+            }
+            _ => {}
+        }
     }
 
     fn edit(&mut self, c: usize) {
@@ -366,6 +624,9 @@ impl Sim {
     }
 
     fn flush_edit(&mut self, c: usize) {
+        if !self.writable(c) {
+            return;
+        }
         let Some(view) = self.clients[c].doc.as_mut() else { return };
         if view.sent.is_some() {
             return;
@@ -381,7 +642,7 @@ impl Sim {
         let room = ROOMS[self.rng.below(ROOMS.len())].to_owned();
         let live = self.clients[c].socket.is_some();
         match self.rng.below(16) {
-            0 if self.clients[c].conn.is_none() => self.connect(c),
+            0 if !self.online(c) => self.connect(c),
             0 | 1 if live => self.emit(c, "join", json!({"username": format!("u{c}"), "room": room}), None),
             2 if live => self.emit(c, "leave-room", json!(room), Some(Asked::Other)),
             3 | 4 if live => {
@@ -398,13 +659,23 @@ impl Sim {
             7 if live && self.clients[c].doc.is_none() => self.emit(c, "join-document", json!(DOC), None),
             7 | 8 if live => self.edit(c),
             9 => {
+                let how = if self.rng.chance(50) { TransportEnd::Closed } else { TransportEnd::Error };
                 if let Some(conn) = self.clients[c].conn {
-                    let how = if self.rng.chance(50) { TransportEnd::Closed } else { TransportEnd::Error };
                     self.log.push(format!("t={} c{c} drops", self.now.0));
                     self.lost(c);
                     self.input(Input::Ended { conn, how });
+                } else if let Some(get) = self.clients[c].polling.as_ref().and_then(|p| p.get) {
+                    // An abandoned long poll ends the session.
+                    self.log.push(format!("t={} c{c} abandons its GET", self.now.0));
+                    self.lost(c);
+                    self.input(Input::Ended { conn: get, how });
+                } else if self.clients[c].polling.is_some() {
+                    self.log.push(format!("t={} c{c} closes its polling session", self.now.0));
+                    self.transmit(c, "1");
+                    self.lost(c);
                 }
             }
+            15 if self.rng.chance(50) => self.polling_action(c),
             10 | 11 => self.answer_store(false),
             12 if live => {
                 let to = self.rng.below(self.clients.len());
@@ -436,6 +707,7 @@ impl Sim {
         for c in 0..self.clients.len() {
             self.flush_edit(c);
         }
+        self.poll_all();
         self.check();
     }
 
@@ -459,11 +731,15 @@ impl Sim {
                 self.input(Input::Frame { conn, frame: Frame::Text("3") });
             }
         }
+        self.poll_all();
     }
 
     fn check(&mut self) {
         if let Err(e) = self.svc.handler().check_invariants(self.svc.io(), self.now) {
             self.fail(&e);
+        }
+        if let Err(e) = self.svc.check_bounds() {
+            self.fail(&format!("out of bounds: {e}"));
         }
         let m = self.svc.metrics();
         let config = self.svc.io().config();
@@ -484,12 +760,31 @@ impl Sim {
 
     /// Quiescence: every store answered, every edit flushed; then everything must agree.
     fn settle(&mut self) {
-        for _ in 0..50 {
+        // Every polling client polls again and every upgrade ends, one way or the other.
+        for c in 0..self.clients.len() {
+            let probe = self.clients[c].polling.as_mut().and_then(|p| {
+                p.lag = 0;
+                p.probe
+            });
+            match probe {
+                Some((_, true)) => self.finish_upgrade(c),
+                Some((conn, false)) => {
+                    if let Some(p) = &mut self.clients[c].polling {
+                        p.probe = None;
+                    }
+                    self.input(Input::Ended { conn, how: TransportEnd::Closed });
+                }
+                None => {}
+            }
+        }
+        for round in 0..50 {
+            self.poll_all();
             self.answer_store(true);
             for c in 0..self.clients.len() {
                 self.flush_edit(c);
             }
-            if self.store_queue.is_empty() {
+            // A few rounds at least: a polling client hears an answer one GET later.
+            if round >= 5 && self.store_queue.is_empty() {
                 break;
             }
         }
@@ -520,6 +815,7 @@ fn simulation_keeps_every_invariant() {
     let seeds: u64 = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let steps: usize = std::env::var("SIM_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(400);
     let mut totals = (0, 0, 0, 0);
+    let mut polling = (0, 0, 0, 0);
     for seed in first..first + seeds {
         let mut sim = Sim::new(seed);
         for c in 0..sim.clients.len() {
@@ -533,11 +829,17 @@ fn simulation_keeps_every_invariant() {
         totals.1 += sim.svc.handler().document_text("/", DOC).map_or(0, |t| t.len());
         totals.2 += sim.log.iter().filter(|l| l.contains("pid")).count();
         totals.3 += sim.log.iter().filter(|l| l.contains("snapshot swap")).count();
+        polling.0 += sim.log.iter().filter(|l| l.contains("connects over polling")).count();
+        polling.1 += sim.log.iter().filter(|l| l.ends_with(" upgrades")).count();
+        polling.2 += sim.log.iter().filter(|l| l.contains("stops polling") || l.contains("abandons")).count();
+        polling.3 += sim.acks_over_polling;
     }
     // A run that exercised nothing would pass trivially: make sure it did not.
     eprintln!(
-        "simulated {seeds} seeds: {} messages acked, {} document bytes, {} recovery attempts, {} snapshot swaps",
-        totals.0, totals.1, totals.2, totals.3
+        "simulated {seeds} seeds: {} messages acked, {} document bytes, {} recovery attempts, {} snapshot swaps, \
+         {} polling sessions, {} upgrades, {} late or abandoned GETs, {} acks over long polls",
+        totals.0, totals.1, totals.2, totals.3, polling.0, polling.1, polling.2, polling.3
     );
     assert!(totals.0 > seeds as usize && totals.2 > 0 && totals.3 > 0);
+    assert!(polling.0 > 0 && polling.1 > 0 && polling.2 > 0 && polling.3 > 0);
 }

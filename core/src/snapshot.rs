@@ -116,6 +116,47 @@ pub mod json_seq {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::{ConformanceApp, EngineEcho};
+    use crate::service::Machine;
+    use crate::testing::Harness;
+    use crate::time::Instant;
+    use crate::{Config, Service};
+
+    /// The conformance machines with live sessions survive a snapshot. With
+    /// `PARLOR_SNAPSHOT_SEEDS=DIR` their snapshots are written there as seeds for the
+    /// `snapshot_restore` fuzz target (mode byte 0, then the snapshot).
+    #[test]
+    fn conformance_machines_restore_with_their_sessions() {
+        let config = Config { max_buffered_bytes: 400, ..Config::default() };
+        let mut echo = Harness::new(EngineEcho::new(config.clone(), [1; 32], Instant(0)));
+        let sid = echo.open_polling("EIO=4&transport=polling");
+        echo.post(&format!("EIO=4&transport=polling&sid={sid}"), b"4hello\x1e4again");
+        let (ws, _) = echo.open_ws();
+        echo.text(ws, "4hi");
+        echo.get(&format!("EIO=4&transport=polling&sid={sid}"));
+        let mut app = Harness::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
+        let (a, _) = app.open_ws();
+        app.text(a, "40");
+        app.text(a, "40/custom,{\"token\":\"abc\"}");
+        app.text(a, "451-[\"message\",{\"_placeholder\":true,\"num\":0}]");
+        let sid = app.open_polling("EIO=4&transport=polling");
+        app.post(&format!("EIO=4&transport=polling&sid={sid}"), b"40");
+
+        let echo_snap = echo.machine.snapshot().unwrap();
+        let app_snap = app.machine.snapshot().unwrap();
+        let echo2 = EngineEcho::restore(&echo_snap, Instant(0)).unwrap();
+        let app2 = Service::<ConformanceApp>::restore(&app_snap, Instant(0)).unwrap();
+        assert_eq!(echo2.metrics().connections, 2);
+        assert_eq!(app2.metrics(), app.machine.metrics());
+        assert_eq!(app2.check_bounds(), Ok(()));
+        assert_eq!(echo2.engine().check_bounds(), Ok(()));
+        if let Some(dir) = std::env::var_os("PARLOR_SNAPSHOT_SEEDS") {
+            for (name, snap) in [("snap_echo", &echo_snap), ("snap_conformance", &app_snap)] {
+                let seed: Vec<u8> = std::iter::once(0).chain(snap.iter().copied()).collect();
+                std::fs::write(std::path::Path::new(&dir).join(name), seed).unwrap();
+            }
+        }
+    }
 
     #[test]
     fn refuses_foreign_bytes_other_versions_and_other_kinds() {

@@ -20,6 +20,8 @@
 //! - after `handle_timeout(t)`, `poll_timeout()` is `None` or later than `t`;
 //! - an ack id is answered at most as many times as the client asked with it, and never
 //!   one it did not ask;
+//! - every queue and map of the core stays inside its configured bound
+//!   (`Service::check_bounds`);
 //! - after `Shutdown`: no connections, every long poll answered, every WebSocket closed,
 //!   and it stays so.
 #![no_main]
@@ -659,6 +661,9 @@ impl Run {
     }
 
     fn check(&self) {
+        if let Err(e) = self.core.check_bounds() {
+            panic!("out of bounds: {e}");
+        }
         let m = self.core.metrics();
         assert!(m.connections <= self.config.max_connections, "{} connections", m.connections);
         for (nsp, sockets, _) in &m.namespaces {

@@ -77,7 +77,12 @@ impl RoomService {
         let scope = self.scope(&nsp);
         match scope.history.get_mut(&room) {
             Some(History::Ready(_)) => self.send_room_info(io, socket, &nsp, &room, now),
-            Some(History::Loading(waiting)) => waiting.push(socket.clone()),
+            // A repeated join while the store is slow waits once, not once per join.
+            Some(History::Loading(waiting)) => {
+                if !waiting.contains(socket) {
+                    waiting.push(socket.clone());
+                }
+            }
             None => {
                 scope.history.insert(room.clone(), History::Loading(vec![socket.clone()]));
                 let limit = self.config.recent_limit;

@@ -42,6 +42,23 @@ pub struct DocEntry {
     waiting: Vec<Waiter>,
 }
 
+#[cfg(any(test, fuzzing))]
+impl DocState {
+    pub(super) fn check_bounds(&self) -> Result<(), String> {
+        let waiting = match self {
+            DocState::Loading(w) => w,
+            DocState::Ready(e) => {
+                e.doc.check_bounds()?;
+                &e.waiting
+            }
+        };
+        if super::has_duplicates(waiting.iter().map(|(s, _)| s)) {
+            return Err("a socket waits twice to join".into());
+        }
+        Ok(())
+    }
+}
+
 /// An applied edit waiting for the store before it is announced and acked.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct PendingSave {
@@ -101,8 +118,14 @@ impl RoomService {
         let nsp = member.nsp.clone();
         match self.scope(&nsp).docs.get_mut(&doc) {
             Some(DocState::Ready(e)) if e.unsaved == 0 => self.send_document_state(io, socket, &nsp, &doc, ack, now),
-            Some(DocState::Ready(e)) => e.waiting.push((socket.clone(), ack)),
-            Some(DocState::Loading(w)) => w.push((socket.clone(), ack)),
+            // One wait per socket: repeating the join while the store is slow must not
+            // queue without bound; the repeat is refused, the first join still completes.
+            Some(DocState::Ready(DocEntry { waiting: w, .. }) | DocState::Loading(w)) => {
+                if w.iter().any(|(s, _)| s == socket) {
+                    return Err(invalid(AppError::validation("Already joining this document")));
+                }
+                w.push((socket.clone(), ack));
+            }
             None => {
                 self.scope(&nsp).docs.insert(doc.clone(), DocState::Loading(vec![(socket.clone(), ack)]));
                 let id = io.store(StoreRequest::LoadDocument { scope: nsp.clone(), doc: doc.clone() });

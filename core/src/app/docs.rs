@@ -35,6 +35,16 @@ pub struct Document {
     cursors: BTreeMap<SocketId, usize>,
 }
 
+#[cfg(any(test, fuzzing))]
+impl Document {
+    pub fn check_bounds(&self) -> Result<(), String> {
+        if self.log.len() > self.max_log {
+            return Err(format!("op log of {} ops, over {}", self.log.len(), self.max_log));
+        }
+        Ok(())
+    }
+}
+
 impl Document {
     #[must_use]
     pub fn new(text: &str, version: u64, max_log: usize, max_len: usize) -> Self {

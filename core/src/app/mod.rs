@@ -246,8 +246,14 @@ impl RoomService {
         let window = io.config().recovery_window_ms;
         let max = io.config().recovery_max_sessions;
         self.departed.retain(|_, (_, at)| now.since(*at) <= window);
-        if self.departed.len() > max {
-            self.departed.clear();
+        // Over the bound the oldest go first, as the Socket.IO layer's recovery does.
+        while self.departed.len() > max {
+            let oldest =
+                self.departed.iter().min_by_key(|(id, (_, at))| (*at, (*id).clone())).map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => self.departed.remove(&id),
+                None => break,
+            };
         }
     }
 
@@ -325,6 +331,74 @@ impl RoomService {
         }
         Ok(())
     }
+}
+
+#[cfg(any(test, fuzzing))]
+impl RoomService {
+    /// Checks that every map and queue of the room service stays inside its configured
+    /// bound: history, document op logs, join waiters, typing states, rate-limit buckets,
+    /// writes waiting for the store, departed members. The first violation, described.
+    fn bounds(&self, io: &Io) -> Result<(), String> {
+        let c = &self.config;
+        for (nsp, scope) in &self.scopes {
+            for (room, h) in &scope.history {
+                match h {
+                    chat::History::Ready(recent) if recent.len() > c.recent_limit => {
+                        return Err(format!("{nsp} {room} keeps {} messages, over {}", recent.len(), c.recent_limit));
+                    }
+                    chat::History::Loading(waiting) if has_duplicates(waiting.iter()) => {
+                        return Err(format!("a socket waits twice for the history of {nsp} {room}"));
+                    }
+                    _ => {}
+                }
+            }
+            for (doc, state) in &scope.docs {
+                state.check_bounds().map_err(|e| format!("document {nsp} {doc}: {e}"))?;
+            }
+        }
+        for (socket, n) in &self.in_flight {
+            if *n == 0 || *n > MAX_IN_FLIGHT {
+                return Err(format!("{socket} has {n} writes waiting for the store (at most {MAX_IN_FLIGHT})"));
+            }
+        }
+        let writes: usize = self.in_flight.values().sum();
+        let waiting_writes = self
+            .pending
+            .values()
+            .filter(|p| matches!(p, Pending::Message(_) | Pending::MarkRead { .. } | Pending::SaveDocument(_)))
+            .count();
+        if writes > waiting_writes {
+            return Err(format!("{writes} writes counted in flight, {waiting_writes} waiting for the store"));
+        }
+        for (name, limit, buckets) in
+            [("chat", c.chat_limit, &self.chat_buckets), ("typing", c.typing_limit, &self.typing_buckets)]
+        {
+            for (user, b) in buckets {
+                // Idle buckets go at the next sweep after their window; one that was idle
+                // at the last sweep and is still here is a bucket that nothing removes.
+                if b.is_idle(limit, self.buckets_swept_at) && !self.user_sockets.contains_key(user) {
+                    return Err(format!("the {name} bucket of {user} outlived its window"));
+                }
+            }
+        }
+        if self.user_sockets.values().any(|n| *n == 0) {
+            return Err("a user is counted with no socket".into());
+        }
+        let max_departed = io.config().recovery_max_sessions;
+        if self.departed.len() > max_departed {
+            return Err(format!("{} departed members kept, over {max_departed}", self.departed.len()));
+        }
+        if self.members.len() > io.metrics().namespaces.iter().map(|n| n.1).sum::<usize>() {
+            return Err(format!("{} members for fewer sockets", self.members.len()));
+        }
+        self.typing.check_bounds()
+    }
+}
+
+#[cfg(any(test, fuzzing))]
+fn has_duplicates<'a, T: Ord + 'a>(items: impl Iterator<Item = &'a T>) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    items.into_iter().any(|i| !seen.insert(i))
 }
 
 /// What an event handler answers: an error to send, and whether the client is now far
@@ -490,6 +564,7 @@ impl Handler for RoomService {
             let mut kept = member;
             kept.docs.clear();
             self.departed.insert(socket.clone(), (kept, now));
+            self.prune_departed(io, now);
         }
     }
 
@@ -548,6 +623,11 @@ impl Handler for RoomService {
 
     fn poll_timeout(&self) -> Option<Instant> {
         self.typing.poll_timeout()
+    }
+
+    #[cfg(any(test, fuzzing))]
+    fn check_bounds(&self, io: &Io) -> Result<(), String> {
+        self.bounds(io)
     }
 }
 

@@ -755,3 +755,51 @@ fn a_text_change_with_huge_counts_is_a_validation_error() {
     emit(&mut h, &a, Some(1), "text-change", &[json!({"docId": "d", "version": 0, "delta": delta})]);
     assert_eq!(named(&received(&mut h, &a), "ack:1")[0]["code"], "VALIDATION");
 }
+
+#[test]
+fn repeated_joins_while_the_store_is_slow_wait_once() {
+    // Found by the bounds check: each repeated `join` / `join-document` before the store
+    // answered queued the socket again, without bound.
+    let mut h = dev();
+    let a = connect(&mut h, "/", json!({}));
+    h.store = None;
+    for _ in 0..5 {
+        emit(&mut h, &a, None, "join", &[json!({"username": "a", "room": "r"})]);
+    }
+    emit(&mut h, &a, Some(1), "join-document", &[json!({"docId": "d"})]);
+    emit(&mut h, &a, Some(2), "join-document", &[json!({"docId": "d"})]);
+    assert_eq!(h.machine.check_bounds(), Ok(()));
+    let events = received(&mut h, &a);
+    assert_eq!(named(&events, "ack:2")[0]["code"], "VALIDATION", "{events:?}");
+    assert!(named(&events, "ack:1").is_empty(), "the first join still waits for the store");
+    let mut store = crate::testing::MemStore::default();
+    let requests: Vec<_> = std::mem::take(&mut h.outputs)
+        .into_iter()
+        .filter_map(|o| match o {
+            crate::Output::Store { id, request } => Some((id, request)),
+            _ => None,
+        })
+        .collect();
+    for (id, request) in requests {
+        let answer = store.answer(&request);
+        h.input(Input::Stored { id, answer });
+    }
+    let events = received(&mut h, &a);
+    assert_eq!(named(&events, "room-info").len(), 1, "one room-info for the joins: {events:?}");
+    assert_eq!(named(&events, "ack:1").len(), 1, "{events:?}");
+}
+
+#[test]
+fn departed_members_stay_within_the_recovery_session_bound() {
+    let config = Config { recovery_window_ms: 60_000, recovery_max_sessions: 2, ..Config::default() };
+    let mut h = Harness::with_store(Service::new(config, [5; 32], Instant(0), RoomService::default()));
+    h.input(Input::WallClock { unix_ms: WALL });
+    let clients: Vec<Client> = (0..4).map(|_| connect(&mut h, "/", json!({}))).collect();
+    for c in &clients {
+        join(&mut h, c, "u", "r");
+    }
+    for c in &clients {
+        h.end(c.conn, TransportEnd::Error);
+        assert_eq!(h.machine.check_bounds(), Ok(()));
+    }
+}

@@ -13,6 +13,22 @@ pub struct Typing {
     next: u64,
 }
 
+#[cfg(any(test, fuzzing))]
+impl Typing {
+    /// Every state has exactly one key and one timer, and nothing else does.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        if self.ids.len() != self.keys.len() || self.timers.len() != self.ids.len() {
+            return Err(format!(
+                "{} typing states, {} keys, {} timers",
+                self.ids.len(),
+                self.keys.len(),
+                self.timers.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Typing {
     /// Starts (or extends) a typing state; true if the user was not typing yet there.
     pub fn start(&mut self, nsp: &str, room: &str, user: &str, until: Instant) -> bool {

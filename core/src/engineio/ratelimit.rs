@@ -41,6 +41,16 @@ impl PerIp {
     }
 }
 
+#[cfg(any(test, fuzzing))]
+impl PerIp {
+    pub fn check_bounds(&self) -> Result<(), String> {
+        if self.counts.len() > MAX_TRACKED {
+            return Err(format!("{} addresses tracked for the handshake rate, over {MAX_TRACKED}", self.counts.len()));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

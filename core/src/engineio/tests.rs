@@ -323,3 +323,39 @@ fn too_many_connections_is_503() {
     let c = h.get("EIO=4&transport=polling");
     assert_eq!(h.response(c).unwrap().0, 503);
 }
+
+#[test]
+fn a_sid_whose_session_is_missing_is_refused_not_a_panic() {
+    // Found by the snapshot_restore fuzz target: a damaged snapshot that still decodes
+    // can name a sid without its session; a GET, POST or upgrade for it panicked.
+    use super::{Engine, Output};
+    use crate::rng::Rng;
+    let mut e = Engine::new(&Config::default(), Rng::new([1; 32]));
+    let now = crate::Instant(0);
+    fn req(conn: u64, method: Method, query: &str, websocket: bool) -> Input<'_> {
+        Input::Request(Request {
+            conn: ConnId(conn),
+            method,
+            query,
+            body: b"40",
+            too_large: false,
+            websocket,
+            remote: None,
+        })
+    }
+    e.handle(req(1, Method::Get, "EIO=4&transport=polling", false), now);
+    let open = match e.poll_output() {
+        Some(Output::Respond { body, .. }) => String::from_utf8_lossy(&body).into_owned(),
+        other => panic!("{other:?}"),
+    };
+    let sid = crate::testing::sid_of(&open);
+    e.sessions.clear();
+    for (conn, method, ws) in [(2, Method::Get, false), (3, Method::Post, false), (4, Method::Get, true)] {
+        let transport = if ws { "websocket" } else { "polling" };
+        e.handle(req(conn, method, &format!("EIO=4&transport={transport}&sid={sid}"), ws), now);
+        match e.poll_output() {
+            Some(Output::Respond { status: 400, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -268,6 +268,13 @@ pub trait Handler {
     fn poll_timeout(&self) -> Option<Instant> {
         None
     }
+
+    /// Checks the application's own maps and queues against their bounds (simulations
+    /// and fuzz targets call it after every step); the first violation, described.
+    #[cfg(any(test, fuzzing))]
+    fn check_bounds(&self, _io: &super::Io) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl std::borrow::Borrow<str> for SocketId {

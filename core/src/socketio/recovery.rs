@@ -101,6 +101,15 @@ impl Recovery {
     pub fn store(&mut self, packet: Stored, now: Instant) {
         self.prune(now);
         let size = packet.size();
+        if size > self.max_bytes {
+            // Too large to keep at all: it counts as evicted, so a session that missed it
+            // is not recovered (rather than recovered without it).
+            while !self.packets.is_empty() {
+                self.evict_oldest();
+            }
+            self.evicted_upto = packet.offset;
+            return;
+        }
         while !self.packets.is_empty()
             && (self.packets.len() >= self.max_packets.max(1) || self.bytes + size > self.max_bytes)
         {
@@ -129,6 +138,19 @@ impl Recovery {
         }
         self.order.push_back((now, pid.clone()));
         self.sessions.insert(pid, saved);
+        // Restored pids leave their entry behind until the window ends; many quick
+        // drop-and-resume cycles must not grow the order past the session bound.
+        if self.order.len() > 2 * self.max_sessions.max(1) {
+            let mut seen = HashSet::new();
+            let mut kept: Vec<(Instant, String)> = self
+                .order
+                .drain(..)
+                .rev()
+                .filter(|(_, p)| self.sessions.contains_key(p) && seen.insert(p.clone()))
+                .collect();
+            kept.reverse();
+            self.order = kept.into();
+        }
     }
 
     /// Takes the saved session of `pid` and the packets it missed after `offset`, if the
@@ -182,6 +204,39 @@ impl Recovery {
     #[must_use]
     pub fn saved_sessions(&self) -> usize {
         self.sessions.len()
+    }
+}
+
+#[cfg(any(test, fuzzing))]
+impl Recovery {
+    /// Checks the replay buffer and the saved sessions against their bounds.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        let bytes: usize = self.packets.iter().map(Stored::size).sum();
+        if bytes != self.bytes {
+            return Err(format!("recovery counts {} bytes, holds {bytes}", self.bytes));
+        }
+        if self.packets.len() > self.max_packets.max(1) {
+            return Err(format!("recovery keeps {} packets, over {}", self.packets.len(), self.max_packets));
+        }
+        if self.bytes > self.max_bytes {
+            return Err(format!("recovery keeps {} bytes, over {}", self.bytes, self.max_bytes));
+        }
+        if self.sessions.len() > self.max_sessions.max(1) {
+            return Err(format!("recovery keeps {} sessions, over {}", self.sessions.len(), self.max_sessions));
+        }
+        if self.order.len() > 2 * self.max_sessions.max(1) {
+            return Err(format!(
+                "recovery orders {} pids for at most {} sessions",
+                self.order.len(),
+                self.max_sessions
+            ));
+        }
+        for pid in self.sessions.keys() {
+            if !self.order.iter().any(|(_, p)| p == pid) {
+                return Err(format!("saved session {pid} never expires: it is not in the expiry order"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -266,6 +321,42 @@ mod tests {
         }
         assert!(r.bytes <= 500);
         assert!(r.stored_packets() < 10);
+    }
+
+    #[test]
+    fn a_packet_larger_than_the_byte_bound_is_not_kept_and_blocks_recovery_past_it() {
+        let mut r = Recovery::new(1000, 100, 80, 10);
+        let base = r.next_offset() - 1;
+        r.save("pid".into(), saved(base, 0), Instant(0));
+        let offset = r.take_offset();
+        let big = OutPacket::Text(Bytes::from(format!("42[\"e\",\"{}\"]", "x".repeat(100))));
+        let packet = Stored {
+            offset,
+            at: Instant(1),
+            nsp: "/".into(),
+            rooms: vec![],
+            except_rooms: vec![],
+            except_socket: None,
+            packets: vec![big],
+        };
+        r.store(packet, Instant(1));
+        assert_eq!(r.check_bounds(), Ok(()));
+        assert_eq!(r.stored_packets(), 0);
+        assert!(r.restore("pid", None, Instant(2)).is_none(), "it missed a packet that is gone");
+    }
+
+    #[test]
+    fn resuming_again_and_again_keeps_the_expiry_order_bounded() {
+        let mut r = Recovery::new(100_000, 10, 1 << 20, 2);
+        for i in 0..50 {
+            let base = r.next_offset() - 1;
+            r.save("pid".into(), saved(base, i), Instant(i));
+            assert!(r.restore("pid", None, Instant(i)).is_some());
+            assert_eq!(r.check_bounds(), Ok(()));
+        }
+        r.save("pid".into(), saved(r.next_offset() - 1, 60), Instant(60));
+        assert_eq!(r.check_bounds(), Ok(()));
+        assert!(r.restore("pid", None, Instant(61)).is_some());
     }
 
     #[test]
