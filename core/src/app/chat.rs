@@ -247,11 +247,15 @@ impl RoomService {
     }
 
     pub(super) fn history_loaded(&mut self, io: &mut Io, nsp: &str, room: &str, answer: StoreAnswer, now: Instant) {
-        let records = match answer {
+        let mut records = match answer {
             StoreAnswer::Records(r) => r,
             // Without history the room still works; the next join tries again.
             _ => Vec::new(),
         };
+        // The store was asked for `recent_limit`; keep no more than that whatever it
+        // answers (the newest, which come last), so the bound does not rest on the store.
+        let extra = records.len().saturating_sub(self.config.recent_limit);
+        records.drain(..extra);
         let scope = self.scope(nsp);
         let waiting = match scope.history.insert(room.to_owned(), History::Ready(records.into())) {
             Some(History::Loading(w)) => w,

@@ -803,3 +803,27 @@ fn departed_members_stay_within_the_recovery_session_bound() {
         assert_eq!(h.machine.check_bounds(), Ok(()));
     }
 }
+
+#[test]
+fn history_from_the_store_is_capped_at_the_recent_limit() {
+    // Found by the service fuzz target's bounds check: a store answering with more
+    // records than asked for grew the room's history past `recent_limit`.
+    let mut h = harness(AppConfig { recent_limit: 2, ..AppConfig::default() });
+    let a = connect(&mut h, "/", json!({}));
+    h.store = None;
+    emit(&mut h, &a, None, "join", &[json!({"username": "a", "room": "r"})]);
+    let id = h
+        .outputs
+        .iter()
+        .find_map(|o| match o {
+            crate::Output::Store { id, request: crate::store::StoreRequest::LoadHistory { .. } } => Some(*id),
+            _ => None,
+        })
+        .expect("the history is asked for");
+    let records = (0..5).map(|i| json!({"id": format!("m{i}"), "content": format!("c{i}")})).collect();
+    h.input(Input::Stored { id, answer: StoreAnswer::Records(records) });
+    assert_eq!(h.machine.check_bounds(), Ok(()));
+    let info = &named(&received(&mut h, &a), "room-info")[0];
+    let ids: Vec<&str> = info["recentMessages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["m3", "m4"], "the newest two, oldest first");
+}
