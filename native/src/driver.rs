@@ -1,9 +1,9 @@
 //! The driver: one task per mount that owns its [`Machine`] and follows the drain rule.
 //!
-//! Connection tasks never touch the machine. They send [`Command`]s over a bounded channel
-//! (so a flood of frames slows the readers down instead of growing memory), and the driver,
-//! for each one: calls `handle`, drains `poll_output` until `None` routing every output by
-//! its `ConnId`, and re-arms its one timer at `poll_timeout`. When that timer fires it
+//! Connection tasks never touch the machine. They send [`Command`]s through the mount's
+//! [`inbox`] (bounded, so a flood of frames slows the readers down instead of growing
+//! memory). The driver takes everything queued at once and, for each command: calls
+//! `handle`, drains `poll_output` until `None` routing every output by its `ConnId`, and re-arms its one timer at `poll_timeout`. When that timer fires it
 //! calls `handle_timeout` and drains again. Nothing else moves the machine's state.
 //!
 //! Routing: an HTTP request waits on a oneshot for its first output ([`Reply`]). A
@@ -19,6 +19,7 @@
 //! Wall clock: `Input::WallClock` is fed before anything else and then every second.
 
 use crate::clock;
+use crate::inbox::{self, PushError as InboxFull, Taken};
 use crate::metrics::MountMetrics;
 use crate::outbound::{Outbound, PushError};
 use crate::store::Store;
@@ -120,49 +121,49 @@ impl std::fmt::Debug for Control {
 #[derive(Copy, Clone, Debug)]
 pub(crate) struct Gone;
 
-/// A cheap, cloneable way to talk to one mount's driver.
+/// A cheap, cloneable way to talk to one mount's driver: commands go through the
+/// mount's bounded inbox, control requests through its urgent lane.
 #[derive(Clone, Debug)]
 pub(crate) struct DriverHandle {
-    inbox: mpsc::Sender<Command>,
-    control: mpsc::UnboundedSender<Control>,
+    inbox: inbox::Sender<Command, Control>,
 }
 
 impl DriverHandle {
     /// Hands a request to the core; the receiver gets its first output.
     pub async fn request(&self, req: OwnedRequest) -> Result<oneshot::Receiver<Reply>, Gone> {
         let (reply, rx) = oneshot::channel();
-        self.inbox.send(Command::Request { req, reply }).await.map_err(|_| Gone)?;
+        self.inbox.push(Command::Request { req, reply }).await.map_err(|_| Gone)?;
         Ok(rx)
     }
 
     /// Hands an HTTP API request to the core; the receiver gets its answer.
     pub async fn api(&self, req: OwnedApi) -> Result<oneshot::Receiver<Reply>, Gone> {
         let (reply, rx) = oneshot::channel();
-        self.inbox.send(Command::Api { req, reply }).await.map_err(|_| Gone)?;
+        self.inbox.push(Command::Api { req, reply }).await.map_err(|_| Gone)?;
         Ok(rx)
     }
 
     pub async fn frame(&self, conn: ConnId, frame: OwnedFrame) -> Result<(), Gone> {
-        self.inbox.send(Command::Frame { conn, frame }).await.map_err(|_| Gone)
+        self.inbox.push(Command::Frame { conn, frame }).await.map_err(|_| Gone)
     }
 
     /// Reports a transport that ended on its own. Goes through the inbox, so it arrives
     /// after every frame this connection sent before it.
     pub async fn ended(&self, conn: ConnId, how: TransportEnd) {
-        let _ = self.inbox.send(Command::Ended { conn, how }).await;
+        let _ = self.inbox.push(Command::Ended { conn, how }).await;
     }
 
     /// [`DriverHandle::ended`] from synchronous code (a `Drop`): tries the inbox at once
     /// and, when it is full, finishes the send on a spawned task — an `Ended` must not be
     /// lost, or the core would keep a long-poll open for a client that left.
     pub fn ended_now(&self, conn: ConnId, how: TransportEnd) {
-        match self.inbox.try_send(Command::Ended { conn, how }) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-            Err(mpsc::error::TrySendError::Full(cmd)) => {
+        match self.inbox.try_push(Command::Ended { conn, how }) {
+            Ok(()) | Err(InboxFull::Closed(_)) => {}
+            Err(InboxFull::Full(cmd)) => {
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
                     let inbox = self.inbox.clone();
                     rt.spawn(async move {
-                        let _ = inbox.send(cmd).await;
+                        let _ = inbox.push(cmd).await;
                     });
                 }
             }
@@ -172,20 +173,20 @@ impl DriverHandle {
     /// The mount's numbers, or `None` if the driver is gone.
     pub async fn metrics(&self) -> Option<MountMetrics> {
         let (tx, rx) = oneshot::channel();
-        self.control.send(Control::Metrics(tx)).ok()?;
+        self.inbox.push_urgent(Control::Metrics(tx)).ok()?;
         rx.await.ok()
     }
 
     /// Feeds `Input::Shutdown` to the machine: it tells its clients and closes them.
     pub fn shutdown(&self) {
-        let _ = self.control.send(Control::Shutdown);
+        let _ = self.inbox.push_urgent(Control::Shutdown);
     }
 
     /// Runs `swap` on the machine between two inputs (after the current drain), then
     /// drains whatever the new machine has to say; returns what `swap` returned.
     pub async fn swap(&self, swap: Swap) -> Result<String, String> {
         let (tx, rx) = oneshot::channel();
-        self.control.send(Control::Swap(swap, tx)).map_err(|_| "the server is stopping".to_owned())?;
+        self.inbox.push_urgent(Control::Swap(swap, tx)).map_err(|_| "the server is stopping".to_owned())?;
         rx.await.map_err(|_| "the server is stopping".to_owned())?
     }
 }
@@ -209,8 +210,7 @@ pub(crate) fn spawn(
     mount: String,
     done: mpsc::Sender<()>,
 ) -> DriverHandle {
-    let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
-    let (control_tx, control) = mpsc::unbounded_channel();
+    let (inbox_tx, inbox) = inbox::channel(INBOX_CAPACITY);
     let (answers_tx, answers) = mpsc::unbounded_channel();
     let driver = Driver {
         machine,
@@ -223,8 +223,8 @@ pub(crate) fn spawn(
         overflows: 0,
         mount,
     };
-    tokio::spawn(driver.run(inbox, control, answers, done));
-    DriverHandle { inbox: inbox_tx, control: control_tx }
+    tokio::spawn(driver.run(inbox, answers, done));
+    DriverHandle { inbox: inbox_tx }
 }
 
 struct Driver {
@@ -246,15 +246,14 @@ struct Driver {
 impl Driver {
     async fn run(
         mut self,
-        mut inbox: mpsc::Receiver<Command>,
-        mut control: mpsc::UnboundedReceiver<Control>,
+        inbox: inbox::Receiver<Command, Control>,
         mut answers: mpsc::UnboundedReceiver<(StoreId, StoreAnswer)>,
         _done: mpsc::Sender<()>,
     ) {
-        let mut control_open = true;
         // The wall clock before anything else, so the first timestamps are right.
         self.handle(Input::WallClock { unix_ms: unix_ms() });
         let mut wall_fed = tokio::time::Instant::now();
+        let (mut urgent, mut commands) = (Vec::new(), Vec::with_capacity(INBOX_CAPACITY));
         loop {
             if wall_fed.elapsed() >= WALL_CLOCK_EVERY {
                 self.handle(Input::WallClock { unix_ms: unix_ms() });
@@ -266,38 +265,53 @@ impl Driver {
                 self.machine.handle_timeout(now);
                 self.drain();
             }
+            match inbox.try_take(&mut urgent, &mut commands) {
+                Taken::Some => {
+                    // Control first: metrics and shutdown answer promptly under load.
+                    for request in urgent.drain(..) {
+                        self.control(request);
+                    }
+                    // Store answers before new work: they unblock acks the clients wait for.
+                    while let Ok((id, answer)) = answers.try_recv() {
+                        self.handle(Input::Stored { id, answer });
+                    }
+                    for cmd in commands.drain(..) {
+                        self.command(cmd);
+                    }
+                    continue;
+                }
+                // Every handle is gone: nobody can reach this mount any more.
+                Taken::Done => break,
+                Taken::Empty => {}
+            }
             let next_wall = wall_fed + WALL_CLOCK_EVERY;
             let deadline = self.machine.poll_timeout().map_or(next_wall, |t| clock::deadline(t).min(next_wall));
             let sleep = tokio::time::sleep_until(deadline);
             tokio::select! {
-                // Control first: metrics and shutdown answer promptly under load.
                 biased;
-                msg = control.recv(), if control_open => match msg {
-                    Some(Control::Metrics(tx)) => {
-                        let _ = tx.send(MountMetrics { core: self.machine.metrics(), overflows: self.overflows });
-                    }
-                    Some(Control::Shutdown) => {
-                        tracing::info!(mount = %self.mount, "shutting down the core");
-                        self.handle(Input::Shutdown);
-                    }
-                    Some(Control::Swap(swap, tx)) => {
-                        let result = swap(&mut self.machine, clock::now());
-                        self.drain();
-                        let _ = tx.send(result);
-                    }
-                    None => control_open = false,
-                },
-                // Store answers before new work: they unblock acks the clients wait for.
                 Some((id, answer)) = answers.recv() => self.handle(Input::Stored { id, answer }),
-                cmd = inbox.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
-                    // Every handle is gone: nobody can reach this mount any more.
-                    None => break,
-                },
+                () = inbox.changed() => {}
                 () = sleep => {}
             }
         }
         tracing::debug!(mount = %self.mount, "driver stopped");
+    }
+
+    fn control(&mut self, request: Control) {
+        match request {
+            Control::Metrics(tx) => {
+                let _ = tx.send(MountMetrics { core: self.machine.metrics(), overflows: self.overflows });
+            }
+            Control::Shutdown => {
+                tracing::info!(mount = %self.mount, "shutting down the core");
+                self.handle(Input::Shutdown);
+            }
+            Control::Swap(swap, tx) => {
+                let result = swap(&mut self.machine, clock::now());
+                self.drain();
+                let _ = tx.send(result);
+            }
+        }
     }
 
     fn command(&mut self, cmd: Command) {

@@ -68,6 +68,7 @@ pub mod cors;
 mod driver;
 #[cfg(not(loom))]
 mod http;
+mod inbox;
 #[cfg(not(loom))]
 pub mod keys;
 #[cfg(not(loom))]
