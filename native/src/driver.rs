@@ -143,8 +143,20 @@ impl DriverHandle {
         Ok(rx)
     }
 
-    pub async fn frame(&self, conn: ConnId, frame: OwnedFrame) -> Result<(), Gone> {
-        self.inbox.push(Command::Frame { conn, frame }).await.map_err(|_| Gone)
+    /// Queues a command at once if the inbox has room; a full inbox hands it back for
+    /// [`DriverHandle::push`]. Lets a connection task skip holding a push future (and the
+    /// command in it) in its own state while the inbox has room, as it nearly always has.
+    pub fn try_push(&self, cmd: Command) -> Result<(), Result<Command, Gone>> {
+        match self.inbox.try_push(cmd) {
+            Ok(()) => Ok(()),
+            Err(InboxFull::Full(cmd)) => Err(Ok(cmd)),
+            Err(InboxFull::Closed(_)) => Err(Err(Gone)),
+        }
+    }
+
+    /// Queues a command, waiting for room.
+    pub async fn push(&self, cmd: Command) -> Result<(), Gone> {
+        self.inbox.push(cmd).await.map_err(|_| Gone)
     }
 
     /// Reports a transport that ended on its own. Goes through the inbox, so it arrives
@@ -553,7 +565,7 @@ mod tests {
         let (driver, log, _done) = start(Some(store.clone()));
         let conn = ConnId(1);
         for text in ["save:a", "load:a", "load:b"] {
-            driver.frame(conn, OwnedFrame::Text(text.into())).await.unwrap();
+            driver.push(Command::Frame { conn, frame: OwnedFrame::Text(text.into()) }).await.unwrap();
         }
         let entries = wait_for(&log, 7).await;
         let wall: u64 = entries[0].strip_prefix("wall ").expect("wall clock first").parse().unwrap();
@@ -567,7 +579,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_store_requests_fail_at_once() {
         let (driver, log, _done) = start(None);
-        driver.frame(ConnId(1), OwnedFrame::Text("load:x".into())).await.unwrap();
+        driver.push(Command::Frame { conn: ConnId(1), frame: OwnedFrame::Text("load:x".into()) }).await.unwrap();
         let entries = wait_for(&log, 3).await;
         assert_eq!(entries[2], "stored 1 Failed(\"no store configured\")");
     }

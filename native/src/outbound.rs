@@ -216,7 +216,8 @@ impl Outbound {
         if st.items.is_empty() {
             return Take::Empty;
         }
-        batch.extend(st.items.drain(..));
+        // The queue's buffer goes with the items: an idle connection holds none.
+        batch.extend(std::mem::take(&mut st.items));
         let cost = st.queued;
         st.in_flight += cost;
         st.queued = 0;

@@ -8,7 +8,7 @@
 //! idle socket holds its `TcpStream`, a few counters and this task, not 8 KiB of read
 //! buffer and 64 KiB of write buffer. fastwebsockets still does the HTTP upgrade.
 
-use crate::driver::{DriverHandle, OwnedFrame};
+use crate::driver::{Command, DriverHandle, OwnedFrame};
 use crate::outbound::{Item, Outbound, PushError, Take, OVERFLOW_CODE, OVERFLOW_REASON};
 use crate::sync::Arc;
 use crate::wsframe::{self, OpCode, Violation, INVALID_DATA, PROTOCOL_ERROR, TOO_BIG};
@@ -18,20 +18,17 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use parlor_core::host::{ConnId, OutFrame, TransportEnd};
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// How long a closing connection may take to finish writing, or to answer our close,
 /// before it is cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Bytes read per syscall, into a stack buffer.
 const READ_CHUNK: usize = 16 * 1024;
-/// A written-out buffer up to this size is kept for the next batch; a bigger one is
-/// freed, so a burst does not leave an idle connection holding its memory.
-const KEEP_WRITE_BUFFER: usize = 4 * 1024;
-/// Items taken from the queue per batch that the batch vector keeps room for.
-const KEEP_BATCH: usize = 64;
 
 /// Runs one WebSocket from its pending upgrade to the end, then reports how it ended.
 pub(crate) async fn serve(
@@ -66,6 +63,7 @@ pub(crate) async fn serve(
         inbound: Vec::new(),
         close_in_out: false,
         reported: false,
+        discarding: false,
     };
     drop(early);
     ws.run().await;
@@ -120,6 +118,8 @@ struct Conn {
     close_in_out: bool,
     /// The driver has been told the transport ended.
     reported: bool,
+    /// We closed on the peer; its further input is read and dropped.
+    discarding: bool,
 }
 
 impl Conn {
@@ -127,8 +127,8 @@ impl Conn {
     /// upgrade request (read by hyper already).
     async fn run(&mut self) {
         // Set once a close frame is encoded: it must be written, and the peer's answer
-        // read, by then.
-        let mut close_deadline: Option<Instant> = None;
+        // read, by then. Boxed: only closing connections carry a timer.
+        let mut close_deadline: Option<Pin<Box<Sleep>>> = None;
         // No more input will be read: the peer closed, vanished or broke the rules.
         let mut input_done = false;
         if !self.tail.is_empty() {
@@ -136,10 +136,7 @@ impl Conn {
             if !self.forward().await {
                 return;
             }
-            if end != ReadEnd::More {
-                input_done = true;
-                self.input_ended(end).await;
-            }
+            input_done = self.input_ended(end).await;
         }
         loop {
             if !self.close_in_out {
@@ -158,39 +155,43 @@ impl Conn {
             }
             let written = self.out_at == self.out.len();
             if self.close_in_out && close_deadline.is_none() {
-                close_deadline = Some(Instant::now() + CLOSE_GRACE);
+                close_deadline = Some(Box::pin(tokio::time::sleep_until(Instant::now() + CLOSE_GRACE)));
             }
             if written && self.close_in_out && input_done {
                 return;
             }
-            let deadline = close_deadline.unwrap_or_else(far_future);
-            tokio::select! {
+            // One readiness future for both directions keeps the task small.
+            let interest = match (!input_done, !written) {
+                (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+                (true, false) => Some(Interest::READABLE),
+                (false, true) => Some(Interest::WRITABLE),
+                (false, false) => None,
+            };
+            let ready = tokio::select! {
                 biased;
-                () = tokio::time::sleep_until(deadline), if close_deadline.is_some() => return,
-                ready = self.stream.readable(), if !input_done => {
-                    if ready.is_err() {
-                        input_done = true;
-                        self.input_ended(ReadEnd::Broken).await;
-                        continue;
-                    }
-                    let end = self.read_ready();
-                    // Forward what was read before acting on how reading ended.
-                    if !self.forward().await {
-                        return;
-                    }
-                    if end != ReadEnd::More {
-                        input_done = true;
-                        self.input_ended(end).await;
-                    }
+                () = expired(&mut close_deadline) => return,
+                ready = ready(&self.stream, interest) => ready,
+                () = self.queue.changed(), if written && !self.close_in_out => continue,
+            };
+            let ready = match ready {
+                Ok(ready) => ready,
+                Err(_) => {
+                    self.queue.abort();
+                    self.report(TransportEnd::Error).await;
+                    return;
                 }
-                ready = self.stream.writable(), if !written => {
-                    if ready.is_err() {
-                        self.queue.abort();
-                        self.report(TransportEnd::Error).await;
-                        return;
-                    }
+            };
+            if !input_done && (ready.is_readable() || ready.is_read_closed()) {
+                if self.discarding {
+                    input_done = self.discard_ready();
+                    continue;
                 }
-                () = self.queue.changed(), if written && !self.close_in_out => {}
+                let end = self.read_ready();
+                // Forward what was read before acting on how reading ended.
+                if !self.forward().await {
+                    return;
+                }
+                input_done = self.input_ended(end).await;
             }
         }
     }
@@ -198,13 +199,22 @@ impl Conn {
     /// Hands the parsed messages to the driver, in order; `false` when the driver is gone
     /// (the server is stopping).
     async fn forward(&mut self) -> bool {
-        for frame in self.inbound.drain(..) {
-            if self.driver.frame(self.conn, frame).await.is_err() {
+        let mut ok = true;
+        for frame in std::mem::take(&mut self.inbound) {
+            let cmd = Command::Frame { conn: self.conn, frame };
+            ok = match self.driver.try_push(cmd) {
+                Ok(()) => true,
+                // A full inbox: wait in a boxed future, so that only a waiting task
+                // carries one.
+                Err(Ok(cmd)) => Box::pin(self.driver.push(cmd)).await.is_ok(),
+                Err(Err(_gone)) => false,
+            };
+            if !ok {
                 self.queue.abort();
-                return false;
+                break;
             }
         }
-        true
+        ok
     }
 
     /// Reports how the transport ended, once.
@@ -212,15 +222,23 @@ impl Conn {
         if !self.reported {
             self.reported = true;
             // After every frame this connection forwarded: the inbox keeps them in order.
-            self.driver.ended(self.conn, how).await;
+            let cmd = Command::Ended { conn: self.conn, how };
+            if let Err(Ok(cmd)) = self.driver.try_push(cmd) {
+                let _ = Box::pin(self.driver.push(cmd)).await;
+            }
         }
     }
 
-    /// Input is over for the reason `end`: queue what the peer is owed and tell the driver.
-    async fn input_ended(&mut self, end: ReadEnd) {
+    /// Acts on how a read ended: for an end, queues what the peer is owed and tells the
+    /// driver. Returns whether input is over; after a broken rule or an overflow it is not
+    /// quite: what the peer still sends is read and dropped (see `discard_ready`).
+    async fn input_ended(&mut self, end: ReadEnd) -> bool {
+        if end == ReadEnd::More {
+            return false;
+        }
         tracing::debug!(conn = ?self.conn, ?end, "websocket input ended");
         let how = match end {
-            ReadEnd::More => return,
+            ReadEnd::More => return false,
             ReadEnd::Closed | ReadEnd::Vanished => TransportEnd::Closed,
             ReadEnd::Backpressure => TransportEnd::Backpressure,
             ReadEnd::Broken | ReadEnd::Violation(_) => TransportEnd::Error,
@@ -236,6 +254,24 @@ impl Conn {
             ReadEnd::Closed | ReadEnd::Backpressure | ReadEnd::More => {}
         }
         self.report(how).await;
+        self.discarding = matches!(end, ReadEnd::Violation(_) | ReadEnd::Backpressure);
+        !self.discarding
+    }
+
+    /// Reads and drops what the peer sends after we closed on it: closing a socket with
+    /// unread input resets the connection, and the reset can destroy our close frame
+    /// before the peer reads it. `true` once the peer's side has ended.
+    fn discard_ready(&mut self) -> bool {
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
     }
 
     /// Moves what the queue holds into `out`, encoded. `Err` when the queue was aborted.
@@ -257,10 +293,8 @@ impl Conn {
                         break;
                     }
                 }
-                self.batch.clear();
-                if self.batch.capacity() > KEEP_BATCH {
-                    self.batch = Vec::new();
-                }
+                // Freed, not kept: an idle connection holds no buffers.
+                self.batch = Vec::new();
                 Ok(())
             }
             Take::Failed => {
@@ -295,10 +329,7 @@ impl Conn {
             }
         }
         self.out_at = 0;
-        self.out.clear();
-        if self.out.capacity() > KEEP_WRITE_BUFFER {
-            self.out = Vec::new();
-        }
+        self.out = Vec::new();
         self.queue.release(std::mem::take(&mut self.out_cost));
         Ok(())
     }
@@ -436,7 +467,18 @@ impl Conn {
     }
 }
 
-/// A deadline that never comes, for a disabled `select!` branch.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
+/// Resolves when the closing timer fires; never without one.
+async fn expired(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(sleep) => sleep.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The socket's readiness for `interest`; never without one.
+async fn ready(stream: &TcpStream, interest: Option<Interest>) -> io::Result<tokio::io::Ready> {
+    match interest {
+        Some(interest) => stream.ready(interest).await,
+        None => std::future::pending().await,
+    }
 }

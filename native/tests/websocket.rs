@@ -137,8 +137,10 @@ impl Ws {
         }
     }
 
-    /// The server drops the TCP connection (after its close frame).
+    /// The server drops the TCP connection (after its close frame). Shutting our side
+    /// first tells a server that is draining our input that we are done.
     fn expect_eof(&mut self) {
+        let _ = self.s.shutdown(std::net::Shutdown::Write);
         let mut rest = Vec::new();
         let _ = self.s.read_to_end(&mut rest);
     }
