@@ -123,7 +123,8 @@ pub struct Engine {
     max_sessions: usize,
     rng: Rng,
     next_session: u64,
-    sessions: HashMap<SessionId, Session>,
+    /// Boxed: spare slots of the table then cost a pointer, not a session.
+    sessions: HashMap<SessionId, Box<Session>>,
     by_sid: HashMap<String, SessionId>,
     conns: HashMap<ConnId, (SessionId, Role)>,
     timers: Timers<(SessionId, Timer)>,
@@ -414,7 +415,7 @@ impl Engine {
         self.by_sid.insert(sid.clone(), s);
         self.sessions.insert(
             s,
-            Session {
+            Box::new(Session {
                 sid,
                 transport,
                 pending_get: None,
@@ -422,7 +423,7 @@ impl Engine {
                 buffer: VecDeque::new(),
                 buffered_bytes: 0,
                 awaiting_pong: false,
-            },
+            }),
         );
         self.timers.set((s, Timer::Ping), now.plus(self.ping_interval));
         self.events.push_back(Event::Opened(s));

@@ -67,8 +67,10 @@ pub struct Io {
     config: Config,
     engine: Engine,
     rng: Rng,
-    clients: HashMap<SessionId, Client>,
-    sockets: HashMap<SocketId, Socket>,
+    // Boxed values: a hash table keeps spare slots, and an idle node holds one of these
+    // per connection, so a spare slot should cost a pointer, not a whole socket.
+    clients: HashMap<SessionId, Box<Client>>,
+    sockets: HashMap<SocketId, Box<Socket>>,
     by_seq: HashMap<u64, SocketId>,
     next_seq: u64,
     namespaces: HashMap<String, Namespace>,
@@ -369,7 +371,7 @@ impl Io {
     fn on_engine_event<H: Handler>(&mut self, ev: engineio::Event, handler: &mut H, now: Instant) {
         match ev {
             engineio::Event::Opened(s) => {
-                self.clients.insert(s, Client::default());
+                self.clients.insert(s, Box::default());
                 self.timers.set(Timer::Connect(s), now.plus(self.config.connect_timeout_ms));
             }
             engineio::Event::Text(s, text) => self.on_text(s, &text, handler, now),
@@ -529,7 +531,7 @@ impl Io {
         }
         self.sockets.insert(
             id.clone(),
-            Socket {
+            Box::new(Socket {
                 nsp: nsp.to_owned(),
                 session: s,
                 rooms,
@@ -538,7 +540,7 @@ impl Io {
                 next_ack: 0,
                 pending_acks: HashSet::new(),
                 base_offset: self.recovery.next_offset() - 1,
-            },
+            }),
         );
         if let Some(c) = self.clients.get_mut(&s) {
             c.sockets.insert(nsp.to_owned(), id);
