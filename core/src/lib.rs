@@ -59,6 +59,7 @@ pub mod config;
 pub mod conformance;
 pub mod engineio;
 pub mod host;
+pub mod idhash;
 pub mod rng;
 pub mod service;
 pub mod snapshot;

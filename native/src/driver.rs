@@ -28,8 +28,8 @@ use bytes::Bytes;
 use parlor_core::host::{
     ApiRequest, ConnId, Frame, Input, Method, Output, Request, StoreAnswer, StoreId, TransportEnd,
 };
+use parlor_core::idhash::IdMap;
 use parlor_core::service::Machine;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -226,7 +226,7 @@ pub(crate) fn spawn(
     let (answers_tx, answers) = mpsc::unbounded_channel();
     let driver = Driver {
         machine,
-        routes: HashMap::new(),
+        routes: IdMap::default(),
         outbound_limit,
         ended: Vec::new(),
         store,
@@ -241,7 +241,7 @@ pub(crate) fn spawn(
 
 struct Driver {
     machine: Box<dyn Machine + Send>,
-    routes: HashMap<ConnId, Route>,
+    routes: IdMap<ConnId, Route>,
     outbound_limit: usize,
     /// Transports found dead while routing (overflowed queues, abandoned upgrades), fed
     /// to the machine once the current drain is over.

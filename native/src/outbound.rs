@@ -20,6 +20,9 @@ use std::collections::VecDeque;
 
 /// Close code for a client that does not read fast enough (RFC 6455 "policy violation").
 pub const OVERFLOW_CODE: u16 = 1008;
+/// Items a fresh queue buffer has room for.
+const FIRST_CAPACITY: usize = 8;
+
 /// Close reason sent with [`OVERFLOW_CODE`].
 pub const OVERFLOW_REASON: &str = "outbound queue full";
 
@@ -162,6 +165,11 @@ impl Outbound {
             self.on_fail.wake_all();
             return Err(PushError::Overflow);
         }
+        if st.items.capacity() == 0 {
+            // The writer takes the buffer with the items; start the next one with room
+            // for a burst instead of growing it one doubling at a time.
+            st.items.reserve(FIRST_CAPACITY);
+        }
         st.items.push_back(item);
         st.queued += cost;
         drop(st);
@@ -187,6 +195,11 @@ impl Outbound {
             return Err(PushError::Closed);
         }
         st.closing = true;
+        if st.items.capacity() == 0 {
+            // The writer takes the buffer with the items; start the next one with room
+            // for a burst instead of growing it one doubling at a time.
+            st.items.reserve(FIRST_CAPACITY);
+        }
         st.items.push_back(item);
         st.queued += cost;
         drop(st);

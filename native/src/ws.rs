@@ -262,16 +262,16 @@ impl Conn {
     /// unread input resets the connection, and the reset can destroy our close frame
     /// before the peer reads it. `true` once the peer's side has ended.
     fn discard_ready(&mut self) -> bool {
-        let mut chunk = [0u8; READ_CHUNK];
-        loop {
-            match self.stream.try_read(&mut chunk) {
+        with_scratch(|chunk| loop {
+            chunk.clear();
+            match self.stream.try_read_buf(chunk) {
                 Ok(0) => return true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return true,
             }
-        }
+        })
     }
 
     /// Moves what the queue holds into `out`, encoded. `Err` when the queue was aborted.
@@ -337,17 +337,19 @@ impl Conn {
     /// Reads what the socket has and parses every complete frame; messages land in
     /// `inbound`.
     fn read_ready(&mut self) -> ReadEnd {
-        let mut chunk = [0u8; READ_CHUNK];
         loop {
-            let n = match self.stream.try_read(&mut chunk) {
-                Ok(0) => return ReadEnd::Vanished,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::More,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return ReadEnd::Broken,
-            };
-            let end = self.absorb(&chunk[..n]);
-            if end != ReadEnd::More || n < chunk.len() {
+            let (end, full) = with_scratch(|chunk| {
+                let n = match self.stream.try_read_buf(chunk) {
+                    Ok(0) => return (ReadEnd::Vanished, false),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (ReadEnd::More, false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return (ReadEnd::More, true),
+                    Err(_) => return (ReadEnd::Broken, false),
+                };
+                (self.absorb(chunk), n == READ_CHUNK)
+            });
+            // A full chunk: there may be more waiting.
+            if end != ReadEnd::More || !full {
                 return end;
             }
         }
@@ -465,6 +467,22 @@ impl Conn {
         });
         ReadEnd::More
     }
+}
+
+thread_local! {
+    /// The buffer every connection on this thread reads into. Reads are synchronous
+    /// (`try_read_buf` after readiness), so one buffer per thread serves them all, an idle
+    /// connection holds none, and nothing is zeroed before each read.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(READ_CHUNK));
+}
+
+/// Runs `f` with this thread's read buffer, emptied (its capacity is `READ_CHUNK`).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        f(&mut buf)
+    })
 }
 
 /// Resolves when the closing timer fires; never without one.

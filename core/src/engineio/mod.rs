@@ -12,6 +12,7 @@ use crate::codec::engineio::{self as packet, out, Packet};
 use crate::codec::payload::{self, Item, OutPacket};
 use crate::config::Config;
 use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request, TransportEnd, TEXT_PLAIN};
+use crate::idhash::IdMap;
 use crate::rng::Rng;
 use crate::time::{Instant, Timers};
 use bytes::Bytes;
@@ -123,10 +124,9 @@ pub struct Engine {
     max_sessions: usize,
     rng: Rng,
     next_session: u64,
-    /// Boxed: spare slots of the table then cost a pointer, not a session.
-    sessions: HashMap<SessionId, Box<Session>>,
+    sessions: IdMap<SessionId, Session>,
     by_sid: HashMap<String, SessionId>,
-    conns: HashMap<ConnId, (SessionId, Role)>,
+    conns: IdMap<ConnId, (SessionId, Role)>,
     timers: Timers<(SessionId, Timer)>,
     // Drained by the host and the layer above after every step, so empty in a snapshot.
     #[serde(skip)]
@@ -153,9 +153,9 @@ impl Engine {
             max_sessions: config.max_connections,
             rng,
             next_session: 0,
-            sessions: HashMap::new(),
+            sessions: IdMap::default(),
             by_sid: HashMap::new(),
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             timers: Timers::default(),
             outputs: VecDeque::new(),
             events: VecDeque::new(),
@@ -415,7 +415,7 @@ impl Engine {
         self.by_sid.insert(sid.clone(), s);
         self.sessions.insert(
             s,
-            Box::new(Session {
+            Session {
                 sid,
                 transport,
                 pending_get: None,
@@ -423,7 +423,7 @@ impl Engine {
                 buffer: VecDeque::new(),
                 buffered_bytes: 0,
                 awaiting_pong: false,
-            }),
+            },
         );
         self.timers.set((s, Timer::Ping), now.plus(self.ping_interval));
         self.events.push_back(Event::Opened(s));

@@ -11,6 +11,7 @@ use crate::codec::payload::OutPacket;
 use crate::codec::socketio::{self as codec, Packet, PacketType};
 use crate::config::Config;
 use crate::engineio::{self, CloseReason, Engine, SessionId};
+use crate::idhash::{IdMap, IdSet};
 use crate::rng::Rng;
 use crate::service::Metrics;
 use crate::time::{Instant, Timers};
@@ -42,8 +43,9 @@ struct Socket {
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Namespace {
-    sockets: HashSet<SocketId>,
-    rooms: HashMap<String, HashSet<SocketId>>,
+    sockets: IdSet<SocketId>,
+    /// Keyed by client-chosen names (std's hasher); members are server-chosen ids.
+    rooms: HashMap<String, IdSet<SocketId>>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -69,9 +71,9 @@ pub struct Io {
     rng: Rng,
     // Boxed values: a hash table keeps spare slots, and an idle node holds one of these
     // per connection, so a spare slot should cost a pointer, not a whole socket.
-    clients: HashMap<SessionId, Box<Client>>,
-    sockets: HashMap<SocketId, Box<Socket>>,
-    by_seq: HashMap<u64, SocketId>,
+    clients: IdMap<SessionId, Box<Client>>,
+    sockets: IdMap<SocketId, Box<Socket>>,
+    by_seq: IdMap<u64, SocketId>,
     next_seq: u64,
     namespaces: HashMap<String, Namespace>,
     timers: Timers<Timer>,
@@ -97,9 +99,9 @@ impl Io {
             config,
             engine,
             rng,
-            clients: HashMap::new(),
-            sockets: HashMap::new(),
-            by_seq: HashMap::new(),
+            clients: IdMap::default(),
+            sockets: IdMap::default(),
+            by_seq: IdMap::default(),
             next_seq: 0,
             namespaces: HashMap::new(),
             timers: Timers::default(),
@@ -605,7 +607,7 @@ impl Io {
                 ns.rooms.get(room).map(|m| m.iter().filter(|id| !excluded(id)).cloned().collect()).unwrap_or_default()
             }
             rooms => {
-                let mut seen = HashSet::new();
+                let mut seen = IdSet::default();
                 rooms
                     .iter()
                     .filter_map(|r| ns.rooms.get(r))
