@@ -40,7 +40,7 @@ pub struct Metrics {
 
 /// The core: an Engine.IO engine, the Socket.IO layer over it, and an application.
 pub struct Service<H: Handler> {
-    io: Io,
+    pub(crate) io: Io,
     handler: H,
     /// The last `now` seen: time never goes backwards inside the core.
     now: Instant,

@@ -251,6 +251,18 @@ pub fn encode_args(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_keep_every_digit_through_decode_and_encode() {
+        // Found by the socketio_packet fuzz target: without correctly rounded float
+        // parsing, a long integer came back as a neighbouring double, so a relayed number
+        // changed on its way through the server.
+        let text = "2[\"m\",20000000000000000004000000000000000000000000,0.1,1e-7,123456789012345678901234567890]";
+        let p = decode(text, 10).unwrap();
+        let out = encode(p.kind, &p.nsp, p.id, p.data.as_ref(), p.attachments);
+        let again = decode(&std::str::from_utf8(&out).unwrap()[1..], 10).unwrap();
+        assert_eq!(again, p);
+    }
     use serde_json::json;
 
     fn ok(s: &str) -> Packet {

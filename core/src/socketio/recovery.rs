@@ -91,6 +91,12 @@ impl Recovery {
         self.next_offset
     }
 
+    /// Sets the next offset as a damaged snapshot could (tests only).
+    #[cfg(test)]
+    pub(crate) fn damage_next_offset(&mut self, offset: u64) {
+        self.next_offset = offset;
+    }
+
     /// Takes an offset for a packet about to be encoded.
     pub fn take_offset(&mut self) -> u64 {
         let o = self.next_offset;

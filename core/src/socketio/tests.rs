@@ -430,3 +430,14 @@ fn no_recovery_after_a_deliberate_disconnect_or_past_the_window() {
     h.text(b2, &format!(r#"40{{"pid":"{pid}"}}"#));
     assert!(!h.machine.handler().connects.last().unwrap().1);
 }
+
+#[test]
+fn a_recovery_log_that_never_began_does_not_underflow_on_connect() {
+    // Found by the snapshot_restore fuzz target: a damaged snapshot whose recovery log
+    // has next offset 0 made the next CONNECT subtract below zero and panic.
+    let config = Config { recovery_window_ms: 60_000, ..Config::default() };
+    let mut h = Harness::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
+    h.machine.io.recovery.damage_next_offset(0);
+    let (_, reply) = connect_reply(&mut h, "40");
+    assert!(reply["sid"].is_string(), "{reply}");
+}
