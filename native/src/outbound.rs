@@ -170,10 +170,15 @@ impl Outbound {
             // for a burst instead of growing it one doubling at a time.
             st.items.reserve(FIRST_CAPACITY);
         }
+        let was_empty = st.items.is_empty();
         st.items.push_back(item);
         st.queued += cost;
         drop(st);
-        self.writer.wake_one();
+        // The writer takes everything at once, so items already waiting mean a wake-up is
+        // already owed to it (by the push that found the queue empty): one per batch.
+        if was_empty {
+            self.writer.wake_one();
+        }
         Ok(())
     }
 
@@ -200,10 +205,15 @@ impl Outbound {
             // for a burst instead of growing it one doubling at a time.
             st.items.reserve(FIRST_CAPACITY);
         }
+        let was_empty = st.items.is_empty();
         st.items.push_back(item);
         st.queued += cost;
         drop(st);
-        self.writer.wake_one();
+        // The writer takes everything at once, so items already waiting mean a wake-up is
+        // already owed to it (by the push that found the queue empty): one per batch.
+        if was_empty {
+            self.writer.wake_one();
+        }
         Ok(())
     }
 

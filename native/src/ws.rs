@@ -59,7 +59,6 @@ pub(crate) async fn serve(
         out: Vec::new(),
         out_at: 0,
         out_cost: 0,
-        batch: Vec::new(),
         inbound: Vec::new(),
         close_in_out: false,
         reported: false,
@@ -105,13 +104,12 @@ struct Conn {
     tail: Vec<u8>,
     /// A fragmented message being reassembled: its opcode and payload so far, capped at
     /// `max_payload` as a whole.
-    partial: Option<(OpCode, Vec<u8>)>,
+    partial: Option<Box<(OpCode, Vec<u8>)>>,
     /// Encoded frames not yet written, from `out_at`.
     out: Vec<u8>,
     out_at: usize,
     /// What the items in `out` count against the queue's limit, released once written.
     out_cost: usize,
-    batch: Vec<Item>,
     /// Messages parsed in one read, forwarded to the driver in order.
     inbound: Vec<OwnedFrame>,
     /// `out` ends with a close frame: nothing more is taken from the queue.
@@ -276,10 +274,15 @@ impl Conn {
 
     /// Moves what the queue holds into `out`, encoded. `Err` when the queue was aborted.
     fn take_queued(&mut self) -> Result<(), ()> {
-        match self.queue.try_take(&mut self.batch) {
+        // Local, and so freed after the batch: an idle connection holds no buffers.
+        let mut batch = Vec::new();
+        match self.queue.try_take(&mut batch) {
             Take::Items(cost) => {
                 self.out_cost += cost;
-                for item in self.batch.drain(..) {
+                // One allocation for the batch: each frame is its payload plus at most a
+                // 10-byte header.
+                self.out.reserve(cost + 10 * batch.len());
+                for item in batch {
                     let (opcode, payload) = match &item {
                         Item::Frame(OutFrame::Text(b)) => (OpCode::Text, b),
                         Item::Frame(OutFrame::Binary(b)) => (OpCode::Binary, b),
@@ -293,8 +296,6 @@ impl Conn {
                         break;
                     }
                 }
-                // Freed, not kept: an idle connection holds no buffers.
-                self.batch = Vec::new();
                 Ok(())
             }
             Take::Failed => {
@@ -412,13 +413,13 @@ impl Conn {
                     return ReadEnd::Violation(Violation(PROTOCOL_ERROR, "expected a continuation frame"));
                 }
                 if !h.fin {
-                    self.partial = Some((h.opcode, payload));
+                    self.partial = Some(Box::new((h.opcode, payload)));
                     return ReadEnd::More;
                 }
                 (h.opcode, payload)
             }
             OpCode::Continuation => {
-                let Some((_, buf)) = self.partial.as_mut() else {
+                let Some((_, buf)) = self.partial.as_deref_mut() else {
                     return ReadEnd::Violation(Violation(PROTOCOL_ERROR, "unexpected continuation frame"));
                 };
                 if buf.len().saturating_add(payload.len()) > self.max_payload {
@@ -429,7 +430,7 @@ impl Conn {
                     return ReadEnd::More;
                 }
                 match self.partial.take() {
-                    Some(message) => message,
+                    Some(message) => *message,
                     None => return ReadEnd::More,
                 }
             }

@@ -24,8 +24,45 @@ use std::collections::{HashMap, HashSet, VecDeque};
 /// packet waiting for its attachments.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Client {
-    sockets: HashMap<String, SocketId>,
-    partial: Option<(Packet, Vec<Bytes>)>,
+    sockets: NspSockets,
+    /// Boxed: rare, and an idle client should not carry a packet's worth of room.
+    partial: Option<Box<(Packet, Vec<Bytes>)>>,
+}
+
+/// A client's sockets by namespace: a handful at most (`max_namespaces_per_connection`),
+/// so a list scanned in order, not a hash table (whose smallest allocation holds four
+/// entries). Snapshots encode it exactly as they encoded the map it replaces.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct NspSockets(Vec<(String, SocketId)>);
+
+impl NspSockets {
+    fn get(&self, nsp: &str) -> Option<&SocketId> {
+        self.0.iter().find(|(n, _)| n == nsp).map(|(_, id)| id)
+    }
+
+    fn insert(&mut self, nsp: String, id: SocketId) {
+        match self.0.iter_mut().find(|(n, _)| *n == nsp) {
+            Some(slot) => slot.1 = id,
+            None => self.0.push((nsp, id)),
+        }
+    }
+
+    fn remove(&mut self, nsp: &str) {
+        self.0.retain(|(n, _)| n != nsp);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn into_values(self) -> impl Iterator<Item = SocketId> {
+        self.0.into_iter().map(|(_, id)| id)
+    }
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -230,13 +267,14 @@ impl Io {
         let offset = self.recovery.enabled().then(|| self.recovery.take_offset());
         let offset_text = offset.map(|o| o.to_string());
         let packets = encode_event(&target.nsp, None, msg, offset_text.as_deref());
-        for id in self.targets(target) {
-            if let Some(s) = self.sockets.get(&id) {
+        let (sockets, engine) = (&self.sockets, &mut self.engine);
+        visit_targets(&self.namespaces, target, |id| {
+            if let Some(s) = sockets.get(id) {
                 for p in &packets {
-                    self.engine.send(s.session, p.clone());
+                    engine.send(s.session, p.clone());
                 }
             }
-        }
+        });
         if let Some(offset) = offset {
             let stored = Stored {
                 offset,
@@ -406,7 +444,7 @@ impl Io {
             return self.engine.close(s, CloseReason::ForcedClose);
         }
         match codec::decode(text, self.config.max_attachments) {
-            Ok(p) if p.attachments > 0 => client.partial = Some((p, Vec::new())),
+            Ok(p) if p.attachments > 0 => client.partial = Some(Box::new((p, Vec::new()))),
             Ok(p) => self.dispatch(s, p, Vec::new(), handler, now),
             Err(_) => self.engine.close(s, CloseReason::ForcedClose),
         }
@@ -414,12 +452,12 @@ impl Io {
 
     fn on_binary<H: Handler>(&mut self, s: SessionId, bin: Bytes, handler: &mut H, now: Instant) {
         let Some(client) = self.clients.get_mut(&s) else { return };
-        let Some((packet, buffers)) = client.partial.as_mut() else {
+        let Some((packet, buffers)) = client.partial.as_deref_mut() else {
             return self.engine.close(s, CloseReason::ForcedClose);
         };
         buffers.push(bin);
         if buffers.len() == packet.attachments {
-            if let Some((p, b)) = client.partial.take() {
+            if let Some((p, b)) = client.partial.take().map(|b| *b) {
                 self.dispatch(s, p, b, handler, now);
             }
         }
@@ -541,7 +579,8 @@ impl Io {
                 seq,
                 next_ack: 0,
                 pending_acks: HashSet::new(),
-                base_offset: self.recovery.next_offset() - 1,
+                // Saturating: a damaged snapshot can hold a recovery log that never began.
+                base_offset: self.recovery.next_offset().saturating_sub(1),
             }),
         );
         if let Some(c) = self.clients.get_mut(&s) {
@@ -596,26 +635,36 @@ impl Io {
 
     /// The sockets a target selects, each once.
     fn targets(&self, target: &Target) -> Vec<SocketId> {
-        let Some(ns) = self.namespaces.get(&target.nsp) else { return Vec::new() };
-        let excluded = |id: &SocketId| {
-            target.except_socket.as_ref() == Some(id)
-                || target.except_rooms.iter().any(|r| ns.rooms.get(r).is_some_and(|m| m.contains(id)))
-        };
-        match target.rooms.as_slice() {
-            [] => ns.sockets.iter().filter(|id| !excluded(id)).cloned().collect(),
-            [room] => {
-                ns.rooms.get(room).map(|m| m.iter().filter(|id| !excluded(id)).cloned().collect()).unwrap_or_default()
+        let mut ids = Vec::new();
+        visit_targets(&self.namespaces, target, |id| ids.push(id.clone()));
+        ids
+    }
+}
+
+/// Calls `f` once for every socket `target` selects. A free function over the namespace
+/// table, so that a broadcast can walk the members while it writes to the engine, without
+/// first copying out a list of ids.
+fn visit_targets(namespaces: &HashMap<String, Namespace>, target: &Target, f: impl FnMut(&SocketId)) {
+    let Some(ns) = namespaces.get(&target.nsp) else { return };
+    let excluded = |id: &SocketId| {
+        target.except_socket.as_ref() == Some(id)
+            || target.except_rooms.iter().any(|r| ns.rooms.get(r).is_some_and(|m| m.contains(id)))
+    };
+    match target.rooms.as_slice() {
+        [] => ns.sockets.iter().filter(|id| !excluded(id)).for_each(f),
+        [room] => {
+            if let Some(members) = ns.rooms.get(room) {
+                members.iter().filter(|id| !excluded(id)).for_each(f);
             }
-            rooms => {
-                let mut seen = IdSet::default();
-                rooms
-                    .iter()
-                    .filter_map(|r| ns.rooms.get(r))
-                    .flat_map(|m| m.iter())
-                    .filter(|id| !excluded(id) && seen.insert(*id))
-                    .cloned()
-                    .collect()
-            }
+        }
+        rooms => {
+            let mut seen = IdSet::default();
+            rooms
+                .iter()
+                .filter_map(|r| ns.rooms.get(r))
+                .flat_map(|m| m.iter())
+                .filter(|id| !excluded(id) && seen.insert(*id))
+                .for_each(f);
         }
     }
 }
@@ -658,7 +707,7 @@ impl Io {
                     c.max_namespaces_per_connection
                 ));
             }
-            if client.partial.as_ref().is_some_and(|(_, b)| b.len() > c.max_attachments) {
+            if client.partial.as_deref().is_some_and(|(_, b)| b.len() > c.max_attachments) {
                 return Err(format!("{s:?} buffers more than {} attachments", c.max_attachments));
             }
         }
