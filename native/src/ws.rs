@@ -231,16 +231,13 @@ impl Conn {
     /// driver. Returns whether input is over; after a broken rule or an overflow it is not
     /// quite: what the peer still sends is read and dropped (see `discard_ready`).
     async fn input_ended(&mut self, end: ReadEnd) -> bool {
-        if end == ReadEnd::More {
-            return false;
-        }
-        tracing::debug!(conn = ?self.conn, ?end, "websocket input ended");
         let how = match end {
             ReadEnd::More => return false,
             ReadEnd::Closed | ReadEnd::Vanished => TransportEnd::Closed,
             ReadEnd::Backpressure => TransportEnd::Backpressure,
             ReadEnd::Broken | ReadEnd::Violation(_) => TransportEnd::Error,
         };
+        tracing::debug!(conn = ?self.conn, ?end, "websocket input ended");
         match end {
             ReadEnd::Violation(Violation(code, reason)) => {
                 let _ = self.queue.push_close(code, reason);
@@ -302,9 +299,9 @@ impl Conn {
                 tracing::debug!(conn = ?self.conn, "websocket outbound queue overflowed");
                 // Frames already encoded go out first (one may be half written); the
                 // queue dropped the rest.
-                let mut payload = OVERFLOW_CODE.to_be_bytes().to_vec();
-                payload.extend_from_slice(OVERFLOW_REASON.as_bytes());
-                wsframe::write_frame(&mut self.out, OpCode::Close, &payload);
+                if let Item::Close(payload) = Item::close(OVERFLOW_CODE, OVERFLOW_REASON) {
+                    wsframe::write_frame(&mut self.out, OpCode::Close, &payload);
+                }
                 self.close_in_out = true;
                 // Usually the driver saw the overflow and told the core already; if a
                 // pong overflowed, only we know. A second report is ignored.
