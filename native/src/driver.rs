@@ -266,6 +266,10 @@ impl Driver {
         self.handle(Input::WallClock { unix_ms: unix_ms() });
         let mut wall_fed = tokio::time::Instant::now();
         let (mut urgent, mut commands) = (Vec::new(), Vec::with_capacity(INBOX_CAPACITY));
+        // One timer, moved only when the deadline moves: arming a fresh one each time the
+        // inbox runs dry cost a timer-wheel insert and removal per wake-up under load.
+        let mut armed = wall_fed + WALL_CLOCK_EVERY;
+        let mut sleep = Box::pin(tokio::time::sleep_until(armed));
         loop {
             if wall_fed.elapsed() >= WALL_CLOCK_EVERY {
                 self.handle(Input::WallClock { unix_ms: unix_ms() });
@@ -298,12 +302,15 @@ impl Driver {
             }
             let next_wall = wall_fed + WALL_CLOCK_EVERY;
             let deadline = self.machine.poll_timeout().map_or(next_wall, |t| clock::deadline(t).min(next_wall));
-            let sleep = tokio::time::sleep_until(deadline);
+            if deadline != armed || sleep.is_elapsed() {
+                armed = deadline;
+                sleep.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
                 Some((id, answer)) = answers.recv() => self.handle(Input::Stored { id, answer }),
                 () = inbox.changed() => {}
-                () = sleep => {}
+                () = &mut sleep => {}
             }
         }
         tracing::debug!(mount = %self.mount, "driver stopped");

@@ -337,9 +337,19 @@ impl Conn {
     fn read_ready(&mut self) -> ReadEnd {
         loop {
             let (end, full) = with_scratch(|chunk| {
-                let n = match self.stream.try_read_buf(chunk) {
+                // A short read emptied the socket, so it is reported to tokio as WouldBlock:
+                // the readiness is forgotten now instead of after one more recv that could
+                // only say EAGAIN (a syscall per message saved; tokio's own `poll_read` does
+                // the same). Data arriving after the read raises a new edge, and tokio keeps
+                // a readiness newer than the one this call saw.
+                let read = self.stream.try_io(Interest::READABLE, || match self.stream.try_read_buf(chunk) {
+                    Ok(n) if n > 0 && n < READ_CHUNK => Err(io::ErrorKind::WouldBlock.into()),
+                    other => other,
+                });
+                let n = match read {
                     Ok(0) => return (ReadEnd::Vanished, false),
                     Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && !chunk.is_empty() => chunk.len(),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (ReadEnd::More, false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => return (ReadEnd::More, true),
                     Err(_) => return (ReadEnd::Broken, false),
