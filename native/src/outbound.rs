@@ -127,14 +127,12 @@ pub struct Outbound {
     limit: usize,
     /// Wakes the writer when there is something to take.
     writer: Wake,
-    /// Wakes whoever waits in [`Outbound::failed`].
-    on_fail: Wake,
 }
 
 impl Outbound {
     #[must_use]
     pub fn new(limit: usize) -> Self {
-        Outbound { state: Mutex::new(State::default()), limit, writer: Wake::default(), on_fail: Wake::default() }
+        Outbound { state: Mutex::new(State::default()), limit, writer: Wake::default() }
     }
 
     /// Queues a frame, or fails the queue if it would go over the limit.
@@ -162,7 +160,6 @@ impl Outbound {
             st.queued = 0;
             drop(st);
             self.writer.wake_one();
-            self.on_fail.wake_all();
             return Err(PushError::Overflow);
         }
         if st.items.capacity() == 0 {
@@ -265,22 +262,6 @@ impl Outbound {
     #[must_use]
     pub fn is_failed(&self) -> bool {
         lock(&self.state).failed
-    }
-
-    /// Resolves once the queue has overflowed.
-    #[cfg(not(loom))]
-    pub async fn failed(&self) {
-        loop {
-            let notified = self.on_fail.notify().notified();
-            tokio::pin!(notified);
-            // Register before checking, so a failure between the check and the await
-            // still wakes us.
-            notified.as_mut().enable();
-            if self.is_failed() {
-                return;
-            }
-            notified.await;
-        }
     }
 
     /// Bytes the queue holds for this client (queued and being written).
@@ -404,17 +385,6 @@ mod tests {
         let (took, batch) = writer.await.unwrap();
         assert_eq!(took, Take::Items(5));
         assert_eq!(batch.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn failed_resolves_after_overflow() {
-        let q = std::sync::Arc::new(Outbound::new(1));
-        let q2 = q.clone();
-        let waiter = tokio::spawn(async move { q2.failed().await });
-        tokio::task::yield_now().await;
-        q.push(text(1)).unwrap();
-        assert_eq!(q.push(text(1)), Err(PushError::Overflow));
-        tokio::time::timeout(std::time::Duration::from_secs(1), waiter).await.unwrap().unwrap();
     }
 }
 

@@ -2,16 +2,17 @@
 //! verifier, `serve` checks its key files and data directory at startup, and the HTTP API
 //! routing (`/api/...`: CORS preflight, 413, 404 without an API mount).
 
+mod common;
+
+use common::{Server, PARLOR};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use parlor_core::app::auth::{verify, AuthKey};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const PARLOR: &str = env!("CARGO_BIN_EXE_parlor");
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -127,29 +128,8 @@ fn serve_refuses_a_bad_key_file_at_startup() {
     }
 }
 
-/// A running server, killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
+/// Requests to a running server.
 impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(PARLOR)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr =
-            line.trim().strip_prefix("parlor listening on http://").unwrap_or_else(|| panic!("{line}")).to_owned();
-        Server { child, addr }
-    }
-
     /// One HTTP/1.1 request; returns (status, headers, body).
     fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
         let mut s = TcpStream::connect(&self.addr).unwrap();
@@ -167,21 +147,6 @@ impl Server {
         let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
         let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         (status, head.to_ascii_lowercase(), body.to_owned())
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -3,40 +3,16 @@
 //! bytes sent right behind the upgrade request, and the close code for every rule a client
 //! can break.
 
+mod common;
+
+use common::Server;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const PARLOR: &str = env!("CARGO_BIN_EXE_parlor");
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start() -> Server {
-        let mut child = Command::new(PARLOR)
-            .args(["conformance", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        let addr = line.trim().strip_prefix("parlor listening on http://").unwrap_or_else(|| panic!("{line}")).into();
-        Server { child, addr }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `parlor conformance` on a free port.
+fn conformance() -> Server {
+    Server::start(&["conformance", "--listen", "127.0.0.1:0"])
 }
 
 const TEXT: u8 = 0x1;
@@ -148,7 +124,7 @@ impl Ws {
 
 #[test]
 fn messages_fragments_and_control_frames() {
-    let server = Server::start();
+    let server = conformance();
     let mut ws = Ws::connect(&server, b"");
 
     ws.send(&frame(true, TEXT, b"4hello"));
@@ -184,7 +160,7 @@ fn messages_fragments_and_control_frames() {
 
 #[test]
 fn frames_sent_right_behind_the_upgrade_request_are_read() {
-    let server = Server::start();
+    let server = conformance();
     let mut early = frame(true, TEXT, b"4early");
     early.extend(frame(true, TEXT, b"4bird"));
     let mut ws = Ws::connect(&server, &early);
@@ -194,7 +170,7 @@ fn frames_sent_right_behind_the_upgrade_request_are_read() {
 
 #[test]
 fn every_broken_rule_closes_with_its_code() {
-    let server = Server::start();
+    let server = conformance();
     let unmasked = {
         let mut f = frame(true, TEXT, b"");
         f[1] &= 0x7F;
