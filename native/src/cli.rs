@@ -125,6 +125,17 @@ pub struct ServeArgs {
     /// Log filter: a level (`info`, `debug`) or tracing directives [default: RUST_LOG, else info]
     #[arg(long, env = "PARLOR_LOG", value_name = "LEVEL")]
     pub log: Option<String>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// How many threads serve: a flag of `serve` and `conformance`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RuntimeArgs {
+    /// Threads serving connections; 1 runs everything on one thread [default: the CPUs this
+    /// process may run on]
+    #[arg(long, env = "PARLOR_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// The flags of `parlor conformance`: only where to listen and how much to log; the
@@ -146,6 +157,8 @@ pub struct ConformanceArgs {
     /// A component step that runs longer traps [default: 2000]
     #[arg(long, env = "PARLOR_COMPONENT_STEP_TIMEOUT", value_name = "MS")]
     pub component_step_timeout: Option<u64>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 /// The flags of `parlor keygen`.

@@ -19,6 +19,7 @@
 //! max-rooms-per-socket = 1000
 //! max-namespaces-per-connection = 16
 //! log = "info"
+//! threads = 2                                  # default: the CPUs the process may run on
 //! # the room service
 //! auth-key = ["keys/2025.pub", "old=keys/2024.pub"]  # or one string; none = dev mode
 //! auth-leeway = 0
@@ -84,6 +85,8 @@ pub struct Settings {
     pub component: Option<PathBuf>,
     /// The component's memory cap and step timeout.
     pub component_limits: ComponentLimits,
+    /// The runtime's threads; `None`: one per CPU this process may run on.
+    pub threads: Option<usize>,
 }
 
 /// The room service's settings, as given; [`RoomSettings::app_config`] loads the keys.
@@ -143,6 +146,7 @@ impl Default for Settings {
             history_keep: DEFAULT_HISTORY_KEEP,
             component: None,
             component_limits: ComponentLimits::default(),
+            threads: None,
         }
     }
 }
@@ -228,6 +232,7 @@ impl Settings {
                 args.component_memory_mb.or(file.component_memory_mb),
                 args.component_step_timeout.or(file.component_step_timeout),
             )?,
+            threads: args.runtime.threads.or(file.threads),
         };
         settings.check()?;
         Ok(settings)
@@ -250,6 +255,7 @@ impl Settings {
             ("typing-rate-limit", self.room.typing_rate_limit as u128),
             ("rate-window", self.room.rate_window_ms as u128),
             ("history-keep", self.history_keep as u128),
+            ("threads", self.threads.unwrap_or(1) as u128),
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0 (got {value})");
@@ -292,6 +298,7 @@ pub struct FileConfig {
     pub component: Option<PathBuf>,
     pub component_memory_mb: Option<u64>,
     pub component_step_timeout: Option<u64>,
+    pub threads: Option<usize>,
 }
 
 /// The component's limits; the name `crate::component::Limits` has the same fields.
@@ -403,6 +410,7 @@ mod tests {
         "PARLOR_COMPONENT",
         "PARLOR_COMPONENT_MEMORY_MB",
         "PARLOR_COMPONENT_STEP_TIMEOUT",
+        "PARLOR_THREADS",
     ];
 
     fn serve_args(argv: &[&str], env: &[(&str, &str)]) -> ServeArgs {
@@ -555,6 +563,21 @@ mod tests {
         assert_eq!(app.chat_limit, Limit { capacity: 23, window_ms: 25 });
         assert_eq!(app.typing_limit, Limit { capacity: 24, window_ms: 25 });
         assert_eq!((app.typing_timeout_ms, app.auth_leeway_secs), (22, 21));
+    }
+
+    #[test]
+    fn threads_come_from_flag_env_or_file_and_zero_is_rejected() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let s = Settings::resolve(&serve_args(&[], &[]), FileConfig::default()).unwrap();
+        assert_eq!(s.threads, None, "default: one per CPU, decided when the runtime is built");
+        let file = FileConfig::parse("threads = 3").unwrap();
+        assert_eq!(Settings::resolve(&serve_args(&[], &[]), file.clone()).unwrap().threads, Some(3));
+        let env = [("PARLOR_THREADS", "2")];
+        assert_eq!(Settings::resolve(&serve_args(&[], &env), file.clone()).unwrap().threads, Some(2));
+        let flag = ["--threads", "1"];
+        assert_eq!(Settings::resolve(&serve_args(&flag, &env), file).unwrap().threads, Some(1));
+        let err = Settings::resolve(&serve_args(&["--threads", "0"], &[]), FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("threads"), "{err}");
     }
 
     #[test]

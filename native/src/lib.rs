@@ -176,12 +176,30 @@ where
     F: FnOnce(parlor_core::config::Config, [u8; 32], parlor_core::time::Instant) -> Box<dyn Machine + Send>,
 {
     init_tracing(settings.log.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    runtime(settings.threads)?.block_on(async move {
         let machine = make(settings.core.clone(), random_seed(), clock::now());
         let mounts = vec![Mount::boxed(settings.path.clone(), machine)];
         run(settings, mounts, shutdown_signal()).await
     })
+}
+
+/// The tokio runtime for `threads` threads (`None`: one per CPU this process may run on,
+/// which honours `taskset` and cgroup CPU limits; `Settings::check` refuses 0). One thread gets tokio's current-thread
+/// runtime: on a single CPU the multi-thread scheduler only adds cross-thread bookkeeping to
+/// every wake-up (measured with the server pinned to one core: echo 5.9 → 5.0 µs of CPU per
+/// ack, see BENCHMARKS.md).
+///
+/// # Errors
+///
+/// If the runtime cannot be built (the OS refuses threads or an epoll instance).
+#[cfg(not(loom))]
+pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    }
 }
 
 /// 32 bytes from the OS random number generator: the seed of a core's randomness

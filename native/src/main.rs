@@ -12,73 +12,78 @@ use parlor_core::app::RoomService;
 use parlor_core::conformance::{ConformanceApp, EngineEcho};
 use parlor_core::Service;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
             let settings = args.settings()?;
-            parlor::init_tracing(settings.log.as_deref())?;
-            let app = settings.room.app_config()?;
-            if app.auth_keys.is_empty() {
-                tracing::warn!("no --auth-key: dev mode, anyone may connect; /admin and /api/ are refused");
-            } else {
-                let kids: Vec<&str> = app.auth_keys.iter().filter_map(|k| k.kid.as_deref()).collect();
-                tracing::info!(?kids, "token keys loaded");
-            }
-            let store = Store::open(&settings.data_dir, settings.history_keep)?;
-            let mount = match &settings.component {
-                Some(path) => {
-                    let config = serde_json::json!({ "core": settings.core, "app": app }).to_string();
-                    let runtime = Runtime::new(settings.component_limits)?;
-                    let spec = ComponentSpec { runtime, path: path.clone(), kind: "rooms".into(), config_json: config };
-                    component_mount(&settings.path, spec)?
-                }
-                None => Mount::new(
-                    settings.path.clone(),
-                    Service::new(settings.core.clone(), parlor::random_seed(), clock::now(), RoomService::new(app)),
-                ),
-            };
-            let mounts = vec![mount.with_store(store).with_api()];
-            parlor::run(settings, mounts, parlor::shutdown_signal()).await
+            parlor::runtime(settings.threads)?.block_on(serve(settings))
         }
         Command::Conformance(args) => {
             let mut settings = Settings::conformance(args.listen, args.log);
             settings.component = args.component;
+            settings.threads = args.runtime.threads;
+            settings.check()?;
             settings.component_limits =
                 ComponentLimits::resolve(args.component_memory_mb, args.component_step_timeout)?;
-            parlor::init_tracing(settings.log.as_deref())?;
-            let config = settings.core.clone();
-            // No store: the conformance machines never ask for one.
-            let mounts = match &settings.component {
-                Some(path) => {
-                    let runtime = Runtime::new(settings.component_limits)?;
-                    let config_json = serde_json::json!({ "core": config }).to_string();
-                    let spec = |kind: &str| ComponentSpec {
-                        runtime: runtime.clone(),
-                        path: path.clone(),
-                        kind: kind.into(),
-                        config_json: config_json.clone(),
-                    };
-                    vec![
-                        component_mount("/engine.io/", spec("echo"))?,
-                        component_mount("/socket.io/", spec("conformance"))?,
-                    ]
-                }
-                None => vec![
-                    Mount::new("/engine.io/", EngineEcho::new(config.clone(), parlor::random_seed(), clock::now())),
-                    Mount::new(
-                        "/socket.io/",
-                        Service::new(config, parlor::random_seed(), clock::now(), ConformanceApp::new()),
-                    ),
-                ],
-            };
-            parlor::run(settings, mounts, parlor::shutdown_signal()).await
+            parlor::runtime(settings.threads)?.block_on(conformance(settings))
         }
         Command::Keygen(args) => keygen(&args),
         Command::Token(args) => token(&args),
         Command::Bench(args) => parlor::bench::run(args),
     }
+}
+
+/// `parlor serve`: the room service, its store and HTTP API.
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    parlor::init_tracing(settings.log.as_deref())?;
+    let app = settings.room.app_config()?;
+    if app.auth_keys.is_empty() {
+        tracing::warn!("no --auth-key: dev mode, anyone may connect; /admin and /api/ are refused");
+    } else {
+        let kids: Vec<&str> = app.auth_keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+        tracing::info!(?kids, "token keys loaded");
+    }
+    let store = Store::open(&settings.data_dir, settings.history_keep)?;
+    let mount = match &settings.component {
+        Some(path) => {
+            let config = serde_json::json!({ "core": settings.core, "app": app }).to_string();
+            let runtime = Runtime::new(settings.component_limits)?;
+            let spec = ComponentSpec { runtime, path: path.clone(), kind: "rooms".into(), config_json: config };
+            component_mount(&settings.path, spec)?
+        }
+        None => Mount::new(
+            settings.path.clone(),
+            Service::new(settings.core.clone(), parlor::random_seed(), clock::now(), RoomService::new(app)),
+        ),
+    };
+    let mounts = vec![mount.with_store(store).with_api()];
+    parlor::run(settings, mounts, parlor::shutdown_signal()).await
+}
+
+/// `parlor conformance`: what the official suites expect, at /engine.io/ and /socket.io/.
+async fn conformance(settings: Settings) -> anyhow::Result<()> {
+    parlor::init_tracing(settings.log.as_deref())?;
+    let config = settings.core.clone();
+    // No store: the conformance machines never ask for one.
+    let mounts = match &settings.component {
+        Some(path) => {
+            let runtime = Runtime::new(settings.component_limits)?;
+            let config_json = serde_json::json!({ "core": config }).to_string();
+            let spec = |kind: &str| ComponentSpec {
+                runtime: runtime.clone(),
+                path: path.clone(),
+                kind: kind.into(),
+                config_json: config_json.clone(),
+            };
+            vec![component_mount("/engine.io/", spec("echo"))?, component_mount("/socket.io/", spec("conformance"))?]
+        }
+        None => vec![
+            Mount::new("/engine.io/", EngineEcho::new(config.clone(), parlor::random_seed(), clock::now())),
+            Mount::new("/socket.io/", Service::new(config, parlor::random_seed(), clock::now(), ConformanceApp::new())),
+        ],
+    };
+    parlor::run(settings, mounts, parlor::shutdown_signal()).await
 }
 
 /// A mount whose machine runs from the component `spec` names.
