@@ -109,16 +109,8 @@ pub struct ServeArgs {
     /// Messages kept per room; older ones are deleted [default: 1000]
     #[arg(long, env = "PARLOR_HISTORY_KEEP", value_name = "N")]
     pub history_keep: Option<usize>,
-    /// Run the logic from this WebAssembly component (parlor_edge.wasm) instead of the
-    /// linked core; SIGHUP or `POST /admin/reload` swaps in the file's new version live
-    #[arg(long, env = "PARLOR_COMPONENT", value_name = "FILE")]
-    pub component: Option<PathBuf>,
-    /// The component's memory cap [default: 1024]
-    #[arg(long, env = "PARLOR_COMPONENT_MEMORY_MB", value_name = "MB")]
-    pub component_memory_mb: Option<u64>,
-    /// A component step that runs longer traps (and the state is restored) [default: 2000]
-    #[arg(long, env = "PARLOR_COMPONENT_STEP_TIMEOUT", value_name = "MS")]
-    pub component_step_timeout: Option<u64>,
+    #[command(flatten)]
+    pub component: ComponentArgs,
     /// TOML file with any of these settings (kebab-case keys, e.g. `ping-interval = 25000`)
     #[arg(long, env = "PARLOR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -148,17 +140,26 @@ pub struct ConformanceArgs {
     /// Log filter [default: RUST_LOG, else info]
     #[arg(long, env = "PARLOR_LOG", value_name = "LEVEL")]
     pub log: Option<String>,
-    /// Run both servers from this WebAssembly component instead of the linked core
+    #[command(flatten)]
+    pub component: ComponentArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Where the logic runs from, when not from the linked core: flags of `serve` and
+/// `conformance`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ComponentArgs {
+    /// Run the logic from this WebAssembly component (parlor_edge.wasm) instead of the
+    /// linked core; SIGHUP or `POST /admin/reload` swaps in the file's new version live
     #[arg(long, env = "PARLOR_COMPONENT", value_name = "FILE")]
     pub component: Option<PathBuf>,
     /// The component's memory cap [default: 1024]
     #[arg(long, env = "PARLOR_COMPONENT_MEMORY_MB", value_name = "MB")]
     pub component_memory_mb: Option<u64>,
-    /// A component step that runs longer traps [default: 2000]
+    /// A component step that runs longer traps (and the state is restored) [default: 2000]
     #[arg(long, env = "PARLOR_COMPONENT_STEP_TIMEOUT", value_name = "MS")]
     pub component_step_timeout: Option<u64>,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
 }
 
 /// The flags of `parlor keygen`.

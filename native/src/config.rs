@@ -227,10 +227,10 @@ impl Settings {
             room,
             data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
             history_keep: args.history_keep.or(file.history_keep).unwrap_or(d.history_keep),
-            component: args.component.clone().or(file.component),
+            component: args.component.component.clone().or(file.component),
             component_limits: ComponentLimits::resolve(
-                args.component_memory_mb.or(file.component_memory_mb),
-                args.component_step_timeout.or(file.component_step_timeout),
+                args.component.component_memory_mb.or(file.component_memory_mb),
+                args.component.component_step_timeout.or(file.component_step_timeout),
             )?,
             threads: args.runtime.threads.or(file.threads),
         };

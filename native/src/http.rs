@@ -22,7 +22,7 @@ use crate::ws;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method as HttpMethod, Request, Response, StatusCode};
 use parlor_core::host::{ConnId, Method, TransportEnd};
 use std::net::SocketAddr;
@@ -173,14 +173,7 @@ impl Router {
         guard.disarm();
         match reply {
             Ok(Reply::Respond { status, content_type, body }) => {
-                let mut resp = Response::new(Full::new(body));
-                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let headers = resp.headers_mut();
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-                // Long-poll answers are never reusable.
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                self.cors.apply(req.headers(), headers);
-                resp
+                self.respond(req.headers(), status, content_type, body)
             }
             Ok(Reply::Accept(queue)) => match fastwebsockets::upgrade::upgrade(&mut req) {
                 Ok((resp, upgrade)) => {
@@ -206,6 +199,18 @@ impl Router {
 }
 
 impl Router {
+    /// The machine's answer as an HTTP response, with CORS headers for `req_headers`' origin.
+    /// Never cached: long-poll and API answers are not reusable.
+    fn respond(&self, req_headers: &HeaderMap, status: u16, content_type: &'static str, body: Bytes) -> Response<Body> {
+        let mut resp = Response::new(Full::new(body));
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = resp.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        self.cors.apply(req_headers, headers);
+        resp
+    }
+
     /// `/api/<rest>`: preflights here, everything else to the machine.
     async fn api(&self, route: &Route, rest: String, mut req: Request<Incoming>) -> Response<Body> {
         if req.method() == HttpMethod::OPTIONS {
@@ -243,13 +248,7 @@ impl Router {
         guard.disarm();
         match reply {
             Ok(Reply::Respond { status, content_type, body }) => {
-                let mut resp = Response::new(Full::new(body));
-                *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let headers = resp.headers_mut();
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                self.cors.apply(req.headers(), headers);
-                resp
+                self.respond(req.headers(), status, content_type, body)
             }
             Ok(Reply::Accept(queue)) => {
                 // The core does not upgrade API requests; refuse rather than hang.

@@ -21,11 +21,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Conformance(args) => {
             let mut settings = Settings::conformance(args.listen, args.log);
-            settings.component = args.component;
+            settings.component = args.component.component;
             settings.threads = args.runtime.threads;
             settings.check()?;
             settings.component_limits =
-                ComponentLimits::resolve(args.component_memory_mb, args.component_step_timeout)?;
+                ComponentLimits::resolve(args.component.component_memory_mb, args.component.component_step_timeout)?;
             parlor::runtime(settings.threads)?.block_on(conformance(settings))
         }
         Command::Keygen(args) => keygen(&args),

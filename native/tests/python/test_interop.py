@@ -9,110 +9,27 @@ Binaries: PARLOR_API_SERVER_BIN, else <dir of PARLOR_BIN>/examples/api_server, e
 """
 
 import os
-import queue
-import re
-import select
-import signal
-import subprocess
-import threading
-import time
 import unittest
 import uuid
 
 import socketio
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+from helpers import Inbox, Process, parlor_bin
+
 TIMEOUT = 10
-LISTEN_LINE = re.compile(r"^parlor listening on (http://([^\s/]+):(\d+))\s*$")
 
 
 def api_server_bin():
     if os.environ.get("PARLOR_API_SERVER_BIN"):
         return os.environ["PARLOR_API_SERVER_BIN"]
-    parlor = os.environ.get("PARLOR_BIN") or os.path.join(REPO_ROOT, "target", "release", "parlor")
-    return os.path.join(os.path.dirname(parlor), "examples", "api_server")
+    return os.path.join(os.path.dirname(parlor_bin()), "examples", "api_server")
 
 
-class Server:
-    """A running binary; the URL comes from its 'parlor listening on ...' stdout line."""
+class Server(Process):
+    """The api_server example on a free port."""
 
     def __init__(self, args):
-        binary = api_server_bin()
-        if not os.path.exists(binary):
-            raise RuntimeError(f"binary not found: {binary} (build it, or set PARLOR_BIN)")
-        self.proc = subprocess.Popen(
-            [binary, "--listen", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self._stderr = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        deadline = time.monotonic() + TIMEOUT
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.proc.kill()
-                raise RuntimeError(f"no listening line from {binary}: {line!r}; stderr: {self.stderr()[-2000:]}")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 1)
-                if not chunk:
-                    continue
-                line += chunk
-        m = LISTEN_LINE.match(line.decode().rstrip("\r\n"))
-        if not m:
-            self.proc.kill()
-            raise RuntimeError(f"unexpected first stdout line: {line!r}")
-        self.url = m.group(1)
-        threading.Thread(target=self._drain_stdout, daemon=True).start()
-
-    def _drain_stderr(self):
-        for chunk in iter(lambda: self.proc.stderr.read(4096), b""):
-            self._stderr.append(chunk)
-            if len(self._stderr) > 64:
-                del self._stderr[:32]
-
-    def _drain_stdout(self):
-        for _ in iter(lambda: self.proc.stdout.read(4096), b""):
-            pass
-
-    def stderr(self):
-        return b"".join(self._stderr).decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-
-
-class Inbox:
-    """Collects events of one name on one client, thread-safe."""
-
-    def __init__(self, client, event, namespace="/"):
-        self.q = queue.Queue()
-        client.on(event, self._on, namespace=namespace)
-
-    def _on(self, *args):
-        self.q.put(args)
-
-    def get(self, timeout=TIMEOUT):
-        return self.q.get(timeout=timeout)
-
-    def empty_after(self, seconds):
-        try:
-            got = self.q.get(timeout=seconds)
-        except queue.Empty:
-            return True
-        self.q.put(got)
-        return False
+        super().__init__([api_server_bin(), "--listen", "127.0.0.1:0", *args])
 
 
 class InteropTest(unittest.TestCase):

@@ -11,14 +11,10 @@ the server runs the core from that WebAssembly component (`--component`).
 
 import json
 import os
-import queue
 import re
-import select
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 import urllib.error
@@ -27,15 +23,10 @@ import uuid
 
 import socketio
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+from helpers import Inbox, Process, parlor_bin
+
 TIMEOUT = 5
-LISTEN_LINE = re.compile(r"^parlor listening on (http://([^\s/]+):(\d+))\s*$")
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-
-
-def parlor_bin():
-    return os.environ.get("PARLOR_BIN") or os.path.join(REPO_ROOT, "target", "release", "parlor")
 
 
 def component_args():
@@ -48,105 +39,18 @@ def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-class Server:
-    """`parlor serve` on a free port with its own data dir; the URL comes from its stdout line."""
+class Server(Process):
+    """`parlor serve` on a free port with its own data dir."""
 
     def __init__(self, args):
-        binary = parlor_bin()
-        if not os.path.exists(binary):
-            raise RuntimeError(f"binary not found: {binary} (build it, or set PARLOR_BIN)")
         self.data_dir = tempfile.mkdtemp(prefix="parlor-py-data-")
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-             "--recovery-window", "0", *component_args(), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self._stderr = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        deadline = time.monotonic() + 10
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.proc.kill()
-                raise RuntimeError(f"no listening line from {binary}: {line!r}; stderr: {self.stderr()[-2000:]}")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 1)
-                if chunk:
-                    line += chunk
-        m = LISTEN_LINE.match(line.decode().rstrip("\r\n"))
-        if not m:
-            self.proc.kill()
-            raise RuntimeError(f"unexpected first stdout line: {line!r}")
-        self.url = m.group(1)
-        threading.Thread(target=self._drain_stdout, daemon=True).start()
-
-    def _drain_stderr(self):
-        for chunk in iter(lambda: self.proc.stderr.read(4096), b""):
-            self._stderr.append(chunk)
-            if len(self._stderr) > 64:
-                del self._stderr[:32]
-
-    def _drain_stdout(self):
-        for _ in iter(lambda: self.proc.stdout.read(4096), b""):
-            pass
-
-    def stderr(self):
-        return b"".join(self._stderr).decode(errors="replace")
+        super().__init__([parlor_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
+                          "--recovery-window", "0", *component_args(), *args])
 
     def stop(self):
-        code = self.proc.poll()
-        if code is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                code = None
+        code = super().stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
         return code
-
-
-class Inbox:
-    """Collects events of one name on one client, thread-safe."""
-
-    def __init__(self, client, event, namespace="/"):
-        self.q = queue.Queue()
-        client.on(event, self._on, namespace=namespace)
-
-    def _on(self, *args):
-        self.q.put(args)
-
-    def get(self, timeout=TIMEOUT):
-        try:
-            return self.q.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no event within {timeout} s") from None
-
-    def first(self, timeout=TIMEOUT):
-        """The first argument of the next event."""
-        return self.get(timeout)[0]
-
-    def get_where(self, pred, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no matching event in time")
-            args = self.get(left)
-            if pred(args[0]):
-                return args[0]
-
-    def empty_after(self, seconds):
-        try:
-            got = self.q.get(timeout=seconds)
-        except queue.Empty:
-            return True
-        self.q.put(got)
-        return False
 
 
 class Base(unittest.TestCase):

@@ -55,15 +55,17 @@ async fn register(s: SocketRef) -> Result<(), Infallible> {
     Ok(())
 }
 
-/// `--listen ADDR` (default `127.0.0.1:$PORT`, else 127.0.0.1:3000) and `--max-buffer-size N`.
-fn parse_args() -> (String, Option<usize>) {
-    let usage = "usage: socketioxide-bench-server [--listen ADDR] [--max-buffer-size N]";
+/// `--listen ADDR` (default `127.0.0.1:$PORT`, else 127.0.0.1:3000), `--max-buffer-size N`
+/// and `--current-thread` (tokio's current-thread runtime instead of `#[tokio::main]`'s
+/// multi-thread one: what parlor runs on when it may use one CPU).
+fn parse_args() -> (String, Option<usize>, bool) {
+    let usage = "usage: socketioxide-bench-server [--listen ADDR] [--max-buffer-size N] [--current-thread]";
     let fail = |msg: String| -> ! {
         eprintln!("{msg}\n{usage}");
         std::process::exit(2)
     };
     let mut args = std::env::args().skip(1);
-    let (mut listen, mut buffer) = (None, None);
+    let (mut listen, mut buffer, mut current_thread) = (None, None, false);
     while let Some(a) = args.next() {
         let (flag, inline) = match a.split_once('=') {
             Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
@@ -73,6 +75,7 @@ fn parse_args() -> (String, Option<usize>) {
             || inline.clone().or_else(|| args.next()).unwrap_or_else(|| fail(format!("{flag} needs a value")));
         match flag.as_str() {
             "--listen" => listen = Some(value()),
+            "--current-thread" => current_thread = true,
             "--max-buffer-size" => {
                 let v = value();
                 buffer = Some(v.parse().unwrap_or_else(|_| fail(format!("--max-buffer-size {v}: not a number"))));
@@ -86,12 +89,20 @@ fn parse_args() -> (String, Option<usize>) {
     }
     let listen =
         listen.unwrap_or_else(|| format!("127.0.0.1:{}", std::env::var("PORT").unwrap_or_else(|_| "3000".into())));
-    (listen, buffer)
+    (listen, buffer, current_thread)
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let (addr, buffer) = parse_args();
+fn main() -> std::io::Result<()> {
+    let (addr, buffer, current_thread) = parse_args();
+    let runtime = if current_thread {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+    };
+    runtime.block_on(serve(addr, buffer))
+}
+
+async fn serve(addr: String, buffer: Option<usize>) -> std::io::Result<()> {
     let (svc, io) = match buffer {
         Some(n) => SocketIo::builder().max_buffer_size(n).build_svc(),
         None => SocketIo::new_svc(),
