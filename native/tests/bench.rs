@@ -10,13 +10,15 @@ use std::process::{Child, Command, Stdio};
 const PARLOR: &str = env!("CARGO_BIN_EXE_parlor");
 
 /// The bench server binary of this test's profile, built if needed (`cargo test` builds
-/// examples, `cargo test --test bench` does not).
+/// examples, `cargo test --test bench` does not). Built as `.ci/run` builds the workspace's
+/// binaries and examples, so that there it is already fresh: `-p parlor` alone resolves
+/// other features and rebuilt half the dependency tree (about 90 s on two cores).
 fn bench_server_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/bench-HASH
     let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
     let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "-j2", "-p", "parlor", "--example", "bench_server"]);
+    build.args(["build", "-j2", "--workspace", "--bins", "--examples"]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         build.arg("--release");
     }
