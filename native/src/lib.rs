@@ -184,10 +184,10 @@ where
 }
 
 /// The tokio runtime for `threads` threads (`None`: one per CPU this process may run on,
-/// which honours `taskset` and cgroup CPU limits; `Settings::check` refuses 0). One thread gets tokio's current-thread
-/// runtime: on a single CPU the multi-thread scheduler only adds cross-thread bookkeeping to
-/// every wake-up (measured with the server pinned to one core: echo 5.9 → 5.0 µs of CPU per
-/// ack, see BENCHMARKS.md).
+/// which honours `taskset` and cgroup CPU limits; `Settings::check` refuses 0). One thread
+/// gets tokio's current-thread runtime: on a single CPU the multi-thread scheduler only adds
+/// cross-thread bookkeeping to every wake-up (measured with the server pinned to one core:
+/// echo 6.1 → 5.1 µs of CPU per ack, see BENCHMARKS.md).
 ///
 /// # Errors
 ///

@@ -13,7 +13,7 @@
 //! whatever its size: the bound is `limit + one frame`, and a large message to a reader
 //! that keeps up is never refused.
 
-use crate::sync::{lock, Mutex, Wake};
+use crate::sync::{lock, Mutex, MutexGuard, Wake};
 use bytes::Bytes;
 use parlor_core::host::OutFrame;
 use std::collections::VecDeque;
@@ -40,12 +40,7 @@ impl Item {
     /// A close item with `code` and `reason`.
     #[must_use]
     pub fn close(code: u16, reason: &str) -> Item {
-        // A close frame's payload is at most 125 bytes: 2 for the code, 123 for the reason.
-        let reason = truncate_utf8(reason, 123);
-        let mut payload = Vec::with_capacity(2 + reason.len());
-        payload.extend_from_slice(&code.to_be_bytes());
-        payload.extend_from_slice(reason.as_bytes());
-        Item::Close(Bytes::from(payload))
+        Item::Close(close_payload(code, reason))
     }
 
     /// What the item counts against the limit: its payload, and at least one byte so
@@ -57,6 +52,17 @@ impl Item {
         };
         len.max(1)
     }
+}
+
+/// A close frame's payload: `code`, big-endian, then `reason`, cut on a character boundary
+/// so that the whole fits a control frame (125 bytes: 2 for the code, 123 for the reason).
+#[must_use]
+pub fn close_payload(code: u16, reason: &str) -> Bytes {
+    let reason = truncate_utf8(reason, 123);
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    Bytes::from(payload)
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {
@@ -162,6 +168,13 @@ impl Outbound {
             self.writer.wake_one();
             return Err(PushError::Overflow);
         }
+        self.enqueue(st, item, cost);
+        Ok(())
+    }
+
+    /// Appends `item` under the lock `st` holds, then wakes the writer if it found nothing
+    /// waiting.
+    fn enqueue(&self, mut st: MutexGuard<'_, State>, item: Item, cost: usize) {
         if st.items.capacity() == 0 {
             // The writer takes the buffer with the items; start the next one with room
             // for a burst instead of growing it one doubling at a time.
@@ -176,7 +189,6 @@ impl Outbound {
         if was_empty {
             self.writer.wake_one();
         }
-        Ok(())
     }
 
     /// Queues a close frame after everything already queued. A close is never refused
@@ -197,20 +209,7 @@ impl Outbound {
             return Err(PushError::Closed);
         }
         st.closing = true;
-        if st.items.capacity() == 0 {
-            // The writer takes the buffer with the items; start the next one with room
-            // for a burst instead of growing it one doubling at a time.
-            st.items.reserve(FIRST_CAPACITY);
-        }
-        let was_empty = st.items.is_empty();
-        st.items.push_back(item);
-        st.queued += cost;
-        drop(st);
-        // The writer takes everything at once, so items already waiting mean a wake-up is
-        // already owed to it (by the push that found the queue empty): one per batch.
-        if was_empty {
-            self.writer.wake_one();
-        }
+        self.enqueue(st, item, cost);
         Ok(())
     }
 

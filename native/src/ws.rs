@@ -9,7 +9,7 @@
 //! buffer and 64 KiB of write buffer. fastwebsockets still does the HTTP upgrade.
 
 use crate::driver::{Command, DriverHandle, OwnedFrame};
-use crate::outbound::{Item, Outbound, PushError, Take, OVERFLOW_CODE, OVERFLOW_REASON};
+use crate::outbound::{close_payload, Item, Outbound, PushError, Take, OVERFLOW_CODE, OVERFLOW_REASON};
 use crate::sync::Arc;
 use crate::wsframe::{self, OpCode, Violation, INVALID_DATA, PROTOCOL_ERROR, TOO_BIG};
 use bytes::Bytes;
@@ -299,9 +299,7 @@ impl Conn {
                 tracing::debug!(conn = ?self.conn, "websocket outbound queue overflowed");
                 // Frames already encoded go out first (one may be half written); the
                 // queue dropped the rest.
-                if let Item::Close(payload) = Item::close(OVERFLOW_CODE, OVERFLOW_REASON) {
-                    wsframe::write_frame(&mut self.out, OpCode::Close, &payload);
-                }
+                wsframe::write_frame(&mut self.out, OpCode::Close, &close_payload(OVERFLOW_CODE, OVERFLOW_REASON));
                 self.close_in_out = true;
                 // Usually the driver saw the overflow and told the core already; if a
                 // pong overflowed, only we know. A second report is ignored.

@@ -251,6 +251,11 @@ pub fn encode_args(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn ok(s: &str) -> Packet {
+        decode(s, 10).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
 
     #[test]
     fn numbers_keep_every_digit_through_decode_and_encode() {
@@ -262,11 +267,6 @@ mod tests {
         let out = encode(p.kind, &p.nsp, p.id, p.data.as_ref(), p.attachments);
         let again = decode(&std::str::from_utf8(&out).unwrap()[1..], 10).unwrap();
         assert_eq!(again, p);
-    }
-    use serde_json::json;
-
-    fn ok(s: &str) -> Packet {
-        decode(s, 10).unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
