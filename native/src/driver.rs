@@ -19,7 +19,8 @@
 //! Wall clock: `Input::WallClock` is fed before anything else and then every second.
 
 use crate::clock;
-use crate::inbox::{self, PushError as InboxFull, Taken};
+use crate::inbox::{self, PushError as InboxFull, Taken, Weigh};
+use crate::inflow::Credit;
 use crate::metrics::MountMetrics;
 use crate::outbound::{Outbound, PushError};
 use crate::store::Store;
@@ -36,6 +37,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Commands a mount's inbox holds at most; senders wait beyond it.
 const INBOX_CAPACITY: usize = 1024;
+/// Bytes a mount's inbox holds at most (past its first command): with 1 MB frames, 16 of
+/// them wait at a time, not a thousand.
+const INBOX_BYTES: usize = 16 << 20;
+/// What a command weighs besides its body: the command itself and its bookkeeping.
+const COMMAND_OVERHEAD: usize = 256;
 /// How often the machine is told the wall clock (at least).
 const WALL_CLOCK_EVERY: Duration = Duration::from_secs(1);
 
@@ -89,10 +95,35 @@ pub(crate) enum Reply {
 /// What connection tasks tell the driver, in order per connection.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Request { req: OwnedRequest, reply: oneshot::Sender<Reply> },
-    Api { req: OwnedApi, reply: oneshot::Sender<Reply> },
-    Frame { conn: ConnId, frame: OwnedFrame },
-    Ended { conn: ConnId, how: TransportEnd },
+    Request {
+        req: OwnedRequest,
+        reply: oneshot::Sender<Reply>,
+    },
+    Api {
+        req: OwnedApi,
+        reply: oneshot::Sender<Reply>,
+    },
+    /// `credit` goes back to the connection once the frame is handled.
+    Frame {
+        conn: ConnId,
+        frame: OwnedFrame,
+        credit: Credit,
+    },
+    Ended {
+        conn: ConnId,
+        how: TransportEnd,
+    },
+}
+
+impl Weigh for Command {
+    fn weight(&self) -> usize {
+        match self {
+            Command::Request { req, .. } => COMMAND_OVERHEAD + req.body.len() + req.query.len(),
+            Command::Api { req, .. } => COMMAND_OVERHEAD + req.body.len() + req.path.len(),
+            Command::Frame { credit, .. } => credit.cost(),
+            Command::Ended { .. } => COMMAND_OVERHEAD,
+        }
+    }
 }
 
 /// Replaces the machine between two inputs (a live component swap): it gets the running
@@ -222,7 +253,7 @@ pub(crate) fn spawn(
     mount: String,
     done: mpsc::Sender<()>,
 ) -> DriverHandle {
-    let (inbox_tx, inbox) = inbox::channel(INBOX_CAPACITY);
+    let (inbox_tx, inbox) = inbox::channel(INBOX_CAPACITY, INBOX_BYTES);
     let (answers_tx, answers) = mpsc::unbounded_channel();
     let driver = Driver {
         machine,
@@ -357,12 +388,14 @@ impl Driver {
                     body: &req.body,
                 }));
             }
-            Command::Frame { conn, frame } => {
+            Command::Frame { conn, frame, credit } => {
                 let frame = match &frame {
                     OwnedFrame::Text(s) => Frame::Text(s),
                     OwnedFrame::Binary(b) => Frame::Binary(b),
                 };
                 self.handle(Input::Frame { conn, frame });
+                // Handled: the connection may send more.
+                drop(credit);
             }
             Command::Ended { conn, how } => {
                 self.routes.remove(&conn);
@@ -561,6 +594,11 @@ mod tests {
         panic!("only {:?}", log.lock().unwrap());
     }
 
+    /// A frame's credit, on a connection of its own.
+    fn credit() -> Credit {
+        Credit::take(Arc::new(Outbound::new(1)), 1)
+    }
+
     fn now_ms() -> u64 {
         unix_ms()
     }
@@ -572,7 +610,7 @@ mod tests {
         let (driver, log, _done) = start(Some(store.clone()));
         let conn = ConnId(1);
         for text in ["save:a", "load:a", "load:b"] {
-            driver.push(Command::Frame { conn, frame: OwnedFrame::Text(text.into()) }).await.unwrap();
+            driver.push(Command::Frame { conn, frame: OwnedFrame::Text(text.into()), credit: credit() }).await.unwrap();
         }
         let entries = wait_for(&log, 7).await;
         let wall: u64 = entries[0].strip_prefix("wall ").expect("wall clock first").parse().unwrap();
@@ -586,7 +624,10 @@ mod tests {
     #[tokio::test]
     async fn without_a_store_requests_fail_at_once() {
         let (driver, log, _done) = start(None);
-        driver.push(Command::Frame { conn: ConnId(1), frame: OwnedFrame::Text("load:x".into()) }).await.unwrap();
+        driver
+            .push(Command::Frame { conn: ConnId(1), frame: OwnedFrame::Text("load:x".into()), credit: credit() })
+            .await
+            .unwrap();
         let entries = wait_for(&log, 3).await;
         assert_eq!(entries[2], "stored 1 Failed(\"no store configured\")");
     }

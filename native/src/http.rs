@@ -180,7 +180,7 @@ impl Router {
                     let driver = route.driver.clone();
                     let (max_payload, permit, done) = (self.max_payload, ctx.permit.clone(), ctx.done.clone());
                     tokio::spawn(async move {
-                        ws::serve(upgrade, conn, driver, queue, max_payload).await;
+                        ws::serve(upgrade, conn, driver, queue, max_payload, ws::INBOUND_BUDGET).await;
                         drop((permit, done));
                     });
                     resp.map(|_| Full::new(Bytes::new()))

@@ -3,6 +3,10 @@
 //! slows the readers instead of growing memory) and an unbounded urgent lane (metrics,
 //! shutdown, live swaps; never stuck behind a full inbox, always taken first).
 //!
+//! The command lane is bounded twice: in commands and in bytes (what [`Weigh`] says each
+//! command holds), so a few large frames cannot hold as much memory as a thousand small
+//! ones could. A command is always accepted into an empty lane, whatever its weight.
+//!
 //! The driver takes everything queued in one lock and handles it as a batch, so a busy
 //! mount pays one wake-up and one lock per batch, not per frame. Built on the [`crate::sync`]
 //! facade so that the loom models below explore the real code: per-sender order, nothing
@@ -11,8 +15,17 @@
 use crate::sync::{lock, Arc, Mutex, Wake};
 use std::collections::VecDeque;
 
+/// What a command holds in memory, for the lane's byte bound.
+pub(crate) trait Weigh {
+    fn weight(&self) -> usize;
+}
+
 struct State<C, U> {
     commands: VecDeque<C>,
+    /// The weight of `commands`.
+    bytes: usize,
+    /// A push was refused for room since the last take: senders may be waiting.
+    refused: bool,
     urgent: VecDeque<U>,
     /// Live [`Sender`]s; at zero, the driver stops once it has taken what is left.
     senders: usize,
@@ -23,6 +36,7 @@ struct State<C, U> {
 struct Shared<C, U> {
     state: Mutex<State<C, U>>,
     capacity: usize,
+    byte_capacity: usize,
     /// Wakes the driver.
     driver: Wake,
     /// Wakes senders waiting for room in the command lane.
@@ -39,12 +53,21 @@ pub(crate) struct Receiver<C, U> {
     shared: Arc<Shared<C, U>>,
 }
 
-/// An inbox holding at most `capacity` commands (the urgent lane is not bounded: it
-/// carries a handful of operator requests, never client traffic).
-pub(crate) fn channel<C, U>(capacity: usize) -> (Sender<C, U>, Receiver<C, U>) {
+/// An inbox holding at most `capacity` commands and, past its first command,
+/// `byte_capacity` bytes of them (the urgent lane is not bounded: it carries a handful of
+/// operator requests, never client traffic).
+pub(crate) fn channel<C, U>(capacity: usize, byte_capacity: usize) -> (Sender<C, U>, Receiver<C, U>) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State { commands: VecDeque::new(), urgent: VecDeque::new(), senders: 1, closed: false }),
+        state: Mutex::new(State {
+            commands: VecDeque::new(),
+            bytes: 0,
+            refused: false,
+            urgent: VecDeque::new(),
+            senders: 1,
+            closed: false,
+        }),
         capacity: capacity.max(1),
+        byte_capacity,
         driver: Wake::default(),
         room: Wake::default(),
     });
@@ -60,17 +83,21 @@ pub(crate) enum PushError<C> {
     Closed(C),
 }
 
-impl<C, U> Sender<C, U> {
+impl<C: Weigh, U> Sender<C, U> {
     /// Queues a command unless the lane is full or the driver is gone.
     pub(crate) fn try_push(&self, command: C) -> Result<(), PushError<C>> {
+        let weight = command.weight();
         let mut st = lock(&self.shared.state);
         if st.closed {
             return Err(PushError::Closed(command));
         }
-        if st.commands.len() >= self.shared.capacity {
+        let over_bytes = !st.commands.is_empty() && st.bytes.saturating_add(weight) > self.shared.byte_capacity;
+        if st.commands.len() >= self.shared.capacity || over_bytes {
+            st.refused = true;
             return Err(PushError::Full(command));
         }
         let was_empty = st.commands.is_empty() && st.urgent.is_empty();
+        st.bytes += weight;
         st.commands.push_back(command);
         drop(st);
         // The driver empties the inbox before it waits, so only the first push after
@@ -97,7 +124,9 @@ impl<C, U> Sender<C, U> {
             room.await;
         }
     }
+}
 
+impl<C, U> Sender<C, U> {
     /// Queues an urgent request ahead of every command; never waits. Hands it back if the
     /// driver is gone.
     pub(crate) fn push_urgent(&self, request: U) -> Result<(), U> {
@@ -155,7 +184,8 @@ impl<C, U> Receiver<C, U> {
         if st.urgent.is_empty() && st.commands.is_empty() {
             return if st.senders == 0 { Taken::Done } else { Taken::Empty };
         }
-        let was_full = st.commands.len() >= self.shared.capacity;
+        let was_full = std::mem::take(&mut st.refused);
+        st.bytes = 0;
         urgent.extend(st.urgent.drain(..));
         commands.extend(st.commands.drain(..));
         drop(st);
@@ -188,13 +218,49 @@ impl<C, U> Drop for Receiver<C, U> {
     }
 }
 
+/// Test commands: a number weighs as many bytes as it says; the loom models' tuples
+/// weigh one.
+#[cfg(test)]
+mod weights {
+    impl super::Weigh for u32 {
+        fn weight(&self) -> usize {
+            *self as usize
+        }
+    }
+    impl super::Weigh for u8 {
+        fn weight(&self) -> usize {
+            1
+        }
+    }
+    impl<T> super::Weigh for (u8, T) {
+        fn weight(&self) -> usize {
+            1
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     #[test]
+    fn the_byte_bound_refuses_past_it_but_always_takes_one_command() {
+        let (tx, rx) = channel::<u32, u32>(10, 100);
+        tx.try_push(500).unwrap();
+        assert_eq!(tx.try_push(1), Err(PushError::Full(1)), "over the bytes already");
+        rx.try_take(&mut Vec::new(), &mut Vec::new());
+        tx.try_push(60).unwrap();
+        tx.try_push(40).unwrap();
+        assert_eq!(tx.try_push(1), Err(PushError::Full(1)));
+        let mut c = Vec::new();
+        rx.try_take(&mut Vec::new(), &mut c);
+        assert_eq!(c, vec![60, 40]);
+        tx.try_push(100).unwrap();
+    }
+
+    #[test]
     fn urgent_first_then_commands_in_order() {
-        let (tx, rx) = channel::<u32, &str>(10);
+        let (tx, rx) = channel::<u32, &str>(10, usize::MAX);
         tx.try_push(1).unwrap();
         tx.push_urgent("swap").unwrap();
         tx.try_push(2).unwrap();
@@ -206,7 +272,7 @@ mod tests {
 
     #[test]
     fn full_lane_refuses_commands_but_not_urgent_requests() {
-        let (tx, rx) = channel::<u32, u32>(2);
+        let (tx, rx) = channel::<u32, u32>(2, usize::MAX);
         tx.try_push(1).unwrap();
         tx.try_push(2).unwrap();
         assert_eq!(tx.try_push(3), Err(PushError::Full(3)));
@@ -219,7 +285,7 @@ mod tests {
 
     #[test]
     fn done_once_every_sender_is_gone_and_the_rest_is_taken() {
-        let (tx, rx) = channel::<u32, u32>(4);
+        let (tx, rx) = channel::<u32, u32>(4, usize::MAX);
         let tx2 = tx.clone();
         tx.try_push(1).unwrap();
         drop(tx);
@@ -231,7 +297,7 @@ mod tests {
 
     #[test]
     fn pushes_fail_once_the_driver_is_gone() {
-        let (tx, rx) = channel::<u32, u32>(4);
+        let (tx, rx) = channel::<u32, u32>(4, usize::MAX);
         drop(rx);
         assert_eq!(tx.try_push(1), Err(PushError::Closed(1)));
         assert_eq!(tx.push_urgent(2), Err(2));
@@ -239,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_sender_gets_room_when_the_driver_takes() {
-        let (tx, rx) = channel::<u32, u32>(1);
+        let (tx, rx) = channel::<u32, u32>(1, usize::MAX);
         tx.try_push(1).unwrap();
         let tx2 = tx.clone();
         let waiting = tokio::spawn(async move { tx2.push(2).await });
@@ -253,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_driver_is_woken_by_a_push_and_by_the_last_sender_leaving() {
-        let (tx, rx) = channel::<u32, u32>(4);
+        let (tx, rx) = channel::<u32, u32>(4, usize::MAX);
         let driver = tokio::spawn(async move {
             let mut c = Vec::new();
             loop {
@@ -294,7 +360,7 @@ mod loom_models {
     #[test]
     fn loom_two_senders_lose_nothing_and_keep_their_order() {
         loom::model(|| {
-            let (tx, rx) = channel::<(u8, u8), ()>(2);
+            let (tx, rx) = channel::<(u8, u8), ()>(2, usize::MAX);
             let senders: Vec<_> = (0..2u8)
                 .map(|who| {
                     let tx = tx.clone();
@@ -334,7 +400,7 @@ mod loom_models {
     #[test]
     fn loom_a_swap_lands_between_commands_and_before_later_frames() {
         model(|| {
-            let (tx, rx) = channel::<(u8, bool), &'static str>(4);
+            let (tx, rx) = channel::<(u8, bool), &'static str>(4, usize::MAX);
             let answered = Arc::new(AtomicBool::new(false));
             let operator = {
                 let tx = tx.clone();
@@ -387,7 +453,7 @@ mod loom_models {
     #[test]
     fn loom_pushes_after_the_driver_is_gone_fail() {
         loom::model(|| {
-            let (tx, rx) = channel::<u8, ()>(1);
+            let (tx, rx) = channel::<u8, ()>(1, usize::MAX);
             let sender = loom::thread::spawn(move || {
                 let first = tx.try_push(1);
                 let second = tx.try_push(2);

@@ -69,6 +69,7 @@ mod driver;
 #[cfg(not(loom))]
 mod http;
 mod inbox;
+mod inflow;
 #[cfg(not(loom))]
 pub mod keys;
 #[cfg(not(loom))]

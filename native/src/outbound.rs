@@ -13,6 +13,7 @@
 //! whatever its size: the bound is `limit + one frame`, and a large message to a reader
 //! that keeps up is never refused.
 
+use crate::inflow::Inflow;
 use crate::sync::{lock, Mutex, MutexGuard, Wake};
 use bytes::Bytes;
 use parlor_core::host::OutFrame;
@@ -133,12 +134,15 @@ pub struct Outbound {
     limit: usize,
     /// Wakes the writer when there is something to take.
     writer: Wake,
+    /// The other direction's account, kept here so a connection's shared state is one
+    /// allocation.
+    inflow: Inflow,
 }
 
 impl Outbound {
     #[must_use]
     pub fn new(limit: usize) -> Self {
-        Outbound { state: Mutex::new(State::default()), limit, writer: Wake::default() }
+        Outbound { state: Mutex::new(State::default()), limit, writer: Wake::default(), inflow: Inflow::default() }
     }
 
     /// Queues a frame, or fails the queue if it would go over the limit.
@@ -261,6 +265,11 @@ impl Outbound {
     #[must_use]
     pub fn is_failed(&self) -> bool {
         lock(&self.state).failed
+    }
+
+    /// The connection's inbound credit (see [`crate::inflow`]).
+    pub(crate) fn inflow(&self) -> &Inflow {
+        &self.inflow
     }
 
     /// Bytes the queue holds for this client (queued and being written).

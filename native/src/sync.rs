@@ -10,9 +10,9 @@
 //! ```
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use loom::sync::{atomic, Arc, Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
+pub(crate) use std::sync::{atomic, Arc, Mutex, MutexGuard};
 
 /// Locks `m`, ignoring poisoning: every critical section here leaves the state consistent
 /// before anything that could panic, so a poisoned lock still guards valid data.

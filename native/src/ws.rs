@@ -9,6 +9,7 @@
 //! buffer and 64 KiB of write buffer. fastwebsockets still does the HTTP upgrade.
 
 use crate::driver::{Command, DriverHandle, OwnedFrame};
+use crate::inflow::{Credit, FRAME_OVERHEAD};
 use crate::outbound::{close_payload, Item, Outbound, PushError, Take, OVERFLOW_CODE, OVERFLOW_REASON};
 use crate::sync::Arc;
 use crate::wsframe::{self, OpCode, Violation, INVALID_DATA, PROTOCOL_ERROR, TOO_BIG};
@@ -27,6 +28,9 @@ use tokio::time::{Instant, Sleep};
 /// How long a closing connection may take to finish writing, or to answer our close,
 /// before it is cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Bytes of one connection's input that may wait in the driver's inbox; past it the
+/// socket is not read until the driver catches up, so TCP slows the sender.
+pub(crate) const INBOUND_BUDGET: usize = 64 << 10;
 /// Bytes read per syscall, into a stack buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -37,6 +41,7 @@ pub(crate) async fn serve(
     driver: DriverHandle,
     queue: Arc<Outbound>,
     max_payload: usize,
+    inbound_budget: usize,
 ) {
     let (stream, early) = match upgrade.await.map_err(|e| e.to_string()).and_then(into_tcp) {
         Ok(parts) => parts,
@@ -53,6 +58,7 @@ pub(crate) async fn serve(
         driver,
         queue,
         max_payload,
+        inbound_budget,
         // Only the bytes: the `Bytes` hyper hands over keeps its whole read buffer alive.
         tail: early.to_vec(),
         partial: None,
@@ -100,6 +106,8 @@ struct Conn {
     driver: DriverHandle,
     queue: Arc<Outbound>,
     max_payload: usize,
+    /// Bytes of input this connection may have waiting in the driver's inbox.
+    inbound_budget: usize,
     /// Received bytes of a frame not yet complete (empty between frames).
     tail: Vec<u8>,
     /// A fragmented message being reassembled: its opcode and payload so far, capped at
@@ -195,11 +203,21 @@ impl Conn {
     }
 
     /// Hands the parsed messages to the driver, in order; `false` when the driver is gone
-    /// (the server is stopping).
+    /// (the server is stopping). Past the connection's inbound budget it first waits for
+    /// the driver to handle what it already has (see [`crate::inflow`]).
     async fn forward(&mut self) -> bool {
         let mut ok = true;
         for frame in std::mem::take(&mut self.inbound) {
-            let cmd = Command::Frame { conn: self.conn, frame };
+            let len = match &frame {
+                OwnedFrame::Text(t) => t.len(),
+                OwnedFrame::Binary(b) => b.len(),
+            };
+            if self.queue.inflow().held() >= self.inbound_budget {
+                // Boxed: only a waiting task carries the wait.
+                Box::pin(self.queue.inflow().room(self.inbound_budget)).await;
+            }
+            let credit = Credit::take(self.queue.clone(), len + FRAME_OVERHEAD);
+            let cmd = Command::Frame { conn: self.conn, frame, credit };
             ok = match self.driver.try_push(cmd) {
                 Ok(()) => true,
                 // A full inbox: wait in a boxed future, so that only a waiting task
@@ -330,35 +348,32 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads what the socket has and parses every complete frame; messages land in
-    /// `inbound`.
+    /// Reads one chunk of what the socket has and parses every frame it completes;
+    /// messages land in `inbound`. One chunk per call: the reader then forwards them and
+    /// waits on the driver's inbox before it reads more, so a fast sender meets TCP
+    /// backpressure instead of growing `inbound`. When more is waiting, the socket's
+    /// readiness is still set and the next call comes at once.
     fn read_ready(&mut self) -> ReadEnd {
-        loop {
-            let (end, full) = with_scratch(|chunk| {
-                // A short read emptied the socket, so it is reported to tokio as WouldBlock:
-                // the readiness is forgotten now instead of after one more recv that could
-                // only say EAGAIN (a syscall per message saved; tokio's own `poll_read` does
-                // the same). Data arriving after the read raises a new edge, and tokio keeps
-                // a readiness newer than the one this call saw.
-                let read = self.stream.try_io(Interest::READABLE, || match self.stream.try_read_buf(chunk) {
-                    Ok(n) if n > 0 && n < READ_CHUNK => Err(io::ErrorKind::WouldBlock.into()),
-                    other => other,
-                });
-                let n = match read {
-                    Ok(0) => return (ReadEnd::Vanished, false),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && !chunk.is_empty() => chunk.len(),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (ReadEnd::More, false),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return (ReadEnd::More, true),
-                    Err(_) => return (ReadEnd::Broken, false),
-                };
-                (self.absorb(chunk), n == READ_CHUNK)
+        with_scratch(|chunk| {
+            // A short read emptied the socket, so it is reported to tokio as WouldBlock:
+            // the readiness is forgotten now instead of after one more recv that could
+            // only say EAGAIN (a syscall per message saved; tokio's own `poll_read` does
+            // the same). Data arriving after the read raises a new edge, and tokio keeps
+            // a readiness newer than the one this call saw.
+            let read = self.stream.try_io(Interest::READABLE, || match self.stream.try_read_buf(chunk) {
+                Ok(n) if n > 0 && n < READ_CHUNK => Err(io::ErrorKind::WouldBlock.into()),
+                other => other,
             });
-            // A full chunk: there may be more waiting.
-            if end != ReadEnd::More || !full {
-                return end;
+            match read {
+                Ok(0) => ReadEnd::Vanished,
+                Ok(_) => self.absorb(chunk),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !chunk.is_empty() => self.absorb(chunk),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                    ReadEnd::More
+                }
+                Err(_) => ReadEnd::Broken,
             }
-        }
+        })
     }
 
     /// Parses the frames `bytes` completes, after the unfinished tail, keeping what is
@@ -367,8 +382,11 @@ impl Conn {
         if self.tail.is_empty() {
             let (end, used, need) = self.parse(bytes);
             if end == ReadEnd::More && used < bytes.len() {
-                // Room for the whole unfinished frame once, not grown step by step.
-                self.tail.reserve_exact(need.max(bytes.len() - used));
+                // Room for what came, and as much again up to the frame's length: a
+                // header that announces a large frame gets memory only as its bytes
+                // arrive (at most twice what was sent), never the whole frame up front.
+                let have = bytes.len() - used;
+                self.tail.reserve_exact(need.min(2 * have).max(have));
                 self.tail.extend_from_slice(&bytes[used..]);
             }
             end
@@ -377,9 +395,10 @@ impl Conn {
             let mut tail = std::mem::take(&mut self.tail);
             let (end, used, need) = self.parse(&tail);
             if end == ReadEnd::More && used < tail.len() {
-                // Keep the unfinished frame, in the same allocation.
+                // Keep the unfinished frame, in the same allocation, grown as above.
                 tail.drain(..used);
-                tail.reserve(need.saturating_sub(tail.len()));
+                let have = tail.len();
+                tail.reserve_exact(need.min(2 * have).saturating_sub(have));
                 self.tail = tail;
             }
             end

@@ -30,6 +30,14 @@ impl Server {
         Server { child, addr }
     }
 
+    /// The server's resident memory now, in KiB (Linux: VmRSS in /proc).
+    #[allow(dead_code)] // see `terminate`
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     /// SIGTERM, then the exit status.
     #[allow(dead_code)] // each test crate compiles this module; not every one stops a server so
     pub fn terminate(mut self) -> std::process::ExitStatus {

@@ -1,0 +1,124 @@
+//! Hostile clients against the real binary: each test reproduces an attack on loopback and
+//! asserts the bound that stops it (server memory, and a bystander's latency meanwhile).
+
+mod common;
+
+use common::Server;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `parlor serve` (dev mode) on a free port with its store in a fresh directory.
+fn serve(dir: &std::path::Path) -> Server {
+    Server::start(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("parlor-hostile-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A masked client text frame.
+fn text_frame(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![0x81, 0x80 | payload.len() as u8];
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// An upgraded WebSocket at /socket.io/ (no Socket.IO CONNECT, no token): the 101 is read,
+/// nothing after it.
+fn websocket(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\n\
+         connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// One polling handshake, timed: it goes through the same driver as the flood.
+fn handshake_ms(addr: &str) -> f64 {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("\"sid\""), "{resp}");
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Finding 1 of the hostile-clients review: one anonymous WebSocket writing tiny frames as
+/// fast as it can grew the server by 3 GiB in 8 s. Now the reader forwards each read and
+/// waits for the driver, so TCP backpressure slows the sender: memory stays flat and a
+/// bystander's handshakes stay fast.
+#[test]
+fn a_tiny_frame_flood_is_held_back_by_tcp() {
+    let dir = temp_dir("flood");
+    let server = serve(&dir);
+    let before = server.rss_kib();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let (addr, stop) = (server.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut ws = websocket(&addr);
+            let batch: Vec<u8> = (0..4096).flat_map(|_| text_frame(br#"42["zz"]"#)).collect();
+            let mut sent = 0u64;
+            ws.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match ws.write(&batch) {
+                    Ok(n) => sent += n as u64,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e) => panic!("the flood's socket failed: {e}"),
+                }
+            }
+            sent
+        })
+    };
+    let started = Instant::now();
+    let (mut peak, mut latencies) = (before, Vec::new());
+    while started.elapsed() < Duration::from_secs(6) {
+        latencies.push(handshake_ms(&server.addr));
+        peak = peak.max(server.rss_kib());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.join().unwrap();
+    let growth_mib = (peak.saturating_sub(before)) as f64 / 1024.0;
+    let p99 = percentile(&mut latencies, 0.99);
+    eprintln!(
+        "flood: {:.1} MB sent in 6 s, server RSS {} -> peak {} KiB (+{growth_mib:.1} MiB), bystander handshakes: {} p50 {:.2} ms p99 {p99:.2} ms",
+        sent as f64 / 1e6,
+        before,
+        peak,
+        latencies.len(),
+        percentile(&mut latencies, 0.5),
+    );
+    assert!(sent > 1_000_000, "the flood must actually have been sent: {sent} bytes");
+    assert!(growth_mib < 64.0, "server grew by {growth_mib:.1} MiB during the flood");
+    assert!(p99 < 100.0, "bystander p99 {p99:.1} ms");
+    let _ = std::fs::remove_dir_all(&dir);
+}
