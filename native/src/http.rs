@@ -15,6 +15,7 @@
 //! `Respond` is the answer, with the same CORS policy as the Engine.IO paths. Without an
 //! API mount it is 404.
 
+use crate::bodies::{BodyBudget, BodyShare, BODY_TIMEOUT};
 use crate::cors::Cors;
 use crate::driver::{DriverHandle, OwnedApi, OwnedRequest, Reply};
 use crate::metrics::{self, Snapshot};
@@ -22,7 +23,9 @@ use crate::ws;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
+};
 use hyper::{Method as HttpMethod, Request, Response, StatusCode};
 use parlor_core::host::{ConnId, Method, TransportEnd};
 use std::net::SocketAddr;
@@ -62,6 +65,8 @@ pub(crate) struct Router {
     pub max_connections: usize,
     /// Live swap of the component mounts (`POST /admin/reload`); `None` without any.
     pub reload: Option<Arc<crate::component::reload::Reloader>>,
+    /// Bytes of request bodies being read, node-wide.
+    pub bodies: Arc<BodyBudget>,
 }
 
 /// Per-TCP-connection context: who is calling, and the connection's slot under the cap
@@ -142,13 +147,9 @@ impl Router {
             return text(StatusCode::BAD_REQUEST, "bad websocket handshake");
         }
         let (body, too_large) = if method == Method::Post {
-            match read_body(&mut req, self.max_payload).await {
+            match self.body(&mut req).await {
                 Ok(read) => read,
-                // The client broke off mid-body: there is nobody to answer.
-                Err(e) => {
-                    tracing::debug!(error = %e, "reading a request body failed");
-                    return text(StatusCode::BAD_REQUEST, "bad body");
-                }
+                Err(resp) => return resp,
             }
         } else {
             (Bytes::new(), false)
@@ -224,7 +225,7 @@ impl Router {
             HttpMethod::POST => Method::Post,
             _ => Method::Other,
         };
-        let body = match read_body(&mut req, self.max_payload).await {
+        let body = match self.body(&mut req).await {
             Ok((_, true)) => {
                 let mut resp =
                     json(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"Payload too large","code":"PAYLOAD_TOO_LARGE"}"#);
@@ -232,10 +233,7 @@ impl Router {
                 return resp;
             }
             Ok((body, false)) => body,
-            Err(e) => {
-                tracing::debug!(error = %e, "reading an API request body failed");
-                return text(StatusCode::BAD_REQUEST, "bad body");
-            }
+            Err(resp) => return resp,
         };
         let conn = next_conn();
         let authorization = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -290,12 +288,41 @@ fn has_websocket_handshake<B>(req: &Request<B>) -> bool {
         && req.headers().get("sec-websocket-version").is_some_and(|v| v.as_bytes() == b"13")
 }
 
+impl Router {
+    /// Reads a request body within [`BODY_TIMEOUT`] and the node's [`BODY_BUDGET`]: the
+    /// body and whether it was over `max_payload`, or the answer when it could not be read
+    /// (408 past the deadline, 503 past the budget, 400 for a broken body; each closes the
+    /// connection, since the rest of the body is never read).
+    async fn body(&self, req: &mut Request<Incoming>) -> Result<(Bytes, bool), Response<Body>> {
+        let mut share = self.bodies.share();
+        let read = tokio::time::timeout(BODY_TIMEOUT, read_body(req, self.max_payload, &mut share)).await;
+        let (status, reason) = match read {
+            Ok(Ok(Some(read))) => return Ok(read),
+            Ok(Ok(None)) => (StatusCode::SERVICE_UNAVAILABLE, "too many request bodies in progress"),
+            Ok(Err(e)) => {
+                // Usually the client broke off mid-body and nobody reads the answer.
+                tracing::debug!(error = %e, "reading a request body failed");
+                (StatusCode::BAD_REQUEST, "bad body")
+            }
+            Err(_) => (StatusCode::REQUEST_TIMEOUT, "request body too slow"),
+        };
+        let mut resp = text(status, reason);
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        Err(resp)
+    }
+}
+
 /// Reads a POST body, stopping once it is over `max` bytes: then the body is empty and
-/// `too_large` is set (the core answers 413); the rest is never read.
-async fn read_body(req: &mut Request<Incoming>, max: usize) -> Result<(Bytes, bool), hyper::Error> {
+/// `too_large` is set (the core answers 413); the rest is never read. Every chunk is
+/// counted in `share` first; `None` when the node's body budget is spent.
+async fn read_body(
+    req: &mut Request<Incoming>,
+    max: usize,
+    share: &mut BodyShare,
+) -> Result<Option<(Bytes, bool)>, hyper::Error> {
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Ok((Bytes::new(), true));
+        return Ok(Some((Bytes::new(), true)));
     }
     // Most bodies arrive as one chunk: keep it as is, and copy only when there are more.
     let mut first: Option<Bytes> = None;
@@ -305,7 +332,10 @@ async fn read_body(req: &mut Request<Incoming>, max: usize) -> Result<(Bytes, bo
         let Ok(data) = frame?.into_data() else { continue };
         total = total.saturating_add(data.len());
         if total > max {
-            return Ok((Bytes::new(), true));
+            return Ok(Some((Bytes::new(), true)));
+        }
+        if !share.grow(data.len()) {
+            return Ok(None);
         }
         match &first {
             None => first = Some(data),
@@ -318,9 +348,9 @@ async fn read_body(req: &mut Request<Incoming>, max: usize) -> Result<(Bytes, bo
         }
     }
     if rest.is_empty() {
-        Ok((first.unwrap_or_default(), false))
+        Ok(Some((first.unwrap_or_default(), false)))
     } else {
-        Ok((rest.freeze(), false))
+        Ok(Some((rest.freeze(), false)))
     }
 }
 

@@ -55,6 +55,8 @@
 #[cfg(not(loom))]
 pub mod bench;
 #[cfg(not(loom))]
+mod bodies;
+#[cfg(not(loom))]
 pub mod cli;
 #[cfg(not(loom))]
 pub mod clock;

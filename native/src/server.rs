@@ -98,6 +98,7 @@ pub(crate) async fn run(
         limit: limit.clone(),
         max_connections,
         reload: reloader,
+        bodies: crate::bodies::BodyBudget::new(crate::bodies::BODY_BUDGET),
     });
     if settings.cors == Cors::SameOrigin {
         tracing::debug!("no CORS origin configured: same-origin polling only");

@@ -122,3 +122,38 @@ fn a_tiny_frame_flood_is_held_back_by_tcp() {
     assert!(p99 < 100.0, "bystander p99 {p99:.1} ms");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Finding 2: a POST whose body trickles in (declared 999,999 bytes, 1,000 sent) stayed
+/// open indefinitely, for any `sid` and on `/api/`. Now each body must arrive within the
+/// body deadline (10 s): past it the answer is 408 and the connection is closed.
+#[test]
+fn a_slow_request_body_is_answered_408_within_the_deadline() {
+    let dir = temp_dir("slowbody");
+    let server = serve(&dir);
+    let paths = ["/socket.io/?EIO=4&transport=polling&sid=nobody", "/api/notifications"];
+    let clients: Vec<_> = paths
+        .iter()
+        .map(|path| {
+            let mut s = TcpStream::connect(&server.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: text/plain\r\ncontent-length: 999999\r\n\r\n",
+                server.addr
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(&[b'x'; 1000]).unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    for (mut s, path) in clients.into_iter().zip(paths) {
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let waited = started.elapsed();
+        let resp = String::from_utf8_lossy(&resp);
+        eprintln!("{path}: answered after {waited:?}: {}", resp.lines().next().unwrap_or(""));
+        assert!(resp.starts_with("HTTP/1.1 408"), "{path}: {resp}");
+        assert!(waited < Duration::from_secs(15), "{path}: closed after {waited:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
