@@ -136,6 +136,7 @@ pub struct Outbound {
     writer: Wake,
     /// The other direction's account, kept here so a connection's shared state is one
     /// allocation.
+    #[cfg_attr(loom, allow(dead_code))]
     inflow: Inflow,
 }
 
