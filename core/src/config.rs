@@ -23,7 +23,9 @@ pub struct Config {
     pub max_new_connections_per_ip_per_min: u32,
     /// Server-to-client acks awaited per socket.
     pub max_pending_acks: usize,
-    /// Connection state recovery: how long a disconnected session can be resumed; 0 = off.
+    /// Connection state recovery: how long a disconnected session can be resumed; 0 = off
+    /// (the default, as in Socket.IO: with it on, every event without an ack carries one more,
+    /// trailing argument, an offset that only socket.io-client knows to use).
     pub recovery_window_ms: u64,
     /// Packets kept for recovery replay (per node).
     pub recovery_max_packets: usize,
@@ -48,7 +50,7 @@ impl Default for Config {
             max_connections: 200_000,
             max_new_connections_per_ip_per_min: 0,
             max_pending_acks: 1_000,
-            recovery_window_ms: 120_000,
+            recovery_window_ms: 0,
             recovery_max_packets: 10_000,
             recovery_max_bytes: 64 << 20,
             recovery_max_sessions: 100_000,

@@ -239,7 +239,9 @@ impl Model {
 
 fn stream(msgs: &[Msg]) {
     let conn = ConnId(1);
-    let mut core = Service::new(Config::default(), [1; 32], Instant(0), ConformanceApp::new());
+    // Recovery on (it is off by default), as this target has always run: events carry offsets.
+    let config = Config { recovery_window_ms: 120_000, ..Config::default() };
+    let mut core = Service::new(config, [1; 32], Instant(0), ConformanceApp::new());
     let req = Request {
         conn,
         method: Method::Get,

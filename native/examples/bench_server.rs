@@ -4,15 +4,14 @@
 //! - `message` ({room, payload}): emits `message` with `payload` to the room, sender included;
 //! - `echo` (arg, ack): acks with the same argument.
 //!
-//! It takes the flags of `parlor serve`; `--listen` defaults to `127.0.0.1:$PORT` (else
-//! 127.0.0.1:3000) and `--recovery-window` to 0 (recovery off: no offsets in payloads),
-//! unless given as a flag, in the environment or in the `--config` file.
+//! It takes the flags of `parlor serve` (with their defaults: recovery off, no offsets in
+//! payloads); `--listen` defaults to `127.0.0.1:$PORT` (else 127.0.0.1:3000) unless given as
+//! a flag, in the environment or in the `--config` file.
 //!
 //! Run: `cargo run --release -p parlor --example bench_server -- --listen 127.0.0.1:3000`,
 //! then e.g. `parlor bench fanout --url http://127.0.0.1:3000 --server-pid PID`.
 
 use parlor::cli::ServeArgs;
-use parlor::config::FileConfig;
 use parlor_core::socketio::{Event, Message, SocketId, Target};
 use parlor_core::{Handler, Instant, Io, Service};
 use serde_json::Value;
@@ -58,12 +57,6 @@ fn main() -> anyhow::Result<()> {
     if args.listen.is_none() {
         if let Ok(port) = std::env::var("PORT") {
             args.listen = Some(format!("127.0.0.1:{port}"));
-        }
-    }
-    if args.recovery_window.is_none() {
-        let file = args.config.as_deref().map(FileConfig::load).transpose()?;
-        if file.and_then(|f| f.recovery_window).is_none() {
-            args.recovery_window = Some(0);
         }
     }
     let settings = args.settings()?;

@@ -60,7 +60,8 @@ pub struct ServeArgs {
     /// None: same-origin pages only.
     #[arg(long = "cors-origin", env = "PARLOR_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
-    /// Connection state recovery window; 0 turns recovery off [default: 120000]
+    /// Connection state recovery window (e.g. 120000); 0 = off. With it on, every event without
+    /// an ack carries one more, trailing argument (an offset only socket.io-client uses) [default: 0]
     #[arg(long, env = "PARLOR_RECOVERY_WINDOW", value_name = "MS")]
     pub recovery_window: Option<u64>,
     /// A client must CONNECT to a namespace within this time [default: 45000]

@@ -10,7 +10,7 @@
 //! ping-timeout = 20000
 //! max-payload = 1000000
 //! cors-origin = ["https://app.example.com"]   # or one string; "*" = any origin
-//! recovery-window = 120000                     # 0 = recovery off
+//! recovery-window = 0                         # ms; 0 = recovery off (the default)
 //! connect-timeout = 45000
 //! upgrade-timeout = 10000
 //! max-connections = 200000
@@ -437,7 +437,7 @@ mod tests {
         assert_eq!(s, Settings::default());
         assert_eq!(s.listen, "127.0.0.1:3000");
         assert_eq!(s.path, "/socket.io/");
-        assert_eq!(s.core.recovery_window_ms, 120_000);
+        assert_eq!(s.core.recovery_window_ms, 0, "recovery off: no offsets for stock clients to trip on");
         assert_eq!(s.outbound_limit, 1_048_576);
     }
 
@@ -445,7 +445,7 @@ mod tests {
     fn flag_beats_env_beats_file_beats_default() {
         let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
         let file = FileConfig::parse(
-            "listen = \"0.0.0.0:1\"\nping-interval = 111\nmax-payload = 222\npath = \"/file\"\nrecovery-window = 0\n",
+            "listen = \"0.0.0.0:1\"\nping-interval = 111\nmax-payload = 222\npath = \"/file\"\nrecovery-window = 60000\n",
         )
         .unwrap();
         let args = serve_args(
@@ -457,7 +457,7 @@ mod tests {
         assert_eq!(s.core.ping_interval_ms, 333, "env over file");
         assert_eq!(s.core.max_payload, 222, "file over default");
         assert_eq!(s.path, "/file/", "file path, normalized");
-        assert_eq!(s.core.recovery_window_ms, 0, "0 turns recovery off");
+        assert_eq!(s.core.recovery_window_ms, 60_000, "file over default (recovery on)");
         assert_eq!(s.core.ping_timeout_ms, 20_000, "default");
     }
 

@@ -376,6 +376,20 @@ fn offset_of(frame: &str) -> String {
 }
 
 #[test]
+fn by_default_recovery_is_off_no_pid_and_events_exactly_as_emitted() {
+    // Stock clients other than socket.io-client (python-socketio, rust_socketio) would see
+    // a recovery offset as one more argument; the default leaves it out, as Socket.IO does.
+    assert_eq!(Config::default().recovery_window_ms, 0);
+    let mut h = Harness::new(Service::new(Config::default(), [3; 32], Instant(0), TestApp::default()));
+    let (a, reply) = connect_reply(&mut h, "40");
+    assert_eq!(reply.as_object().unwrap().keys().collect::<Vec<_>>(), ["sid"], "{reply}");
+    let (b, _) = connect(&mut h, "40");
+    h.text(a, r#"42["join",{"rooms":["r"]}]"#);
+    h.text(b, r#"42["send",{"to":["r"],"data":{"n":1}}]"#);
+    assert_eq!(h.frames(a), vec![r#"42["hey",{"n":1}]"#]);
+}
+
+#[test]
 fn recovery_restores_id_rooms_and_missed_packets_once_in_order() {
     let mut h = app(120_000);
     let (a, reply) = connect_reply(&mut h, "40");
