@@ -202,8 +202,8 @@ for (const [tname, topts] of Object.entries(TRANSPORTS)) {
 describe('event offsets with and without connection state recovery', { timeout: 30_000 }, () => {
   afterEach(() => h.closeAllClients());
 
-  it('recovery on (default): pid in CONNECT, a string offset after the args of events without ack', async () => {
-    const server = await h.startApiServer();
+  it('recovery on (--recovery-window): pid in CONNECT, a string offset after the args of events without ack', async () => {
+    const server = await h.startApiServer(['--recovery-window', '60000']);
     try {
       const s = await h.connect(server.url, { transports: ['websocket'] });
       assert.equal(typeof s._pid, 'string', 'CONNECT reply carries a pid');
@@ -224,18 +224,22 @@ describe('event offsets with and without connection state recovery', { timeout: 
     }
   });
 
-  it('--recovery-window 0: no pid, arguments exactly as sent', async () => {
-    const server = await h.startApiServer(['--recovery-window', '0']);
-    try {
-      const s = await h.connect(server.url, { transports: ['websocket'] });
-      assert.equal(s._pid, undefined, 'no pid when recovery is off');
-      const rec = h.recorder(s);
-      s.emit('echo', 'a', { b: Buffer.from([1]) });
-      const [ev] = await rec.waitFor('echo');
-      assert.deepEqual(h.normBin(ev.args), ['a', { b: Buffer.from([1]) }]);
-    } finally {
-      h.closeAllClients();
-      await server.stopAndCheck();
-    }
-  });
+  for (const [name, args] of [['the defaults', []], ['--recovery-window 0', ['--recovery-window', '0']]]) {
+    it(`recovery off (${name}): no pid, arguments exactly as sent`, async () => {
+      const server = await h.startApiServer(args);
+      try {
+        const s = await h.connect(server.url, { transports: ['websocket'] });
+        assert.equal(s._pid, undefined, 'no pid when recovery is off');
+        const rec = h.recorder(s);
+        s.emit('echo', 'a', { b: Buffer.from([1]) });
+        s.emit('echo', 'text');
+        const [ev, ev2] = await rec.waitFor('echo', 2);
+        assert.deepEqual(h.normBin(ev.args), ['a', { b: Buffer.from([1]) }]);
+        assert.deepEqual(ev2.args, ['text'], 'a string argument is not followed by an offset');
+      } finally {
+        h.closeAllClients();
+        await server.stopAndCheck();
+      }
+    });
+  }
 });

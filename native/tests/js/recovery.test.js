@@ -1,9 +1,12 @@
 'use strict';
-// Reconnection after a server restart, and connection state recovery after a transport drop.
+// Reconnection after a server restart, and connection state recovery after a transport drop
+// (recovery is off by default: these servers enable it with --recovery-window).
 
 const { describe, it, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const h = require('./helpers');
+
+const RECOVERY = ['--recovery-window', '60000'];
 
 describe('reconnection and connection state recovery', { timeout: 60_000 }, () => {
   afterEach(() => h.closeAllClients());
@@ -11,7 +14,7 @@ describe('reconnection and connection state recovery', { timeout: 60_000 }, () =
   for (const [tname, topts] of [['websocket', { transports: ['websocket'] }], ['default', {}],
     ['polling', { transports: ['polling'] }]]) {
     it(`the client reconnects by itself after the server restarts on the same port (${tname})`, async () => {
-      const first = await h.startApiServer();
+      const first = await h.startApiServer(RECOVERY);
       let second;
       try {
         const s = await h.connect(first.url, {
@@ -27,7 +30,7 @@ describe('reconnection and connection state recovery', { timeout: 60_000 }, () =
           'a shutting-down server must not send a DISCONNECT packet (it stops the client reconnecting)');
         assert.ok(['transport close', 'transport error', 'ping timeout'].includes(reason), `reason ${reason}`);
 
-        second = await h.startServer(first.bin, ['--listen', `127.0.0.1:${first.port}`]);
+        second = await h.startServer(first.bin, ['--listen', `127.0.0.1:${first.port}`, ...RECOVERY]);
         assert.equal(second.port, first.port);
         await h.waitUntil(() => connects >= 2 && s.connected, 'the client to reconnect (second connect event)');
         assert.notEqual(s.id, firstId, 'a new server gives a new socket id');
@@ -42,7 +45,7 @@ describe('reconnection and connection state recovery', { timeout: 60_000 }, () =
   }
 
   async function recoveryScenario(topts, drop) {
-    const server = await h.startApiServer(); // recovery on by default
+    const server = await h.startApiServer(RECOVERY);
     try {
       const room = h.unique('rec');
       // A reconnects only when told to, so the test controls what happens while it is away.
@@ -100,8 +103,41 @@ describe('reconnection and connection state recovery', { timeout: 60_000 }, () =
   it('recovers after the transport drops (polling)', () =>
     recoveryScenario({ transports: ['polling'] }, (A) => A.io.engine.close()));
 
-  it('no recovery after a deliberate client disconnect', async () => {
+  it('no recovery with the defaults (recovery off): a new socket, out of its rooms, nothing replayed', async () => {
     const server = await h.startApiServer();
+    try {
+      const room = h.unique('norec');
+      const A = await h.connect(server.url, { transports: ['websocket'], reconnection: false });
+      const B = await h.connect(server.url, { transports: ['websocket'] });
+      await h.ack(A, 'join', room);
+      const recA = h.recorder(A);
+      B.emit('to-room', { room, event: 'warm', data: 'w' });
+      const [warm] = await recA.waitFor('warm');
+      assert.deepEqual(warm.args, ['w'], 'no offset argument');
+      assert.equal(A._pid, undefined);
+      const idBefore = A.id;
+      const gone = h.once(A, 'disconnect');
+      A.io.engine.close();
+      await gone;
+      await h.waitUntil(async () => !(await h.ack(B, 'sockets-in', room))[0].includes(idBefore),
+        'the server to drop A from the room');
+      B.emit('to-room', { room, event: 'missed', data: 1 });
+      await h.ack(B, 'count'); // barrier
+      A.connect();
+      await h.waitConnect(A);
+      assert.ok(!A.recovered, `socket.recovered is ${A.recovered}`); // undefined: no pid to recover with
+      assert.notEqual(A.id, idBefore, 'a new socket id');
+      assert.deepEqual((await h.ack(B, 'sockets-in', room))[0], [], 'not back in the room');
+      await h.ack(A, 'count'); // a round trip: anything replayed would have arrived by now
+      assert.deepEqual(recA.log.map((e) => e.event), ['warm'], 'nothing replayed');
+    } finally {
+      h.closeAllClients();
+      await server.stopAndCheck();
+    }
+  });
+
+  it('no recovery after a deliberate client disconnect', async () => {
+    const server = await h.startApiServer(RECOVERY);
     try {
       const A = await h.connect(server.url, { transports: ['websocket'] });
       const recA = h.recorder(A);
