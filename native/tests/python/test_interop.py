@@ -2,8 +2,8 @@
 
 Run: python -m unittest -v test_interop   (from this folder, with requirements.txt installed)
 
-The server runs with --recovery-window 0: python-socketio does not strip the offset argument that
-connection state recovery appends to events, so recovery stays off here.
+The server runs with its defaults: connection state recovery is off, so events carry exactly the
+arguments they were sent with (python-socketio does not strip a recovery offset; see test_rooms).
 Binaries: PARLOR_API_SERVER_BIN, else <dir of PARLOR_BIN>/examples/api_server, else
 ../../../target/release/examples/api_server relative to this file.
 """
@@ -37,7 +37,7 @@ class InteropTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(["--recovery-window", "0"])
+        cls.server = Server([])
 
     @classmethod
     def tearDownClass(cls):

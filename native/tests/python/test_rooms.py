@@ -3,8 +3,10 @@
 Run: python -m unittest -v test_rooms   (from this folder, with requirements.txt installed)
 
 Chat (join / room-info / user-joined / send-message / new-message), typing, private messages, and a
-token-authenticated connect with pending-notifications. The server runs with --recovery-window 0:
-python-socketio does not strip the offset argument that connection state recovery appends.
+token-authenticated connect with pending-notifications, all against the server's defaults (connection
+state recovery off: handlers written the ordinary way get exactly the event's arguments). RecoveryTest
+enables recovery with --recovery-window and shows what python-socketio then sees: a trailing offset
+argument on events without an ack, and a session it can resume by sending the pid and offset itself.
 Binary: PARLOR_BIN, else ../../../target/release/parlor relative to this file; with PARLOR_COMPONENT set,
 the server runs the core from that WebAssembly component (`--component`).
 """
@@ -45,7 +47,7 @@ class Server(Process):
     def __init__(self, args):
         self.data_dir = tempfile.mkdtemp(prefix="parlor-py-data-")
         super().__init__([parlor_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-                          "--recovery-window", "0", *component_args(), *args])
+                          *component_args(), *args])
 
     def stop(self):
         code = super().stop()
@@ -173,6 +175,129 @@ class ChatTest(Base):
         nf = a.call("private-message", {"to": "nobody-here", "content": "hello?"}, timeout=TIMEOUT)
         self.assertEqual(nf["code"], "NOT_FOUND")
         self.assertIsInstance(nf["error"], str)
+
+
+class DefaultsTest(Base):
+    """The server's defaults with handlers written the ordinary way, one parameter per argument."""
+
+    def test_plain_handlers_get_exactly_the_event_arguments(self):
+        room = unique("py-plain")
+        got = {"room-info": [], "user-joined": [], "new-message": []}
+        errors = []
+
+        def plain(name):
+            def handler(data):  # one parameter: a trailing offset would raise TypeError here
+                got[name].append(data)
+            return handler
+
+        a = self.client()
+        for name in got:
+            a.on(name, plain(name))
+        a.on("error", lambda data: errors.append(data))
+        self.connect(a)
+        a.emit("join", {"username": "Ann", "room": room})
+        self.sync(a)  # Ann is in the room before Bob joins
+        b = self.client()
+        every = Inbox(b, "*")  # python-socketio's catch-all: (event, *args) of events without a handler
+        self.connect(b, transports=("polling",))
+        b.emit("join", {"username": "Bob", "room": room})
+        b_user = {"id": b.get_sid("/"), "username": "Bob"}
+        res = b.call("send-message", {"content": "plain", "room": room}, timeout=TIMEOUT)
+        self.assertEqual(res["success"], True, res)
+        self.sync(a)
+        self.sync(b)
+
+        self.assertEqual(len(got["room-info"]), 1, got)
+        self.assertEqual(got["room-info"][0]["room"], room)
+        self.assertEqual(got["user-joined"], [{"user": b_user, "message": "Bob joined the chat"}])
+        self.assertEqual([(m["id"], m["content"]) for m in got["new-message"]], [(res["id"], "plain")])
+        seen = []
+        while not every.q.empty():
+            seen.append(every.q.get())
+        self.assertIn("room-info", [args[0] for args in seen], seen)
+        self.assertIn("new-message", [args[0] for args in seen], seen)
+        for args in seen:
+            self.assertEqual(len(args), 2, f"{args[0]}: exactly one argument, no offset: {args}")
+        self.assertEqual(errors, [])
+
+
+class PidClient(socketio.Client):
+    """A python-socketio client that keeps the CONNECT answer of "/" (`{sid, pid}`); the library itself
+    only reads `sid`. Uses a private hook of python-socketio 5.x (`_handle_connect`)."""
+
+    connect_data = None
+
+    def _handle_connect(self, namespace, data):
+        if (namespace or "/") == "/":
+            self.connect_data = data
+        super()._handle_connect(namespace, data)
+
+
+class RecoveryTest(Base):
+    """Connection state recovery enabled with --recovery-window, seen from python-socketio."""
+
+    args = ["--recovery-window", "60000"]
+
+    def pid_client(self):
+        c = PidClient(reconnection=False, request_timeout=TIMEOUT)
+        self.clients.append(c)
+        return c
+
+    def test_events_without_ack_carry_a_trailing_offset_and_acks_do_not(self):
+        room = unique("py-offset")
+        a = self.pid_client()
+        info = Inbox(a, "room-info")
+        joined = Inbox(a, "user-joined")
+        self.connect(a)
+        self.assertIsInstance(a.connect_data.get("pid"), str, a.connect_data)
+        a.emit("join", {"username": "Ann", "room": room})
+        args = info.get()
+        self.assertEqual(len(args), 2, args)
+        self.assertEqual(args[0]["room"], room)
+        self.assertIsInstance(args[1], str, "the offset is a string after the event's own argument")
+        b = self.connect(self.client())
+        b.emit("join", {"username": "Bob", "room": room})
+        args2 = joined.get()
+        self.assertEqual(len(args2), 2, args2)
+        self.assertEqual(args2[0]["user"]["username"], "Bob")
+        self.assertIsInstance(args2[1], str)
+        self.assertNotEqual(args2[1], args[1], "each event has its own offset")
+        res = a.call("send-message", {"content": "acked", "room": room}, timeout=TIMEOUT)
+        self.assertIsInstance(res, dict, "an ack answer has no offset: one argument")
+        self.assertEqual(res["success"], True)
+
+    def test_a_dropped_client_resumes_with_its_pid_and_offset(self):
+        room = unique("py-resume")
+        a = self.pid_client()
+        a_joined = Inbox(a, "user-joined")
+        self.connect(a)
+        pid, sid = a.connect_data["pid"], a.get_sid("/")
+        a.emit("join", {"username": "Ann", "room": room})
+        w = self.client()
+        w_inboxes = {ev: Inbox(w, ev) for ev in ("room-info", "user-left", "user-joined", "new-message")}
+        self.connect(w)
+        w.emit("join", {"username": "Wes", "room": room})
+        w_inboxes["room-info"].first()
+        _, offset = a_joined.get()  # the last event A saw, with its offset
+        a_user = {"id": sid, "username": "Ann"}
+
+        a.eio.disconnect()  # the transport ends without a Socket.IO DISCONNECT: recoverable
+        self.assertEqual(w_inboxes["user-left"].first()["user"], a_user)
+        missed = w.call("send-message", {"content": "while away", "room": room}, timeout=TIMEOUT)
+        self.assertEqual(missed["success"], True, missed)
+        w_inboxes["new-message"].first()
+
+        a2 = self.pid_client()
+        a2_messages = Inbox(a2, "new-message")
+        self.connect(a2, auth={"pid": pid, "offset": offset})
+        self.assertEqual(a2.get_sid("/"), sid, "the socket id is kept")
+        self.assertEqual(a2.connect_data["pid"], pid)
+        msg, _offset = a2_messages.get()
+        self.assertEqual((msg["id"], msg["content"]), (missed["id"], "while away"), "the missed event is replayed")
+        self.assertEqual(w_inboxes["user-joined"].first()["user"], a_user, "back in the room's presence")
+        back = a2.call("send-message", {"content": "back", "room": room}, timeout=TIMEOUT)
+        self.assertEqual(back["success"], True, f"still in the room without joining again: {back}")
+        self.assertEqual(w_inboxes["new-message"].first()["content"], "back")
 
 
 class AuthTest(Base):
