@@ -12,6 +12,12 @@ pub struct Config {
     pub max_payload: usize,
     /// Attachments per binary packet.
     pub max_attachments: usize,
+    /// A binary packet's attachments must all arrive within this time of its header;
+    /// otherwise the session is closed (what it held is freed).
+    pub attachment_timeout_ms: u64,
+    /// Bytes of attachments held for packets not yet complete, over every session of the
+    /// node; the attachment that would pass it closes its session.
+    pub attachment_budget_bytes: usize,
     /// Bytes the core buffers for one session while it cannot send (polling between GETs,
     /// an upgrade in progress). Over it the session is closed as a transport error.
     pub max_buffered_bytes: usize,
@@ -21,6 +27,9 @@ pub struct Config {
     /// New connections (handshakes) per remote IP per minute; 0 = unlimited (the default:
     /// load tests and proxies open many from one address). Over it → 403 Forbidden.
     pub max_new_connections_per_ip_per_min: u32,
+    /// Sessions open at once per remote IP; 0 = unlimited (the default, for the same
+    /// reasons). Over it → 403 Forbidden.
+    pub max_sessions_per_ip: u32,
     /// Server-to-client acks awaited per socket.
     pub max_pending_acks: usize,
     /// Connection state recovery: how long a disconnected session can be resumed; 0 = off
@@ -44,11 +53,14 @@ impl Default for Config {
             connect_timeout_ms: 45_000,
             max_payload: 1_000_000,
             max_attachments: 10,
+            attachment_timeout_ms: 30_000,
+            attachment_budget_bytes: 64 << 20,
             max_buffered_bytes: 1 << 20,
             max_rooms_per_socket: 1_000,
             max_namespaces_per_connection: 16,
             max_connections: 200_000,
             max_new_connections_per_ip_per_min: 0,
+            max_sessions_per_ip: 0,
             max_pending_acks: 1_000,
             recovery_window_ms: 0,
             recovery_max_packets: 10_000,

@@ -11,7 +11,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use parlor_core::app::docs::Document;
+use parlor_core::app::docs::{DocLimits, Document, Staged};
 use parlor_core::app::ot::{Delta, Op};
 use parlor_core::socketio::SocketId;
 use parlor_fuzz::DeltaOp;
@@ -143,7 +143,8 @@ fuzz_target!(|input: Input| {
     }
 
     // A document fed edits made against older versions.
-    let mut d = Document::new(&doc_text, 0, 4, 256);
+    let limits = DocLimits { log_ops: 4, log_bytes: 400, max_len: 256, transform_work: 60 };
+    let mut d = Document::new(&doc_text, 0, limits);
     let sockets = [SocketId::from("s0"), SocketId::from("s1")];
     for e in &input.edits {
         if let Some((who, at)) = e.cursor {
@@ -151,11 +152,17 @@ fuzz_target!(|input: Input| {
         }
         let (before, version) = (d.text(), d.version());
         let base = version.saturating_sub(u64::from(e.behind % 8));
+        // Staged and dropped (a save the store refused): the document is as it was.
+        let mut staged = Staged::default();
+        let _ = d.stage(&mut staged, &small_delta(&e.ops), base);
+        drop(staged);
+        assert_eq!((d.text(), d.version()), (before.clone(), version), "a dropped stage changed the doc");
         match d.edit(&small_delta(&e.ops), base) {
             Ok((_, v)) => assert_eq!((v, d.version()), (version + 1, version + 1)),
             Err(_) => assert_eq!((d.text(), d.version()), (before, version), "a refused edit changed the doc"),
         }
         assert!(d.len() <= 256);
+        assert_eq!(d.check_bounds(), Ok(()));
         for (s, pos) in d.cursors() {
             assert!(*pos <= d.len(), "cursor of {s:?} at {pos}, past the end ({})", d.len());
         }

@@ -409,11 +409,15 @@ impl Run {
             connect_timeout_ms: 3_000,
             max_payload: if setup.tight { 300 } else { 4_000 },
             max_attachments: 3,
+            // Held attachments pass the budget or the deadline within a few inputs.
+            attachment_timeout_ms: 1_500,
+            attachment_budget_bytes: if setup.tight { 200 } else { 3_000 },
             max_buffered_bytes: if setup.tight { 400 } else { 8_000 },
             max_rooms_per_socket: 4,
             max_namespaces_per_connection: 2,
             max_connections: 4,
             max_new_connections_per_ip_per_min: if setup.per_ip_limit { 2 } else { 0 },
+            max_sessions_per_ip: if setup.per_ip_limit { 2 } else { 0 },
             max_pending_acks: 4,
             recovery_window_ms: if setup.recovery { 5_000 } else { 0 },
             recovery_max_packets: 8,
@@ -426,9 +430,14 @@ impl Run {
             typing_timeout_ms: 700,
             chat_limit: limit(4, 2_000),
             typing_limit: limit(6, 1_000),
+            event_limit: Limit { capacity: 12, window_ms: 1_000 },
             recent_limit: 3,
             doc_log_limit: 3,
             max_doc_len: 64,
+            // Small enough that logs give way and late edits run out of work budget.
+            doc_log_bytes: 600,
+            doc_log_total_bytes: 1_000,
+            doc_transform_work: 40,
         };
         let mut seen = Vec::new();
         if setup.authed {

@@ -357,9 +357,14 @@ impl Run {
             typing_timeout_ms: 700,
             chat_limit: Limit { capacity: 4, window_ms: 2_000 },
             typing_limit: Limit { capacity: 6, window_ms: 1_000 },
+            event_limit: Limit { capacity: 12, window_ms: 1_000 },
             recent_limit: 3,
             doc_log_limit: 3,
             max_doc_len: 64,
+            // Small enough that logs give way and late edits run out of work budget.
+            doc_log_bytes: 600,
+            doc_log_total_bytes: 1_000,
+            doc_transform_work: 40,
             ..AppConfig::default()
         };
         let mut run = Run {

@@ -4,11 +4,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// A request body must arrive whole within this time, or the request is answered 408
-/// and the connection closed.
-pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body must arrive whole within this time (by default), or the request is
+/// answered 408 and the connection closed.
+pub(crate) const BODY_TIMEOUT_MS: u64 = 10_000;
 /// Bytes of partly read request bodies the whole node holds at most.
 pub(crate) const BODY_BUDGET: usize = 64 << 20;
 

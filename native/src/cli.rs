@@ -85,6 +85,35 @@ pub struct ServeArgs {
     /// Namespaces one connection may join [default: 16]
     #[arg(long, env = "PARLOR_MAX_NAMESPACES_PER_CONNECTION", value_name = "N")]
     pub max_namespaces_per_connection: Option<usize>,
+    /// Bytes of one WebSocket's frames waiting for the server; past it the server stops
+    /// reading that socket (TCP slows the sender) [default: 65536]
+    #[arg(long, env = "PARLOR_INBOUND_BUDGET", value_name = "BYTES")]
+    pub inbound_budget: Option<usize>,
+    /// A request body (polling POST, /api/) must arrive whole within this time, or 408 and
+    /// the connection closed [default: 10000]
+    #[arg(long, env = "PARLOR_BODY_TIMEOUT", value_name = "MS")]
+    pub body_timeout: Option<u64>,
+    /// Bytes of partly read request bodies over the whole node; past it 503 [default: 67108864]
+    #[arg(long, env = "PARLOR_BODY_BUDGET", value_name = "BYTES")]
+    pub body_budget: Option<usize>,
+    /// A binary packet's attachments must all arrive within this time, or the session is
+    /// closed [default: 30000]
+    #[arg(long, env = "PARLOR_ATTACHMENT_TIMEOUT", value_name = "MS")]
+    pub attachment_timeout: Option<u64>,
+    /// Bytes of attachments of incomplete binary packets over the whole node; the one that
+    /// would pass it closes its session [default: 67108864]
+    #[arg(long, env = "PARLOR_ATTACHMENT_BUDGET", value_name = "BYTES")]
+    pub attachment_budget: Option<usize>,
+    /// New connections per client IP per minute, 0 = unlimited; over it 403 [default: 0]
+    #[arg(long, env = "PARLOR_MAX_HANDSHAKES_PER_IP", value_name = "N")]
+    pub max_handshakes_per_ip: Option<u32>,
+    /// Sessions open at once per client IP, 0 = unlimited; over it 403 [default: 0]
+    #[arg(long, env = "PARLOR_MAX_SESSIONS_PER_IP", value_name = "N")]
+    pub max_sessions_per_ip: Option<u32>,
+    /// `/metrics` answers only requests with `Authorization: Bearer TOKEN` (else 401)
+    /// [default: open to anyone who reaches the port]
+    #[arg(long, env = "PARLOR_METRICS_TOKEN", value_name = "TOKEN")]
+    pub metrics_token: Option<String>,
     /// A public key that may sign tokens, PEM (repeatable): `FILE`, whose kid is the file's
     /// stem (`keys/2025.pub` → `2025`), or `KID=FILE`. None: dev mode, anyone may connect
     #[arg(long = "auth-key", env = "PARLOR_AUTH_KEY", value_name = "[KID=]FILE", value_delimiter = ',')]
@@ -104,6 +133,25 @@ pub struct ServeArgs {
     /// The rate limits' window [default: 60000]
     #[arg(long, env = "PARLOR_RATE_WINDOW", value_name = "MS")]
     pub rate_window: Option<u64>,
+    /// Events of any kind per socket per event window, before the buckets above [default: 2000]
+    #[arg(long, env = "PARLOR_EVENT_RATE_LIMIT", value_name = "N")]
+    pub event_rate_limit: Option<u32>,
+    /// The per-socket event limit's window [default: 10000]
+    #[arg(long, env = "PARLOR_EVENT_RATE_WINDOW", value_name = "MS")]
+    pub event_rate_window: Option<u64>,
+    /// Largest collaborative document, in UTF-16 code units; 6 bytes per unit must fit the
+    /// outbound limit [default: 100000]
+    #[arg(long, env = "PARLOR_MAX_DOCUMENT_LEN", value_name = "UNITS")]
+    pub max_document_len: Option<usize>,
+    /// Bytes of recent ops kept per open document for late edits [default: 1048576]
+    #[arg(long, env = "PARLOR_DOCUMENT_LOG_BYTES", value_name = "BYTES")]
+    pub document_log_bytes: Option<usize>,
+    /// Bytes of recent ops kept over all open documents [default: 67108864]
+    #[arg(long, env = "PARLOR_DOCUMENT_LOG_TOTAL", value_name = "BYTES")]
+    pub document_log_total: Option<usize>,
+    /// Op steps one late edit may cost to catch up; past it `STALE_VERSION` [default: 100000]
+    #[arg(long, env = "PARLOR_DOCUMENT_TRANSFORM_WORK", value_name = "N")]
+    pub document_transform_work: Option<usize>,
     /// Where the embedded store keeps `parlor.db`; created on first start [default: ./parlor-data]
     #[arg(long, env = "PARLOR_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

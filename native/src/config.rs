@@ -18,6 +18,15 @@
 //! max-attachments = 10
 //! max-rooms-per-socket = 1000
 //! max-namespaces-per-connection = 16
+//! # what one client may hold and cost (see the README's "Limits and hostile clients")
+//! inbound-budget = 65536
+//! body-timeout = 10000
+//! body-budget = 67108864
+//! attachment-timeout = 30000
+//! attachment-budget = 67108864
+//! max-handshakes-per-ip = 0                    # 0 = unlimited
+//! max-sessions-per-ip = 0                      # 0 = unlimited
+//! metrics-token = "a long random string"       # none: /metrics is open
 //! log = "info"
 //! threads = 2                                  # default: the CPUs the process may run on
 //! # the room service
@@ -27,6 +36,12 @@
 //! rate-limit = 100
 //! typing-rate-limit = 600
 //! rate-window = 60000
+//! event-rate-limit = 2000
+//! event-rate-window = 10000
+//! max-document-len = 100000
+//! document-log-bytes = 1048576
+//! document-log-total = 67108864
+//! document-transform-work = 100000
 //! data-dir = "./parlor-data"
 //! history-keep = 1000
 //! # the core from a WebAssembly component instead of the linked one
@@ -60,6 +75,8 @@ pub const DEFAULT_OUTBOUND_LIMIT: usize = 1 << 20;
 pub const DEFAULT_DATA_DIR: &str = "./parlor-data";
 /// Messages kept per room.
 pub const DEFAULT_HISTORY_KEEP: usize = 1000;
+/// Bytes of a `document-state` besides its text: the cursors and the framing.
+const DOC_STATE_SLACK: usize = 64 << 10;
 
 /// Everything the server runs with, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +104,32 @@ pub struct Settings {
     pub component_limits: ComponentLimits,
     /// The runtime's threads; `None`: one per CPU this process may run on.
     pub threads: Option<usize>,
+    /// What the host itself bounds for clients.
+    pub host: HostLimits,
+}
+
+/// The host's budgets for what clients send (the core's are in [`Config`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostLimits {
+    /// Bytes of one WebSocket's frames waiting for the driver.
+    pub inbound_budget: usize,
+    /// A request body must arrive whole within this time.
+    pub body_timeout_ms: u64,
+    /// Bytes held in partly read request bodies, over the node.
+    pub body_budget: usize,
+    /// The bearer token `/metrics` asks for; `None`: open.
+    pub metrics_token: Option<String>,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        HostLimits {
+            inbound_budget: crate::ws::INBOUND_BUDGET,
+            body_timeout_ms: crate::bodies::BODY_TIMEOUT_MS,
+            body_budget: crate::bodies::BODY_BUDGET,
+            metrics_token: None,
+        }
+    }
 }
 
 /// The room service's settings, as given; [`RoomSettings::app_config`] loads the keys.
@@ -101,6 +144,15 @@ pub struct RoomSettings {
     /// Typing/cursor bucket: events per window.
     pub typing_rate_limit: u32,
     pub rate_window_ms: u64,
+    /// Per-socket bucket of every event: events per window.
+    pub event_rate_limit: u32,
+    pub event_rate_window_ms: u64,
+    /// Documents: longest text (UTF-16 units), op log bytes per document and in all, and
+    /// the op steps one late edit may cost.
+    pub max_doc_len: usize,
+    pub doc_log_bytes: usize,
+    pub doc_log_total_bytes: usize,
+    pub doc_transform_work: usize,
 }
 
 impl Default for RoomSettings {
@@ -113,6 +165,12 @@ impl Default for RoomSettings {
             rate_limit: d.chat_limit.capacity,
             typing_rate_limit: d.typing_limit.capacity,
             rate_window_ms: d.chat_limit.window_ms,
+            event_rate_limit: d.event_limit.capacity,
+            event_rate_window_ms: d.event_limit.window_ms,
+            max_doc_len: d.max_doc_len,
+            doc_log_bytes: d.doc_log_bytes,
+            doc_log_total_bytes: d.doc_log_total_bytes,
+            doc_transform_work: d.doc_transform_work,
         }
     }
 }
@@ -127,6 +185,11 @@ impl RoomSettings {
             typing_timeout_ms: self.typing_timeout_ms,
             chat_limit: Limit { capacity: self.rate_limit, window_ms: self.rate_window_ms },
             typing_limit: Limit { capacity: self.typing_rate_limit, window_ms: self.rate_window_ms },
+            event_limit: Limit { capacity: self.event_rate_limit, window_ms: self.event_rate_window_ms },
+            max_doc_len: self.max_doc_len,
+            doc_log_bytes: self.doc_log_bytes,
+            doc_log_total_bytes: self.doc_log_total_bytes,
+            doc_transform_work: self.doc_transform_work,
             ..AppConfig::default()
         })
     }
@@ -147,6 +210,7 @@ impl Default for Settings {
             component: None,
             component_limits: ComponentLimits::default(),
             threads: None,
+            host: HostLimits::default(),
         }
     }
 }
@@ -194,6 +258,22 @@ impl Settings {
                 .or(file.max_namespaces_per_connection)
                 .unwrap_or(dc.max_namespaces_per_connection),
             max_connections: args.max_connections.or(file.max_connections).unwrap_or(dc.max_connections),
+            attachment_timeout_ms: args
+                .attachment_timeout
+                .or(file.attachment_timeout)
+                .unwrap_or(dc.attachment_timeout_ms),
+            attachment_budget_bytes: args
+                .attachment_budget
+                .or(file.attachment_budget)
+                .unwrap_or(dc.attachment_budget_bytes),
+            max_new_connections_per_ip_per_min: args
+                .max_handshakes_per_ip
+                .or(file.max_handshakes_per_ip)
+                .unwrap_or(dc.max_new_connections_per_ip_per_min),
+            max_sessions_per_ip: args
+                .max_sessions_per_ip
+                .or(file.max_sessions_per_ip)
+                .unwrap_or(dc.max_sessions_per_ip),
             recovery_window_ms: args.recovery_window.or(file.recovery_window).unwrap_or(dc.recovery_window_ms),
             ..dc.clone()
         };
@@ -216,6 +296,22 @@ impl Settings {
             rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(dr.rate_limit),
             typing_rate_limit: args.typing_rate_limit.or(file.typing_rate_limit).unwrap_or(dr.typing_rate_limit),
             rate_window_ms: args.rate_window.or(file.rate_window).unwrap_or(dr.rate_window_ms),
+            event_rate_limit: args.event_rate_limit.or(file.event_rate_limit).unwrap_or(dr.event_rate_limit),
+            event_rate_window_ms: args.event_rate_window.or(file.event_rate_window).unwrap_or(dr.event_rate_window_ms),
+            max_doc_len: args.max_document_len.or(file.max_document_len).unwrap_or(dr.max_doc_len),
+            doc_log_bytes: args.document_log_bytes.or(file.document_log_bytes).unwrap_or(dr.doc_log_bytes),
+            doc_log_total_bytes: args.document_log_total.or(file.document_log_total).unwrap_or(dr.doc_log_total_bytes),
+            doc_transform_work: args
+                .document_transform_work
+                .or(file.document_transform_work)
+                .unwrap_or(dr.doc_transform_work),
+        };
+        let dh = &d.host;
+        let host = HostLimits {
+            inbound_budget: args.inbound_budget.or(file.inbound_budget).unwrap_or(dh.inbound_budget),
+            body_timeout_ms: args.body_timeout.or(file.body_timeout).unwrap_or(dh.body_timeout_ms),
+            body_budget: args.body_budget.or(file.body_budget).unwrap_or(dh.body_budget),
+            metrics_token: args.metrics_token.clone().or(file.metrics_token),
         };
         let settings = Settings {
             listen: args.listen.clone().or(file.listen).unwrap_or(d.listen),
@@ -233,6 +329,7 @@ impl Settings {
                 args.component.component_step_timeout.or(file.component_step_timeout),
             )?,
             threads: args.runtime.threads.or(file.threads),
+            host,
         };
         settings.check()?;
         Ok(settings)
@@ -256,10 +353,36 @@ impl Settings {
             ("rate-window", self.room.rate_window_ms as u128),
             ("history-keep", self.history_keep as u128),
             ("threads", self.threads.unwrap_or(1) as u128),
+            ("inbound-budget", self.host.inbound_budget as u128),
+            ("body-timeout", u128::from(self.host.body_timeout_ms)),
+            ("body-budget", self.host.body_budget as u128),
+            ("attachment-timeout", u128::from(c.attachment_timeout_ms)),
+            ("attachment-budget", c.attachment_budget_bytes as u128),
+            ("event-rate-limit", u128::from(self.room.event_rate_limit)),
+            ("event-rate-window", u128::from(self.room.event_rate_window_ms)),
+            ("max-document-len", self.room.max_doc_len as u128),
+            ("document-log-bytes", self.room.doc_log_bytes as u128),
+            ("document-log-total", self.room.doc_log_total_bytes as u128),
+            ("document-transform-work", self.room.doc_transform_work as u128),
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0 (got {value})");
             }
+        }
+        // A joiner gets a document's state in one message: at its longest and with every
+        // character escaped (6 JSON bytes per UTF-16 unit), plus room for the cursors, it
+        // must fit what the node queues for one client.
+        let state = self.room.max_doc_len.saturating_mul(6).saturating_add(DOC_STATE_SLACK);
+        let queue = self.outbound_limit.min(c.max_buffered_bytes);
+        if state > queue {
+            bail!(
+                "max-document-len {} needs up to {state} bytes per document state, over the {queue} bytes \
+                 the node queues per client (outbound-limit); lower it or raise outbound-limit",
+                self.room.max_doc_len
+            );
+        }
+        if self.host.metrics_token.as_deref().is_some_and(|t| t.len() < 16) {
+            bail!("metrics-token must be at least 16 characters");
         }
         if self.data_dir.as_os_str().is_empty() {
             bail!("data-dir must not be empty");
@@ -286,6 +409,20 @@ pub struct FileConfig {
     pub max_attachments: Option<usize>,
     pub max_rooms_per_socket: Option<usize>,
     pub max_namespaces_per_connection: Option<usize>,
+    pub inbound_budget: Option<usize>,
+    pub body_timeout: Option<u64>,
+    pub body_budget: Option<usize>,
+    pub attachment_timeout: Option<u64>,
+    pub attachment_budget: Option<usize>,
+    pub max_handshakes_per_ip: Option<u32>,
+    pub max_sessions_per_ip: Option<u32>,
+    pub metrics_token: Option<String>,
+    pub event_rate_limit: Option<u32>,
+    pub event_rate_window: Option<u64>,
+    pub max_document_len: Option<usize>,
+    pub document_log_bytes: Option<usize>,
+    pub document_log_total: Option<usize>,
+    pub document_transform_work: Option<usize>,
     pub log: Option<String>,
     pub auth_key: Option<OneOrMany>,
     pub auth_leeway: Option<u64>,
@@ -411,6 +548,8 @@ mod tests {
         "PARLOR_COMPONENT_MEMORY_MB",
         "PARLOR_COMPONENT_STEP_TIMEOUT",
         "PARLOR_THREADS",
+        "PARLOR_MAX_HANDSHAKES_PER_IP",
+        "PARLOR_DOCUMENT_TRANSFORM_WORK",
     ];
 
     fn serve_args(argv: &[&str], env: &[(&str, &str)]) -> ServeArgs {
@@ -439,6 +578,35 @@ mod tests {
         assert_eq!(s.path, "/socket.io/");
         assert_eq!(s.core.recovery_window_ms, 0, "recovery off: no offsets for stock clients to trip on");
         assert_eq!(s.outbound_limit, 1_048_576);
+    }
+
+    #[test]
+    fn the_budgets_for_hostile_clients_are_settable_and_checked() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let file = FileConfig::parse(
+            "body-timeout = 5000\nattachment-budget = 1000\nmax-sessions-per-ip = 8\nmetrics-token = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        let args = serve_args(
+            &["--inbound-budget", "4096", "--event-rate-limit", "50", "--max-document-len", "1000"],
+            &[("PARLOR_MAX_HANDSHAKES_PER_IP", "30"), ("PARLOR_DOCUMENT_TRANSFORM_WORK", "77")],
+        );
+        let s = Settings::resolve(&args, file).unwrap();
+        assert_eq!((s.host.inbound_budget, s.host.body_timeout_ms), (4096, 5000));
+        assert_eq!(s.host.metrics_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!((s.core.attachment_budget_bytes, s.core.max_sessions_per_ip), (1000, 8));
+        assert_eq!(s.core.max_new_connections_per_ip_per_min, 30);
+        let app = s.room.app_config().unwrap();
+        assert_eq!((app.event_limit.capacity, app.max_doc_len, app.doc_transform_work), (50, 1000, 77));
+        assert_eq!(s.core.attachment_timeout_ms, 30_000, "default");
+
+        // A document whose state could not fit one client's queue is refused at startup.
+        let err = Settings::resolve(&serve_args(&["--max-document-len", "200000"], &[]), FileConfig::default());
+        assert!(err.unwrap_err().to_string().contains("outbound-limit"));
+        let ok = serve_args(&["--max-document-len", "200000", "--outbound-limit", "2000000"], &[]);
+        assert!(Settings::resolve(&ok, FileConfig::default()).is_err(), "the core's polling buffer bounds it too");
+        let short = FileConfig::parse("metrics-token = \"short\"").unwrap();
+        assert!(Settings::resolve(&serve_args(&[], &[]), short).is_err());
     }
 
     #[test]

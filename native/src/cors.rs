@@ -10,7 +10,7 @@
 use hyper::header::{
     HeaderMap, HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
     ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
-    ORIGIN, VARY,
+    HOST, ORIGIN, VARY,
 };
 
 /// Methods a browser may use on the Engine.IO path.
@@ -45,6 +45,23 @@ impl Cors {
         } else {
             Cors::Origins(list)
         }
+    }
+
+    /// Whether a WebSocket upgrade with these headers may go on: one without `Origin` (not
+    /// from a browser), from the server's own origin (`Origin`'s host is the `Host`), or
+    /// from an origin the policy allows.
+    pub fn allows_websocket(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(ORIGIN) else { return true };
+        if matches!(self, Cors::Any) {
+            return true;
+        }
+        let Ok(text) = origin.to_str() else { return false };
+        let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+        let authority = text.split_once("://").map(|(_, rest)| rest);
+        if authority.is_some_and(|a| host.is_some_and(|h| a.eq_ignore_ascii_case(h))) {
+            return true;
+        }
+        self.allow_origin(Some(origin)).is_some()
     }
 
     /// The value of `Access-Control-Allow-Origin` for a request from `origin`, if allowed.

@@ -15,7 +15,7 @@
 //! `Respond` is the answer, with the same CORS policy as the Engine.IO paths. Without an
 //! API mount it is 404.
 
-use crate::bodies::{BodyBudget, BodyShare, BODY_TIMEOUT};
+use crate::bodies::{BodyBudget, BodyShare};
 use crate::cors::Cors;
 use crate::driver::{DriverHandle, OwnedApi, OwnedRequest, Reply};
 use crate::metrics::{self, Snapshot};
@@ -25,12 +25,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
+    WWW_AUTHENTICATE,
 };
 use hyper::{Method as HttpMethod, Request, Response, StatusCode};
 use parlor_core::host::{ConnId, Method, TransportEnd};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) type Body = Full<Bytes>;
@@ -67,6 +69,12 @@ pub(crate) struct Router {
     pub reload: Option<Arc<crate::component::reload::Reloader>>,
     /// Bytes of request bodies being read, node-wide.
     pub bodies: Arc<BodyBudget>,
+    /// A request body must arrive within this time.
+    pub body_timeout: Duration,
+    /// Bytes of one WebSocket's frames waiting for the driver.
+    pub inbound_budget: usize,
+    /// The bearer token `/metrics` asks for; `None`: open.
+    pub metrics_token: Option<String>,
 }
 
 /// Per-TCP-connection context: who is calling, and the connection's slot under the cap
@@ -93,7 +101,7 @@ impl Router {
         }
         match (req.method(), path) {
             (&HttpMethod::GET | &HttpMethod::HEAD, "/healthz") => text(StatusCode::OK, "ok"),
-            (&HttpMethod::GET, "/metrics") => self.metrics().await,
+            (&HttpMethod::GET, "/metrics") => self.metrics(&req).await,
             (&HttpMethod::POST, "/admin/reload") if self.reload.is_some() => self.reload(&req).await,
             _ => text(StatusCode::NOT_FOUND, "not found"),
         }
@@ -115,7 +123,16 @@ impl Router {
         resp
     }
 
-    async fn metrics(&self) -> Response<Body> {
+    async fn metrics(&self, req: &Request<Incoming>) -> Response<Body> {
+        if let Some(expected) = &self.metrics_token {
+            let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let given = given.and_then(parlor_core::host::bearer_token).unwrap_or_default();
+            if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+                let mut resp = text(StatusCode::UNAUTHORIZED, "a metrics token is required (Authorization: Bearer)");
+                resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return resp;
+            }
+        }
         let mut snapshot = Snapshot {
             tcp_connections: self.max_connections.saturating_sub(self.limit.available_permits()),
             mounts: Vec::with_capacity(self.mounts.len()),
@@ -145,6 +162,11 @@ impl Router {
         let websocket = method == Method::Get && fastwebsockets::upgrade::is_upgrade_request(&req);
         if websocket && !has_websocket_handshake(&req) {
             return text(StatusCode::BAD_REQUEST, "bad websocket handshake");
+        }
+        // Browsers send any page's WebSocket to any server (no CORS): the origin check is
+        // the server's to make, by the same policy as polling's.
+        if websocket && !self.cors.allows_websocket(req.headers()) {
+            return text(StatusCode::FORBIDDEN, "origin not allowed");
         }
         let (body, too_large) = if method == Method::Post {
             match self.body(&mut req).await {
@@ -180,8 +202,9 @@ impl Router {
                 Ok((resp, upgrade)) => {
                     let driver = route.driver.clone();
                     let (max_payload, permit, done) = (self.max_payload, ctx.permit.clone(), ctx.done.clone());
+                    let budget = self.inbound_budget;
                     tokio::spawn(async move {
-                        ws::serve(upgrade, conn, driver, queue, max_payload, ws::INBOUND_BUDGET).await;
+                        ws::serve(upgrade, conn, driver, queue, max_payload, budget).await;
                         drop((permit, done));
                     });
                     resp.map(|_| Full::new(Bytes::new()))
@@ -289,13 +312,13 @@ fn has_websocket_handshake<B>(req: &Request<B>) -> bool {
 }
 
 impl Router {
-    /// Reads a request body within [`BODY_TIMEOUT`] and the node's [`BODY_BUDGET`]: the
+    /// Reads a request body within the body timeout and the node's body budget: the
     /// body and whether it was over `max_payload`, or the answer when it could not be read
     /// (408 past the deadline, 503 past the budget, 400 for a broken body; each closes the
     /// connection, since the rest of the body is never read).
     async fn body(&self, req: &mut Request<Incoming>) -> Result<(Bytes, bool), Response<Body>> {
         let mut share = self.bodies.share();
-        let read = tokio::time::timeout(BODY_TIMEOUT, read_body(req, self.max_payload, &mut share)).await;
+        let read = tokio::time::timeout(self.body_timeout, read_body(req, self.max_payload, &mut share)).await;
         let (status, reason) = match read {
             Ok(Ok(Some(read))) => return Ok(read),
             Ok(Ok(None)) => (StatusCode::SERVICE_UNAVAILABLE, "too many request bodies in progress"),
@@ -313,8 +336,10 @@ impl Router {
 }
 
 /// Reads a POST body, stopping once it is over `max` bytes: then the body is empty and
-/// `too_large` is set (the core answers 413); the rest is never read. Every chunk is
-/// counted in `share` first; `None` when the node's body budget is spent.
+/// `too_large` is set (the core answers 413). The rest is read and dropped, up to
+/// [`DRAIN_LIMIT`] bytes in all, so that the client, still sending, gets the 413 instead of
+/// a reset (a close with unread data is a reset). Every kept chunk is counted in `share`
+/// first; `None` when the node's body budget is spent.
 async fn read_body(
     req: &mut Request<Incoming>,
     max: usize,
@@ -322,6 +347,7 @@ async fn read_body(
 ) -> Result<Option<(Bytes, bool)>, hyper::Error> {
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
+        drain(req, 0).await;
         return Ok(Some((Bytes::new(), true)));
     }
     // Most bodies arrive as one chunk: keep it as is, and copy only when there are more.
@@ -332,6 +358,7 @@ async fn read_body(
         let Ok(data) = frame?.into_data() else { continue };
         total = total.saturating_add(data.len());
         if total > max {
+            drain(req, total).await;
             return Ok(Some((Bytes::new(), true)));
         }
         if !share.grow(data.len()) {
@@ -352,6 +379,25 @@ async fn read_body(
     } else {
         Ok(Some((rest.freeze(), false)))
     }
+}
+
+/// Bytes of a refused body read and dropped at most before its 413.
+pub(crate) const DRAIN_LIMIT: usize = 8 << 20;
+
+/// Reads and drops the rest of a body (`seen` bytes of it already read), up to
+/// [`DRAIN_LIMIT`]; past it, or on an error, the connection is left to close.
+async fn drain(req: &mut Request<Incoming>, mut seen: usize) {
+    while seen <= DRAIN_LIMIT {
+        match req.body_mut().frame().await {
+            Some(Ok(frame)) => seen = seen.saturating_add(frame.data_ref().map_or(0, Bytes::len)),
+            _ => return,
+        }
+    }
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {

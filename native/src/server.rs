@@ -98,7 +98,10 @@ pub(crate) async fn run(
         limit: limit.clone(),
         max_connections,
         reload: reloader,
-        bodies: crate::bodies::BodyBudget::new(crate::bodies::BODY_BUDGET),
+        bodies: crate::bodies::BodyBudget::new(settings.host.body_budget),
+        body_timeout: std::time::Duration::from_millis(settings.host.body_timeout_ms),
+        inbound_budget: settings.host.inbound_budget,
+        metrics_token: settings.host.metrics_token.clone(),
     });
     if settings.cors == Cors::SameOrigin {
         tracing::debug!("no CORS origin configured: same-origin polling only");

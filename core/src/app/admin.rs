@@ -68,7 +68,7 @@ impl RoomService {
         if self.dev_mode() {
             return fail(io, 401, "UNAUTHORIZED", "No key is configured: the producer API is off");
         }
-        let token = req.authorization.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+        let token = req.authorization.and_then(crate::host::bearer_token);
         let Some(token) = token else { return fail(io, 401, "UNAUTHORIZED", "Bearer token required") };
         let claims = match self.verify(token, io, now) {
             Ok(c) => c,

@@ -76,7 +76,8 @@ pub fn verify(token: &str, keys: &[AuthKey], now_secs: u64, leeway_secs: u64) ->
     vk.verify_strict(signed, &sig).map_err(|_| TokenError::Signature)?;
 
     let claims = json(p64)?;
-    let sub = claims.get("sub").and_then(Value::as_str).ok_or(TokenError::Claim("sub"))?;
+    // A user id is never empty: `""` would be one user shared by every such token.
+    let sub = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or(TokenError::Claim("sub"))?;
     let exp = claims.get("exp").and_then(Value::as_u64).ok_or(TokenError::Claim("exp"))?;
     if now_secs >= exp.saturating_add(leeway_secs) {
         return Err(TokenError::Expired);
@@ -182,5 +183,7 @@ mod tests {
         assert_eq!(verify(&none, &keys, 0, 0), Err(TokenError::Algorithm));
         let no_exp = sign(&sk, None, &json!({"sub": "a"}));
         assert_eq!(verify(&no_exp, &keys, 0, 0), Err(TokenError::Claim("exp")));
+        let empty_sub = sign(&sk, None, &json!({"sub": "", "exp": 10}));
+        assert_eq!(verify(&empty_sub, &keys, 0, 0), Err(TokenError::Claim("sub")), "no user is called \"\"");
     }
 }

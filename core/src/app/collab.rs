@@ -1,7 +1,14 @@
 //! Collaborative documents: joining, edits transformed to the head and stored before they
 //! are announced, cursors and selections, leaving.
+//!
+//! An edit becomes part of a document only once the store has it. Edits are staged on top
+//! of the document and saved in batches, one batch per document at a time: edits that come
+//! while a batch is out wait, and are staged and saved together when it answers. A batch
+//! the store confirms is committed, announced and acked; one it refuses is dropped (its
+//! authors get an error, nobody hears of it, nothing saves it later). So what a joiner gets
+//! is always the stored state, and the edits it hears about are exactly those after it.
 
-use super::docs::{Document, EditError};
+use super::docs::{Document, EditError, Staged};
 use super::ot::Delta;
 use super::validate::{self, AppError};
 use super::{doc_room, invalid, reply_error, Member, Outcome, Pending, RoomService};
@@ -16,10 +23,41 @@ const MAX_DELTA_OPS: usize = 10_000;
 /// A `join-document` waiting for the document (its ack id, if it asked for one).
 type Waiter = (SocketId, Option<u64>);
 
+/// An edit as its author sent it, waiting for the batch in flight.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Edit {
+    socket: SocketId,
+    #[serde(with = "crate::snapshot::json")]
+    author: Value,
+    delta: Delta,
+    base: u64,
+    ack: Option<u64>,
+}
+
+/// A staged edit: what to announce and ack once its batch is stored.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StagedEdit {
+    socket: SocketId,
+    #[serde(with = "crate::snapshot::json")]
+    author: Value,
+    ack: Option<u64>,
+    #[serde(with = "crate::snapshot::json")]
+    delta: Value,
+    version: u64,
+}
+
+/// The batch being stored.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Saving {
+    staged: Staged,
+    edits: Vec<StagedEdit>,
+}
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum DocState {
     Loading(Vec<Waiter>),
-    Ready(DocEntry),
+    /// Boxed: an open document is much larger than one loading.
+    Ready(Box<DocEntry>),
 }
 
 impl DocState {
@@ -35,11 +73,38 @@ impl DocState {
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct DocEntry {
+    /// What the store has.
     doc: Document,
-    /// Edits applied here but not yet confirmed by the store. A join waits until there are
-    /// none, so the state it gets matches the edits it will hear about.
-    unsaved: usize,
+    /// The batch out to the store, staged on top of `doc`.
+    saving: Option<Saving>,
+    /// Edits that came while `saving` was out, in order, and the bytes their deltas hold
+    /// (bounded by the document's log budget: past it an edit is refused, not queued).
+    queued: Vec<Edit>,
+    queued_bytes: usize,
+    /// Joins of sockets that have edits of their own waiting: each gets the state once its
+    /// edits are stored (or refused), so that the state it gets includes them.
     waiting: Vec<Waiter>,
+}
+
+#[cfg(any(test, fuzzing))]
+impl DocEntry {
+    /// Writes of the document's that wait for the store (each counted as one write of its
+    /// author's).
+    pub(super) fn writes_waiting(&self) -> usize {
+        self.saving.as_ref().map_or(0, |s| s.edits.len()) + self.queued.len()
+    }
+
+    pub(super) fn log_bytes(&self) -> usize {
+        self.doc.log_bytes()
+    }
+}
+
+impl DocEntry {
+    /// Whether the socket has an edit of this document waiting for the store.
+    fn has_edits_of(&self, socket: &SocketId) -> bool {
+        self.saving.as_ref().is_some_and(|s| s.edits.iter().any(|e| &e.socket == socket))
+            || self.queued.iter().any(|e| &e.socket == socket)
+    }
 }
 
 #[cfg(any(test, fuzzing))]
@@ -47,35 +112,25 @@ impl DocState {
     pub(super) fn check_bounds(&self) -> Result<(), String> {
         let waiting = match self {
             DocState::Loading(w) => w,
-            DocState::Ready(e) => {
-                e.doc.check_bounds()?;
-                &e.waiting
-            }
+            DocState::Ready(e) => &e.waiting,
         };
         if super::has_duplicates(waiting.iter().map(|(s, _)| s)) {
             return Err("a socket waits twice to join".into());
         }
-        Ok(())
-    }
-}
-
-/// An applied edit waiting for the store before it is announced and acked.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct PendingSave {
-    nsp: String,
-    doc: String,
-    #[serde(with = "crate::snapshot::json")]
-    delta: Value,
-    version: u64,
-    socket: SocketId,
-    #[serde(with = "crate::snapshot::json")]
-    author: Value,
-    ack: Option<u64>,
-}
-
-impl PendingSave {
-    pub(super) fn socket(&self) -> &SocketId {
-        &self.socket
+        match self {
+            DocState::Loading(_) => Ok(()),
+            DocState::Ready(e) => {
+                e.doc.check_bounds()?;
+                let bytes: usize = e.queued.iter().map(|q| q.delta.weight()).sum();
+                if bytes != e.queued_bytes {
+                    return Err(format!("{bytes} bytes of edits queued, {} counted", e.queued_bytes));
+                }
+                if e.saving.is_none() && !e.queued.is_empty() {
+                    return Err("edits queued behind no batch".into());
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -100,6 +155,15 @@ impl RoomService {
         }
     }
 
+    /// Queues a join until the document can be sent; a socket waits once.
+    fn wait_once(waiting: &mut Vec<Waiter>, socket: &SocketId, ack: Option<u64>) -> Outcome {
+        if waiting.iter().any(|(s, _)| s == socket) {
+            return Err(invalid(AppError::validation("Already joining this document")));
+        }
+        waiting.push((socket.clone(), ack));
+        Ok(())
+    }
+
     /// `join-document` (docId): the state to the joiner, the joiner to the others.
     pub(super) fn on_join_document(
         &mut self,
@@ -117,15 +181,13 @@ impl RoomService {
         member.docs.insert(doc.clone());
         let nsp = member.nsp.clone();
         match self.scope(&nsp).docs.get_mut(&doc) {
-            Some(DocState::Ready(e)) if e.unsaved == 0 => self.send_document_state(io, socket, &nsp, &doc, ack, now),
+            Some(DocState::Ready(e)) if !e.has_edits_of(socket) => {
+                self.send_document_state(io, socket, &nsp, &doc, ack, now);
+            }
             // One wait per socket: repeating the join while the store is slow must not
             // queue without bound; the repeat is refused, the first join still completes.
-            Some(DocState::Ready(DocEntry { waiting: w, .. }) | DocState::Loading(w)) => {
-                if w.iter().any(|(s, _)| s == socket) {
-                    return Err(invalid(AppError::validation("Already joining this document")));
-                }
-                w.push((socket.clone(), ack));
-            }
+            Some(DocState::Ready(e)) => Self::wait_once(&mut e.waiting, socket, ack)?,
+            Some(DocState::Loading(w)) => Self::wait_once(w, socket, ack)?,
             None => {
                 self.scope(&nsp).docs.insert(doc.clone(), DocState::Loading(vec![(socket.clone(), ack)]));
                 let id = io.store(StoreRequest::LoadDocument { scope: nsp.clone(), doc: doc.clone() });
@@ -153,9 +215,9 @@ impl RoomService {
                 return;
             }
         };
-        let document = Document::new(&text, version, self.config.doc_log_limit, self.config.max_doc_len);
-        let entry = DocEntry { doc: document, unsaved: 0, waiting: Vec::new() };
-        let waiting = match self.scope(nsp).docs.insert(doc.to_owned(), DocState::Ready(entry)) {
+        let document = Document::new(&text, version, self.config.doc_limits());
+        let entry = DocEntry { doc: document, saving: None, queued: Vec::new(), queued_bytes: 0, waiting: Vec::new() };
+        let waiting = match self.scope(nsp).docs.insert(doc.to_owned(), DocState::Ready(Box::new(entry))) {
             Some(DocState::Loading(w)) => w,
             _ => Vec::new(),
         };
@@ -193,15 +255,18 @@ impl RoomService {
                 Some(json!([sid.as_str(), {"user": user, "position": pos}]))
             })
             .collect();
-        let state = json!({"content": entry.doc.text(), "version": entry.doc.version(), "cursors": cursors});
-        io.emit_to(socket, &Message::new("document-state", vec![state.clone()]), now);
+        let version = entry.doc.version();
+        let state = json!({"content": entry.doc.text(), "version": version, "cursors": cursors});
+        // The state goes once: a large document sent twice (event and ack) would not fit
+        // the joiner's outbound queue.
+        io.emit_to(socket, &Message::new("document-state", vec![state]), now);
         let others = Target::all(nsp).to(doc_room(doc)).except_socket(socket);
         io.emit(
             &others,
             &Message::new("user-joined-document", vec![json!({"socketId": socket.as_str(), "user": user})]),
             now,
         );
-        super::ack(io, socket, ack, state);
+        super::ack(io, socket, ack, json!({"success": true, "version": version}));
     }
 
     /// `text-change {docId, delta, version}`.
@@ -223,56 +288,101 @@ impl RoomService {
             return Err(invalid(AppError::not_in_room()));
         }
         self.limit(member, false, now)?;
-        self.begin_write(socket)?;
-        let Some(entry) = self.doc_entry(&member.nsp, &doc) else { return Ok(()) };
-        let edited = entry.doc.edit(&delta, base);
-        if edited.is_err() {
-            self.end_write(socket);
+        let weight = delta.weight();
+        let budget = self.config.doc_log_bytes;
+        if self.doc_entry(&member.nsp, &doc).is_some_and(|e| e.saving.is_some() && e.queued_bytes + weight > budget) {
+            return Err((AppError::new("RATE_LIMITED", "Too many edits waiting for the store"), false));
         }
+        self.begin_write(socket)?;
+        let edit = Edit { socket: socket.clone(), author: member.user.to_json(), delta, base, ack };
         let Some(entry) = self.doc_entry(&member.nsp, &doc) else { return Ok(()) };
-        let (delta, version) = edited.map_err(|e| {
-            let code = match e {
+        if entry.saving.is_some() {
+            entry.queued_bytes += weight;
+            entry.queued.push(edit);
+        } else {
+            self.save_edits(io, &member.nsp, &doc, vec![edit], now);
+        }
+        Ok(())
+    }
+
+    /// Stages `edits` on the document and sends them to the store as one batch; an edit
+    /// that cannot be staged is answered at once.
+    fn save_edits(&mut self, io: &mut Io, nsp: &str, doc: &str, edits: Vec<Edit>, now: Instant) {
+        let mut refused = Vec::new();
+        let Some(entry) = self.doc_entry(nsp, doc) else { return };
+        let mut staged = Staged::default();
+        let mut batch = Vec::new();
+        for e in edits {
+            match entry.doc.stage(&mut staged, &e.delta, e.base) {
+                Ok((delta, version)) => batch.push(StagedEdit {
+                    socket: e.socket,
+                    author: e.author,
+                    ack: e.ack,
+                    delta: delta.to_json(),
+                    version,
+                }),
+                Err(err) => refused.push((e.socket, e.ack, err)),
+            }
+        }
+        if let Some(last) = batch.last() {
+            let version = last.version;
+            let content = String::from_utf16_lossy(staged.text());
+            entry.saving = Some(Saving { staged, edits: batch });
+            let request = StoreRequest::SaveDocument { scope: nsp.to_owned(), doc: doc.to_owned(), content, version };
+            let id = io.store(request);
+            self.pending.insert(id, Pending::SaveDocument { nsp: nsp.to_owned(), doc: doc.to_owned() });
+        }
+        for (socket, ack, err) in refused {
+            self.end_write(&socket);
+            let code = match err {
                 EditError::Stale(_) => "STALE_VERSION",
                 EditError::TooLarge(_) => "PAYLOAD_TOO_LARGE",
                 EditError::Delta(_) | EditError::FutureVersion(_) => "VALIDATION",
             };
-            invalid(AppError::new(code, e.to_string()))
-        })?;
-        entry.unsaved += 1;
-        let content = entry.doc.text();
-        let id = io.store(StoreRequest::SaveDocument { scope: member.nsp.clone(), doc: doc.clone(), content, version });
-        let save = PendingSave {
-            nsp: member.nsp.clone(),
-            doc,
-            delta: delta.to_json(),
-            version,
-            socket: socket.clone(),
-            author: member.user.to_json(),
-            ack,
-        };
-        self.pending.insert(id, Pending::SaveDocument(save));
-        Ok(())
+            reply_error(io, &socket, ack, &AppError::new(code, err.to_string()), now);
+        }
+        self.evict_document(io, nsp, doc);
     }
 
-    /// An edit was saved (or not): announce it either way, since later edits were already
-    /// transformed over it; only the author's ack says whether it is durable.
-    pub(super) fn document_saved(&mut self, io: &mut Io, p: PendingSave, answer: &StoreAnswer, now: Instant) {
-        let others = Target::all(&p.nsp).to(doc_room(&p.doc)).except_socket(&p.socket);
-        let change = json!({"delta": p.delta, "author": p.author, "version": p.version});
-        io.emit(&others, &Message::new("text-change", vec![change]), now);
-        if let StoreAnswer::Failed(_) = answer {
-            if io.is_connected(&p.socket) {
-                reply_error(io, &p.socket, p.ack, &AppError::internal("Edit could not be stored"), now);
+    /// The store answered a batch: stored, it becomes part of the document and is announced
+    /// and acked; refused, it is dropped and its authors hear so. Then the edits that waited
+    /// go out as the next batch.
+    pub(super) fn document_saved(&mut self, io: &mut Io, nsp: &str, doc: &str, answer: &StoreAnswer, now: Instant) {
+        let total = self.doc_log_bytes;
+        let budget = self.config.doc_log_total_bytes;
+        let Some(entry) = self.doc_entry(nsp, doc) else { return };
+        let Some(Saving { staged, edits }) = entry.saving.take() else { return };
+        let stored = !matches!(answer, StoreAnswer::Failed(_));
+        let mut total_after = total;
+        if stored {
+            // The log gives way when all documents' logs together would pass their budget.
+            let before = entry.doc.log_bytes();
+            let others = total - before;
+            entry.doc.commit(staged, budget.saturating_sub(others));
+            total_after = others + entry.doc.log_bytes();
+        }
+        let queued = std::mem::take(&mut entry.queued);
+        entry.queued_bytes = 0;
+        self.doc_log_bytes = total_after;
+        for e in edits {
+            self.end_write(&e.socket);
+            if stored {
+                let others = Target::all(nsp).to(doc_room(doc)).except_socket(&e.socket);
+                let change = json!({"delta": e.delta, "author": e.author, "version": e.version});
+                io.emit(&others, &Message::new("text-change", vec![change]), now);
+                super::ack(io, &e.socket, e.ack, json!({"version": e.version}));
+            } else if io.is_connected(&e.socket) {
+                reply_error(io, &e.socket, e.ack, &AppError::internal("Edit could not be stored"), now);
             }
-        } else {
-            super::ack(io, &p.socket, p.ack, json!({"version": p.version}));
         }
-        let Some(entry) = self.doc_entry(&p.nsp, &p.doc) else { return };
-        entry.unsaved = entry.unsaved.saturating_sub(1);
-        if entry.unsaved == 0 {
-            let waiting = std::mem::take(&mut entry.waiting);
-            self.flush_joins(io, &p.nsp, &p.doc, waiting, now);
+        if !queued.is_empty() {
+            self.save_edits(io, nsp, doc, queued, now);
         }
+        let Some(entry) = self.doc_entry(nsp, doc) else { return };
+        let (ready, waiting) =
+            std::mem::take(&mut entry.waiting).into_iter().partition(|(s, _)| !entry.has_edits_of(s));
+        entry.waiting = waiting;
+        self.flush_joins(io, nsp, doc, ready, now);
     }
 
     /// `cursor-move {docId, position}`.
@@ -358,10 +468,11 @@ impl RoomService {
 
     /// Forgets a document nobody has open and nothing waits on; the store has it.
     fn evict_document(&mut self, io: &Io, nsp: &str, doc: &str) {
-        let idle =
-            matches!(self.scope(nsp).docs.get(doc), Some(DocState::Ready(e)) if e.unsaved == 0 && e.waiting.is_empty());
+        let idle = matches!(self.scope(nsp).docs.get(doc), Some(DocState::Ready(e)) if e.saving.is_none() && e.waiting.is_empty());
         if idle && io.sockets_in(nsp, &[&doc_room(doc)]).is_empty() {
-            self.scope(nsp).docs.remove(doc);
+            if let Some(DocState::Ready(e)) = self.scope(nsp).docs.remove(doc) {
+                self.doc_log_bytes -= e.doc.log_bytes();
+            }
         }
     }
 }

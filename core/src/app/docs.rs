@@ -18,9 +18,52 @@ pub enum EditError {
     TooLarge(usize),
 }
 
+/// What one document may hold and cost, from [`super::AppConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DocLimits {
+    /// Ops kept in the log for transforming late edits.
+    pub log_ops: usize,
+    /// Bytes the log may hold (see [`Delta::weight`]).
+    pub log_bytes: usize,
+    /// The longest text, in UTF-16 code units.
+    pub max_len: usize,
+    /// Op steps one edit may cost to transform to the head; past it the edit is stale.
+    pub transform_work: usize,
+}
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Logged {
     delta: Delta,
+    /// What it counts against the log's byte budget.
+    weight: usize,
+}
+
+/// Edits made on top of a document but not yet part of it: the text they make and their
+/// deltas, in order. [`Document::commit`] makes them part of it (once they are stored);
+/// dropping them leaves the document as it was.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Staged {
+    text: Option<Vec<u16>>,
+    deltas: Vec<Delta>,
+}
+
+impl Staged {
+    /// How many edits are staged.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.deltas.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.deltas.is_empty()
+    }
+
+    /// The text the staged edits make (empty when none is staged).
+    #[must_use]
+    pub fn text(&self) -> &[u16] {
+        self.text.as_deref().unwrap_or(&[])
+    }
 }
 
 /// One document. Versions count applied ops; the log keeps the newest ones.
@@ -29,8 +72,9 @@ pub struct Document {
     text: Vec<u16>,
     version: u64,
     log: VecDeque<Logged>,
-    max_log: usize,
-    max_len: usize,
+    /// The sum of the log's weights.
+    log_bytes: usize,
+    limits: DocLimits,
     /// Cursor positions (UTF-16 offsets) by socket.
     cursors: BTreeMap<SocketId, usize>,
 }
@@ -38,8 +82,18 @@ pub struct Document {
 #[cfg(any(test, fuzzing))]
 impl Document {
     pub fn check_bounds(&self) -> Result<(), String> {
-        if self.log.len() > self.max_log {
-            return Err(format!("op log of {} ops, over {}", self.log.len(), self.max_log));
+        if self.log.len() > self.limits.log_ops {
+            return Err(format!("op log of {} ops, over {}", self.log.len(), self.limits.log_ops));
+        }
+        let weight: usize = self.log.iter().map(|l| l.weight).sum();
+        if weight != self.log_bytes || weight > self.limits.log_bytes {
+            return Err(format!(
+                "op log of {weight} bytes (counted {}), limit {}",
+                self.log_bytes, self.limits.log_bytes
+            ));
+        }
+        if self.text.len() > self.limits.max_len {
+            return Err(format!("text of {} units, over {}", self.text.len(), self.limits.max_len));
         }
         Ok(())
     }
@@ -47,13 +101,13 @@ impl Document {
 
 impl Document {
     #[must_use]
-    pub fn new(text: &str, version: u64, max_log: usize, max_len: usize) -> Self {
+    pub fn new(text: &str, version: u64, limits: DocLimits) -> Self {
         Document {
             text: text.encode_utf16().collect(),
             version,
             log: VecDeque::new(),
-            max_log: max_log.max(1),
-            max_len,
+            log_bytes: 0,
+            limits: DocLimits { log_ops: limits.log_ops.max(1), ..limits },
             cursors: BTreeMap::new(),
         }
     }
@@ -79,38 +133,75 @@ impl Document {
         self.text.is_empty()
     }
 
-    /// Applies `delta`, made against version `base`: transformed over every op since,
-    /// applied, logged. Returns the transformed delta and the new version.
-    pub fn edit(&mut self, delta: &Delta, base: u64) -> Result<(Delta, u64), EditError> {
-        if base > self.version {
+    /// Bytes the op log holds.
+    #[must_use]
+    pub fn log_bytes(&self) -> usize {
+        self.log_bytes
+    }
+
+    /// Stages `delta`, made against version `base`: transformed over every op since (the
+    /// logged ones, then the staged ones) and applied to the staged text. Returns the
+    /// transformed delta and the version it makes. The document itself does not change.
+    pub fn stage(&self, staged: &mut Staged, delta: &Delta, base: u64) -> Result<(Delta, u64), EditError> {
+        let head = self.version + staged.deltas.len() as u64;
+        if base > head {
             return Err(EditError::FutureVersion(base));
         }
-        let behind = usize::try_from(self.version - base).unwrap_or(usize::MAX);
-        if behind > self.log.len() {
+        let behind = usize::try_from(head - base).unwrap_or(usize::MAX);
+        let known = self.log.len() + staged.deltas.len();
+        if behind > known {
             return Err(EditError::Stale(base));
         }
-        // The length the client saw: today's length undone through the ops it missed is
-        // not needed; a delta valid at `base` stays in bounds once transformed, and one
-        // out of bounds at `base` is caught when the transformed delta is applied.
-        let mut d = delta.clone();
-        for logged in self.log.iter().skip(self.log.len() - behind) {
-            d = logged.delta.transform(&d, true);
+        let missed = || self.log.iter().map(|l| &l.delta).chain(&staged.deltas).skip(known - behind);
+        // A transform walks both deltas once: refuse, before doing it, an edit whose
+        // catching up would cost more than one edit may.
+        let work = missed().fold(0usize, |w, m| w.saturating_add(m.ops.len()).saturating_add(delta.ops.len()));
+        if work > self.limits.transform_work {
+            return Err(EditError::Stale(base));
         }
-        let text = d.apply(&self.text)?;
-        if text.len() > self.max_len {
-            return Err(EditError::TooLarge(self.max_len));
+        // A delta valid at `base` stays in bounds once transformed, and one out of bounds
+        // at `base` is caught when the transformed delta is applied.
+        let mut d = delta.clone();
+        for m in missed() {
+            d = m.transform(&d, true);
+        }
+        let text = d.apply(staged.text.as_deref().unwrap_or(&self.text))?;
+        if text.len() > self.limits.max_len {
+            return Err(EditError::TooLarge(self.limits.max_len));
         }
         ot::to_string(&text)?;
+        staged.text = Some(text);
+        staged.deltas.push(d.clone());
+        Ok((d, head + 1))
+    }
+
+    /// Makes the staged edits part of the document: its text, version, log and cursors.
+    /// The log then keeps at most `log_bytes` bytes (and the document's own limits).
+    pub fn commit(&mut self, staged: Staged, log_bytes: usize) {
+        let Some(text) = staged.text else { return };
         self.text = text;
-        self.version += 1;
-        for pos in self.cursors.values_mut() {
-            *pos = d.transform_position(*pos, false);
+        for d in staged.deltas {
+            self.version += 1;
+            for pos in self.cursors.values_mut() {
+                *pos = d.transform_position(*pos, false);
+            }
+            let weight = d.weight();
+            self.log_bytes += weight;
+            self.log.push_back(Logged { delta: d, weight });
         }
-        self.log.push_back(Logged { delta: d.clone() });
-        while self.log.len() > self.max_log {
-            self.log.pop_front();
+        let budget = log_bytes.min(self.limits.log_bytes);
+        while self.log.len() > self.limits.log_ops || self.log_bytes > budget {
+            let Some(old) = self.log.pop_front() else { break };
+            self.log_bytes -= old.weight;
         }
-        Ok((d, self.version))
+    }
+
+    /// Stages and commits one edit at once (for callers without a store in between).
+    pub fn edit(&mut self, delta: &Delta, base: u64) -> Result<(Delta, u64), EditError> {
+        let mut staged = Staged::default();
+        let done = self.stage(&mut staged, delta, base)?;
+        self.commit(staged, usize::MAX);
+        Ok(done)
     }
 
     /// Sets a socket's cursor, clamped into the document.
@@ -140,13 +231,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn limits(log_ops: usize, max_len: usize) -> DocLimits {
+        DocLimits { log_ops, log_bytes: usize::MAX, max_len, transform_work: usize::MAX }
+    }
+
     fn d(v: serde_json::Value) -> Delta {
         Delta::from_json(&v, 100).unwrap()
     }
 
     #[test]
     fn late_edits_are_transformed_to_the_head() {
-        let mut doc = Document::new("abc", 0, 10, 1000);
+        let mut doc = Document::new("abc", 0, limits(10, 1000));
         let (_, v1) = doc.edit(&d(json!([{"insert": "X"}])), 0).unwrap();
         assert_eq!((doc.text().as_str(), v1), ("Xabc", 1));
         // Made against version 0: insert after "c".
@@ -157,7 +252,7 @@ mod tests {
 
     #[test]
     fn stale_future_and_out_of_range_edits_are_refused() {
-        let mut doc = Document::new("abc", 0, 2, 10);
+        let mut doc = Document::new("abc", 0, limits(2, 10));
         for _ in 0..3 {
             doc.edit(&d(json!([{"insert": "x"}])), doc.version()).unwrap();
         }
@@ -173,7 +268,7 @@ mod tests {
 
     #[test]
     fn cursors_shift_with_edits() {
-        let mut doc = Document::new("hello", 0, 10, 1000);
+        let mut doc = Document::new("hello", 0, limits(10, 1000));
         let s = SocketId::from("s");
         doc.set_cursor(&s, 3);
         doc.edit(&d(json!([{"insert": "ab"}])), 0).unwrap();
@@ -251,7 +346,7 @@ mod tests {
         // Editors cut between characters, never inside a surrogate pair.
         let boundary = |i: usize, t: &[u16]| i == 0 || i >= t.len() || !(0xDC00..0xE000).contains(&t[i]);
         for _round in 0..200 {
-            let mut server = Document::new("shared text", 0, 1000, 100_000);
+            let mut server = Document::new("shared text", 0, limits(1000, 100_000));
             let n = 2 + rnd(4);
             let mut clients: Vec<Client> = (0..n)
                 .map(|_| Client {

@@ -86,7 +86,11 @@ enum Pending {
         nsp: String,
         doc: String,
     },
-    SaveDocument(collab::PendingSave),
+    /// A batch of edits to a document (the batch itself is the document's).
+    SaveDocument {
+        nsp: String,
+        doc: String,
+    },
 }
 
 /// Where an answer goes: an ack on a socket, or an HTTP response.
@@ -105,6 +109,8 @@ pub struct RoomService {
     /// Sockets per user id, over all namespaces: buckets go when the last one does.
     user_sockets: HashMap<String, usize>,
     chat_buckets: HashMap<String, Bucket>,
+    /// Every event of a socket, whatever it is, takes from its own bucket first.
+    event_buckets: HashMap<SocketId, Bucket>,
     typing_buckets: HashMap<String, Bucket>,
     buckets_swept_at: Instant,
     typing: typing::Typing,
@@ -118,6 +124,8 @@ pub struct RoomService {
     authorized: Option<Claims>,
     /// Members that dropped in a way recovery can undo, by socket id, with when.
     departed: HashMap<SocketId, (Member, Instant)>,
+    /// Bytes in the op logs of all open documents (bounded by `doc_log_total_bytes`).
+    doc_log_bytes: usize,
 }
 
 impl Default for RoomService {
@@ -135,6 +143,7 @@ impl RoomService {
             members: HashMap::new(),
             user_sockets: HashMap::new(),
             chat_buckets: HashMap::new(),
+            event_buckets: HashMap::new(),
             typing_buckets: HashMap::new(),
             buckets_swept_at: Instant(0),
             typing: typing::Typing::default(),
@@ -142,6 +151,7 @@ impl RoomService {
             in_flight: HashMap::new(),
             authorized: None,
             departed: HashMap::new(),
+            doc_log_bytes: 0,
         }
     }
 
@@ -362,13 +372,34 @@ impl RoomService {
             }
         }
         let writes: usize = self.in_flight.values().sum();
-        let waiting_writes = self
-            .pending
+        let edits: usize = self
+            .scopes
             .values()
-            .filter(|p| matches!(p, Pending::Message(_) | Pending::MarkRead { .. } | Pending::SaveDocument(_)))
-            .count();
+            .flat_map(|s| s.docs.values())
+            .map(|d| match d {
+                collab::DocState::Ready(e) => e.writes_waiting(),
+                collab::DocState::Loading(_) => 0,
+            })
+            .sum();
+        let waiting_writes = edits
+            + self.pending.values().filter(|p| matches!(p, Pending::Message(_) | Pending::MarkRead { .. })).count();
+        let log_bytes: usize = self
+            .scopes
+            .values()
+            .flat_map(|s| s.docs.values())
+            .map(|d| if let collab::DocState::Ready(e) = d { e.log_bytes() } else { 0 })
+            .sum();
+        if log_bytes != self.doc_log_bytes || log_bytes > c.doc_log_total_bytes {
+            return Err(format!(
+                "document logs hold {log_bytes} bytes (counted {}, budget {})",
+                self.doc_log_bytes, c.doc_log_total_bytes
+            ));
+        }
         if writes > waiting_writes {
             return Err(format!("{writes} writes counted in flight, {waiting_writes} waiting for the store"));
+        }
+        if let Some(s) = self.event_buckets.keys().find(|s| !self.members.contains_key(*s)) {
+            return Err(format!("the event bucket of {s} outlived its socket"));
         }
         for (name, limit, buckets) in
             [("chat", c.chat_limit, &self.chat_buckets), ("typing", c.typing_limit, &self.typing_buckets)]
@@ -464,6 +495,15 @@ impl Handler for RoomService {
         Ok(())
     }
 
+    fn may_recover(&mut self, _io: &Io, socket: &SocketId) -> bool {
+        if self.dev_mode() {
+            return true;
+        }
+        // With auth on, only the user whose socket it was may resume it.
+        let owner = self.departed.get(socket).map(|(m, _)| m.user.id.as_str());
+        owner.is_some() && owner == self.authorized.as_ref().map(|c| c.sub.as_str())
+    }
+
     fn on_connect(&mut self, io: &mut Io, socket: &SocketId, auth: &Value, recovered: bool, now: Instant) {
         let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return };
         let claims = self.authorized.take();
@@ -521,6 +561,23 @@ impl Handler for RoomService {
     }
 
     fn on_event(&mut self, io: &mut Io, socket: &SocketId, event: Event, now: Instant) {
+        if !self.members.contains_key(socket) {
+            return;
+        }
+        // Before any work on the event: a flood of cheap events (joins, leaves, unknown
+        // names) is cut off here like a flood of messages.
+        let limit = self.config.event_limit;
+        let bucket = self.event_buckets.entry(socket.clone()).or_insert_with(|| Bucket::new(limit, now));
+        let verdict = bucket.take(limit, now);
+        if verdict != Verdict::Allowed {
+            reply_error(io, socket, event.ack, &AppError::rate_limited(), now);
+            // A client that floods on after as many refusals is cut off whole: a namespace
+            // disconnect would leave its transport open to go on sending.
+            if verdict == Verdict::Disconnect {
+                io.close_connection(socket);
+            }
+            return;
+        }
         let Some(member) = self.members.get(socket).cloned() else { return };
         if member.nsp == ADMIN {
             return self.on_admin_event(io, socket, &event, now);
@@ -559,6 +616,7 @@ impl Handler for RoomService {
             self.drop_from_document(io, socket, &member.nsp, doc, now);
         }
         self.members.remove(socket);
+        self.event_buckets.remove(socket);
         self.user_left_node(&member.user.id, now);
         if reason.is_recoverable() && io.config().recovery_window_ms > 0 {
             let mut kept = member;
@@ -573,7 +631,6 @@ impl Handler for RoomService {
         match &pending {
             Pending::Message(p) => self.end_write(p.socket()),
             Pending::MarkRead { socket, .. } => self.end_write(socket),
-            Pending::SaveDocument(p) => self.end_write(p.socket()),
             _ => {}
         }
         match pending {
@@ -597,7 +654,7 @@ impl Handler for RoomService {
                 self.reply(io, &reply, status, body, now);
             }
             Pending::LoadDocument { nsp, doc } => self.document_loaded(io, &nsp, &doc, answer, now),
-            Pending::SaveDocument(p) => self.document_saved(io, p, &answer, now),
+            Pending::SaveDocument { nsp, doc } => self.document_saved(io, &nsp, &doc, &answer, now),
         }
     }
 

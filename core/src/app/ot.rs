@@ -119,6 +119,13 @@ impl Delta {
         }
     }
 
+    /// The bytes this delta holds in memory: each op and the text it inserts.
+    #[must_use]
+    pub fn weight(&self) -> usize {
+        let text: usize = self.ops.iter().map(|op| if let Op::Insert(s) = op { s.len() * 2 } else { 0 }).sum();
+        std::mem::size_of::<Delta>() + self.ops.len() * std::mem::size_of::<Op>() + text
+    }
+
     /// The document length this delta expects at least (what it retains and deletes).
     #[must_use]
     pub fn base_len(&self) -> usize {

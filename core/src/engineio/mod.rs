@@ -139,6 +139,8 @@ pub struct Engine {
     shutting_down: bool,
     traffic: Traffic,
     handshakes: ratelimit::PerIp,
+    #[serde(default)]
+    open_per_ip: ratelimit::OpenPerIp,
 }
 
 impl Engine {
@@ -163,6 +165,7 @@ impl Engine {
             shutting_down: false,
             traffic: Traffic::default(),
             handshakes: ratelimit::PerIp::new(config.max_new_connections_per_ip_per_min),
+            open_per_ip: ratelimit::OpenPerIp::new(config.max_sessions_per_ip),
         }
     }
 
@@ -353,9 +356,10 @@ impl Engine {
                     return self.refuse(conn, Refusal::TooManyConnections);
                 }
                 if let Some(ip) = req.remote {
-                    if !self.handshakes.allow(ip, now) {
+                    if !self.open_per_ip.has_room(ip) || !self.handshakes.allow(ip, now) {
                         return self.refuse(conn, Refusal::Forbidden);
                     }
+                    self.open_per_ip.open(self.next_session, ip);
                 }
                 self.handshake(conn, websocket, now);
             }
@@ -620,6 +624,7 @@ impl Engine {
     /// pending GET with `answer`, closes its WebSockets and tells the layer above.
     fn end_session(&mut self, s: SessionId, reason: CloseReason, answer: Option<&'static [u8]>) {
         let Some(sess) = self.sessions.remove(&s) else { return };
+        self.open_per_ip.close(s.0);
         self.by_sid.remove(&sess.sid);
         for t in [Timer::Ping, Timer::PongTimeout, Timer::Upgrade] {
             self.timers.cancel((s, t));
@@ -699,6 +704,7 @@ impl Engine {
                 return Err(format!("session {} buffers {bytes} bytes, over {}", sess.sid, self.max_buffered));
             }
         }
+        self.open_per_ip.check_bounds(self.sessions.len())?;
         self.handshakes.check_bounds()
     }
 }

@@ -292,27 +292,28 @@ fn unknown_connections_are_ignored() {
     assert!(h.outputs.is_empty());
 }
 
+/// A polling handshake from `ip`: the response's status and body.
+fn handshake_from(h: &mut Harness<EngineEcho>, ip: &str) -> (u16, String) {
+    let conn = h.conn();
+    let req = Request {
+        conn,
+        method: Method::Get,
+        query: "EIO=4&transport=polling",
+        body: b"",
+        too_large: false,
+        websocket: false,
+        remote: Some(ip.parse().unwrap()),
+    };
+    h.input(Input::Request(req));
+    h.response(conn).unwrap()
+}
+
 #[test]
 fn handshakes_over_the_per_ip_rate_are_forbidden() {
     let config = Config { max_new_connections_per_ip_per_min: 1, ..Config::default() };
     let mut h = Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
-    let ip = Some("127.0.0.1".parse().unwrap());
-    let handshake = |h: &mut Harness<EngineEcho>| {
-        let conn = h.conn();
-        let req = Request {
-            conn,
-            method: Method::Get,
-            query: "EIO=4&transport=polling",
-            body: b"",
-            too_large: false,
-            websocket: false,
-            remote: ip,
-        };
-        h.input(Input::Request(req));
-        h.response(conn).unwrap()
-    };
-    assert_eq!(handshake(&mut h).0, 200);
-    assert_eq!(handshake(&mut h), (403, r#"{"code":4,"message":"Forbidden"}"#.into()));
+    assert_eq!(handshake_from(&mut h, "127.0.0.1").0, 200);
+    assert_eq!(handshake_from(&mut h, "127.0.0.1"), (403, r#"{"code":4,"message":"Forbidden"}"#.into()));
 }
 
 #[test]
@@ -358,4 +359,20 @@ fn a_sid_whose_session_is_missing_is_refused_not_a_panic() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[test]
+fn sessions_open_at_once_per_ip_are_capped() {
+    let handshake = handshake_from;
+    let config = Config { max_sessions_per_ip: 2, ..Config::default() };
+    let mut h = Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
+    let first = handshake(&mut h, "10.0.0.1");
+    assert_eq!(handshake(&mut h, "10.0.0.1").0, 200);
+    assert_eq!(handshake(&mut h, "10.0.0.1"), (403, r#"{"code":4,"message":"Forbidden"}"#.into()));
+    assert_eq!(handshake(&mut h, "10.0.0.2").0, 200, "another address has its own");
+    // The first session ends (a close packet): its place is free again.
+    let sid = crate::testing::sid_of(&first.1);
+    h.post(&format!("EIO=4&transport=polling&sid={sid}"), b"1");
+    assert_eq!(handshake(&mut h, "10.0.0.1").0, 200);
+    assert_eq!(h.machine.engine().check_bounds(), Ok(()));
 }

@@ -212,6 +212,13 @@ pub trait Handler {
         Ok(())
     }
 
+    /// Whether a CONNECT that `authorize` accepted may resume the earlier socket `socket`
+    /// (its id, rooms and missed packets): a pid alone is not a credential, so a handler
+    /// with users checks that the socket was this user's. `false` connects it afresh.
+    fn may_recover(&mut self, _io: &super::Io, _socket: &SocketId) -> bool {
+        true
+    }
+
     /// A socket connected (its CONNECT was answered). `recovered` is true when it resumed
     /// an earlier session: same id, same rooms, missed packets already replayed.
     fn on_connect(&mut self, _io: &mut super::Io, _socket: &SocketId, _auth: &Value, _recovered: bool, _now: Instant) {}

@@ -91,6 +91,8 @@ enum Timer {
     Connect(SessionId),
     /// A server-to-client ack expires: (socket seq, ack id).
     Ack(u64, u64),
+    /// The attachments of the session's binary packet are due by then.
+    Attachments(SessionId),
 }
 
 /// A callback owed to the handler, queued because the handler was busy when it arose.
@@ -121,6 +123,8 @@ pub struct Io {
     /// The wall clock as last given: (unix ms, at this `now`).
     wall: Option<(u64, Instant)>,
     next_store: u64,
+    /// Bytes of attachments held in incomplete binary packets, over all clients.
+    partial_bytes: usize,
 }
 
 impl Io {
@@ -147,6 +151,7 @@ impl Io {
             disconnects: HashMap::new(),
             wall: None,
             next_store: 0,
+            partial_bytes: 0,
         }
     }
 
@@ -393,6 +398,12 @@ impl Io {
                         self.engine.close(s, CloseReason::ForcedClose);
                     }
                 }
+                Timer::Attachments(s) => {
+                    if self.clients.get(&s).is_some_and(|c| c.partial.is_some()) {
+                        self.drop_partial(s);
+                        self.engine.close(s, CloseReason::ForcedClose);
+                    }
+                }
                 Timer::Ack(seq, ack_id) => {
                     let Some(id) = self.by_seq.get(&seq).cloned() else { continue };
                     if let Some(s) = self.sockets.get_mut(&id) {
@@ -418,6 +429,7 @@ impl Io {
             engineio::Event::Binary(s, bin) => self.on_binary(s, bin, handler, now),
             engineio::Event::Closed(s, reason) => {
                 self.timers.cancel(Timer::Connect(s));
+                self.drop_partial(s);
                 if let Some(client) = self.clients.remove(&s) {
                     let reason = match reason {
                         CloseReason::TransportClose => DisconnectReason::TransportClose,
@@ -444,7 +456,10 @@ impl Io {
             return self.engine.close(s, CloseReason::ForcedClose);
         }
         match codec::decode(text, self.config.max_attachments) {
-            Ok(p) if p.attachments > 0 => client.partial = Some(Box::new((p, Vec::new()))),
+            Ok(p) if p.attachments > 0 => {
+                client.partial = Some(Box::new((p, Vec::new())));
+                self.timers.set(Timer::Attachments(s), now.plus(self.config.attachment_timeout_ms));
+            }
             Ok(p) => self.dispatch(s, p, Vec::new(), handler, now),
             Err(_) => self.engine.close(s, CloseReason::ForcedClose),
         }
@@ -455,11 +470,29 @@ impl Io {
         let Some((packet, buffers)) = client.partial.as_deref_mut() else {
             return self.engine.close(s, CloseReason::ForcedClose);
         };
-        buffers.push(bin);
-        if buffers.len() == packet.attachments {
+        if buffers.len() + 1 == packet.attachments {
+            buffers.push(bin);
             if let Some((p, b)) = client.partial.take().map(|b| *b) {
+                self.partial_bytes -= b[..b.len() - 1].iter().map(Bytes::len).sum::<usize>();
+                self.timers.cancel(Timer::Attachments(s));
                 self.dispatch(s, p, b, handler, now);
             }
+            return;
+        }
+        // Held until the packet is complete: within the node's budget, or the session goes.
+        if self.partial_bytes + bin.len() > self.config.attachment_budget_bytes {
+            self.drop_partial(s);
+            return self.engine.close(s, CloseReason::ForcedClose);
+        }
+        self.partial_bytes += bin.len();
+        buffers.push(bin);
+    }
+
+    /// Frees a session's incomplete binary packet, if it has one.
+    fn drop_partial(&mut self, s: SessionId) {
+        self.timers.cancel(Timer::Attachments(s));
+        if let Some((_, held)) = self.clients.get_mut(&s).and_then(|c| c.partial.take()).map(|b| *b) {
+            self.partial_bytes -= held.iter().map(Bytes::len).sum::<usize>();
         }
     }
 
@@ -516,6 +549,16 @@ impl Io {
             let offset = offset.as_ref().and_then(Value::as_str);
             if let Some((saved, missed)) = self.recovery.restore(pid, offset, now) {
                 if saved.nsp == nsp && !self.sockets.contains_key(&saved.id) {
+                    // A resumed socket passes the middleware like a new one, and then the
+                    // handler says whether it may be this socket.
+                    if let Err(refusal) = handler.authorize(self, &nsp, &auth, now) {
+                        return self.connect_error(s, &nsp, &refusal);
+                    }
+                    if !self.clients.contains_key(&s) {
+                        return;
+                    }
+                }
+                if saved.nsp == nsp && !self.sockets.contains_key(&saved.id) && handler.may_recover(self, &saved.id) {
                     let id = saved.id.clone();
                     self.add_socket(s, &nsp, id.clone(), Some(pid.clone()), saved.rooms, now);
                     for packet in missed {
@@ -710,6 +753,14 @@ impl Io {
             if client.partial.as_deref().is_some_and(|(_, b)| b.len() > c.max_attachments) {
                 return Err(format!("{s:?} buffers more than {} attachments", c.max_attachments));
             }
+        }
+        let held: usize =
+            self.clients.values().filter_map(|c| c.partial.as_deref()).flat_map(|(_, b)| b).map(Bytes::len).sum();
+        if held != self.partial_bytes || held > c.attachment_budget_bytes {
+            return Err(format!(
+                "{held} bytes of attachments held (counted {}, budget {})",
+                self.partial_bytes, c.attachment_budget_bytes
+            ));
         }
         if self.clients.len() > self.engine.session_count() {
             return Err(format!("{} clients over {} sessions", self.clients.len(), self.engine.session_count()));

@@ -455,3 +455,44 @@ fn a_recovery_log_that_never_began_does_not_underflow_on_connect() {
     let (_, reply) = connect_reply(&mut h, "40");
     assert!(reply["sid"].is_string(), "{reply}");
 }
+
+#[test]
+fn attachments_are_due_within_a_deadline_and_a_node_wide_budget() {
+    let config = Config {
+        ping_interval_ms: 60_000,
+        ping_timeout_ms: 60_000,
+        attachment_timeout_ms: 1_000,
+        attachment_budget_bytes: 10,
+        ..Config::default()
+    };
+    let mut h = Harness::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
+    let three =
+        r#"453-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}]"#;
+    // A packet whose last attachment never comes: closed at the deadline, its bytes freed.
+    let (slow, _) = connect(&mut h, "40");
+    h.text(slow, three);
+    h.binary(slow, &[0; 4]);
+    assert_eq!(h.machine.check_bounds(), Ok(()));
+    h.advance(999);
+    assert!(h.closed(slow).is_none(), "within the deadline");
+    h.advance(1);
+    assert!(h.closed(slow).is_some(), "past the deadline");
+    assert_eq!(h.machine.check_bounds(), Ok(()));
+    // Two sessions hold 4 + 4 of the 10 bytes; a third attachment of 4 would pass them.
+    let (a, _) = connect(&mut h, "40");
+    let (b, _) = connect(&mut h, "40");
+    for c in [a, b] {
+        h.text(c, three);
+        h.binary(c, &[1; 4]);
+    }
+    h.binary(b, &[2; 4]);
+    assert!(h.closed(b).is_some(), "over the node's budget");
+    assert!(h.closed(a).is_none());
+    // b's bytes went with it: a's packet, 8 bytes held, completes (the last one is not held).
+    h.frames(a);
+    h.binary(a, &[2; 4]);
+    assert!(h.closed(a).is_none(), "8 of 10");
+    h.binary(a, &[3; 4]);
+    assert_eq!(h.frames(a).len(), 4, "a packet within the budget goes through: the event and 3 attachments");
+    assert_eq!(h.machine.check_bounds(), Ok(()));
+}

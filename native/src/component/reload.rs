@@ -74,11 +74,11 @@ impl Reloader {
         if self.keys.is_empty() {
             return denied(StatusCode::FORBIDDEN, "no --auth-key configured: reload with SIGHUP");
         }
-        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+        let Some(token) = authorization.and_then(parlor_core::host::bearer_token) else {
             return denied(StatusCode::UNAUTHORIZED, "an admin token is required (Authorization: Bearer)");
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        match auth::verify(token.trim(), &self.keys, now, self.leeway_secs) {
+        match auth::verify(token, &self.keys, now, self.leeway_secs) {
             Ok(claims) if claims.admin => {
                 tracing::info!(sub = %claims.sub, "component reload requested over HTTP");
             }

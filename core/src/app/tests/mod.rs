@@ -827,3 +827,67 @@ fn history_from_the_store_is_capped_at_the_recent_limit() {
     let ids: Vec<&str> = info["recentMessages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["m3", "m4"], "the newest two, oldest first");
 }
+
+mod documents;
+
+#[test]
+fn every_event_takes_from_the_socket_s_budget_known_or_not() {
+    let limit = ratelimit::Limit { capacity: 3, window_ms: 1_000 };
+    let mut h = harness(AppConfig { event_limit: limit, ..AppConfig::default() });
+    let a = connect(&mut h, "/", json!({}));
+    let b = connect(&mut h, "/", json!({}));
+    emit(&mut h, &a, Some(1), "join-room", &[json!("r")]);
+    emit(&mut h, &a, Some(2), "leave-room", &[json!("r")]);
+    emit(&mut h, &a, None, "no-such-event", &[]);
+    assert!(named(&received(&mut h, &a), "error").is_empty(), "within the budget");
+    emit(&mut h, &a, Some(3), "join-room", &[json!("r")]);
+    assert_eq!(named(&received(&mut h, &a), "ack:3")[0]["code"], "RATE_LIMITED");
+    emit(&mut h, &b, Some(1), "join-room", &[json!("r")]);
+    assert!(named(&received(&mut h, &b), "ack:1")[0].get("code").is_none(), "one socket's budget is its own");
+    h.advance(400);
+    emit(&mut h, &a, Some(4), "join-room", &[json!("r")]);
+    assert!(named(&received(&mut h, &a), "ack:4")[0].get("code").is_none(), "refilled after 400 ms");
+    emit(&mut h, &a, None, "no-such-event", &[]);
+    assert!(h.closed(a.conn).is_none());
+    emit(&mut h, &a, None, "no-such-event", &[]);
+    assert!(h.closed(a.conn).is_some(), "the connection is closed after as many refusals as the limit");
+    assert_eq!(h.machine.check_bounds(), Ok(()));
+}
+
+#[test]
+fn with_auth_on_only_the_same_user_resumes_a_socket() {
+    let config = Config { recovery_window_ms: 60_000, ..Config::default() };
+    let key = AuthKey { kid: None, key: signing_key().verifying_key().to_bytes() };
+    let app = AppConfig { auth_keys: vec![key], ..AppConfig::default() };
+    let mut h = Harness::with_store(Service::new(config, [5; 32], Instant(0), RoomService::new(app)));
+    h.input(Input::WallClock { unix_ms: WALL });
+    let drop_one = |h: &mut H| {
+        let (conn, _) = h.open_ws();
+        h.text(conn, &format!(r#"40{{"token":"{}"}}"#, token("alice", false)));
+        let reply: Value = serde_json::from_str(&h.first_frame(conn).unwrap()[2..]).unwrap();
+        h.end(conn, TransportEnd::Closed);
+        (reply["sid"].as_str().unwrap().to_owned(), reply["pid"].as_str().unwrap().to_owned())
+    };
+    let resume = |h: &mut H, pid: &str, token: Option<String>| {
+        let (conn, _) = h.open_ws();
+        let auth = match token {
+            Some(t) => json!({"pid": pid, "token": t}),
+            None => json!({"pid": pid}),
+        };
+        h.text(conn, &format!("40{auth}"));
+        h.first_frame(conn).unwrap()
+    };
+    // A pid without a token is refused like any CONNECT without one.
+    let (_, pid) = drop_one(&mut h);
+    let reply = resume(&mut h, &pid, None);
+    assert!(reply.starts_with("44") && reply.contains("Authentication required"), "{reply}");
+    // Another user's valid token gets a socket of its own, not alice's.
+    let (sid, pid) = drop_one(&mut h);
+    let reply = resume(&mut h, &pid, Some(token("mallory", false)));
+    assert!(reply.starts_with("40") && !reply.contains(&sid), "{reply}");
+    // Alice herself resumes it.
+    let (sid, pid) = drop_one(&mut h);
+    let reply = resume(&mut h, &pid, Some(token("alice", false)));
+    assert!(reply.contains(&sid), "{reply}");
+    assert_eq!(h.machine.check_bounds(), Ok(()));
+}
