@@ -27,6 +27,10 @@ struct Client {
     sockets: NspSockets,
     /// Boxed: rare, and an idle client should not carry a packet's worth of room.
     partial: Option<Box<(Packet, Vec<Bytes>)>>,
+    /// Closed by the server: what it sent after (the rest of a polling POST, say) is
+    /// dropped unread, not decoded and refused one by one.
+    #[serde(default)]
+    closing: bool,
 }
 
 /// A client's sockets by namespace: a handful at most (`max_namespaces_per_connection`),
@@ -366,7 +370,8 @@ impl Io {
     /// Closes the whole connection a socket rides on (every namespace of it).
     pub fn close_connection(&mut self, socket: &SocketId) {
         if let Some(s) = self.sockets.get(socket) {
-            self.engine.close(s.session, CloseReason::ForcedClose);
+            let session = s.session;
+            self.close_session(session);
         }
     }
 
@@ -395,13 +400,13 @@ impl Io {
             match t {
                 Timer::Connect(s) => {
                     if self.clients.get(&s).is_some_and(|c| c.sockets.is_empty()) {
-                        self.engine.close(s, CloseReason::ForcedClose);
+                        self.close_session(s);
                     }
                 }
                 Timer::Attachments(s) => {
                     if self.clients.get(&s).is_some_and(|c| c.partial.is_some()) {
                         self.drop_partial(s);
-                        self.engine.close(s, CloseReason::ForcedClose);
+                        self.close_session(s);
                     }
                 }
                 Timer::Ack(seq, ack_id) => {
@@ -450,10 +455,10 @@ impl Io {
     }
 
     fn on_text<H: Handler>(&mut self, s: SessionId, text: &str, handler: &mut H, now: Instant) {
-        let Some(client) = self.clients.get_mut(&s) else { return };
+        let Some(client) = self.clients.get_mut(&s).filter(|c| !c.closing) else { return };
         if client.partial.is_some() {
             // A text packet while attachments are due: the stream is broken.
-            return self.engine.close(s, CloseReason::ForcedClose);
+            return self.close_session(s);
         }
         match codec::decode(text, self.config.max_attachments) {
             Ok(p) if p.attachments > 0 => {
@@ -461,14 +466,14 @@ impl Io {
                 self.timers.set(Timer::Attachments(s), now.plus(self.config.attachment_timeout_ms));
             }
             Ok(p) => self.dispatch(s, p, Vec::new(), handler, now),
-            Err(_) => self.engine.close(s, CloseReason::ForcedClose),
+            Err(_) => self.close_session(s),
         }
     }
 
     fn on_binary<H: Handler>(&mut self, s: SessionId, bin: Bytes, handler: &mut H, now: Instant) {
-        let Some(client) = self.clients.get_mut(&s) else { return };
+        let Some(client) = self.clients.get_mut(&s).filter(|c| !c.closing) else { return };
         let Some((packet, buffers)) = client.partial.as_deref_mut() else {
-            return self.engine.close(s, CloseReason::ForcedClose);
+            return self.close_session(s);
         };
         if buffers.len() + 1 == packet.attachments {
             buffers.push(bin);
@@ -482,10 +487,18 @@ impl Io {
         // Held until the packet is complete: within the node's budget, or the session goes.
         if self.partial_bytes + bin.len() > self.config.attachment_budget_bytes {
             self.drop_partial(s);
-            return self.engine.close(s, CloseReason::ForcedClose);
+            return self.close_session(s);
         }
         self.partial_bytes += bin.len();
         buffers.push(bin);
+    }
+
+    /// Closes a session from this side (a forced close): its later input is dropped.
+    fn close_session(&mut self, s: SessionId) {
+        if let Some(c) = self.clients.get_mut(&s) {
+            c.closing = true;
+        }
+        self.engine.close(s, CloseReason::ForcedClose);
     }
 
     /// Frees a session's incomplete binary packet, if it has one.

@@ -99,6 +99,30 @@ describe('hostile clients', { timeout: 120_000 }, () => {
     await server.stop();
   });
 
+  it('40,000 join-room events in polling POSTs: the event budget answers them cheaply; a bystander keeps p99 < 100 ms', async () => {
+    const server = await h.startRoomServer([]);
+    const by = await bystander(server.url);
+    const body = Array(40_000).fill('42["join-room","r"]').join('\x1e');
+    let posts = 0;
+    const until = Date.now() + 4_000;
+    const t0 = performance.now();
+    while (Date.now() < until) {
+      const [, open] = await handshake(server);
+      const sid = JSON.parse(open.slice(1)).sid;
+      const url = `${server.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`;
+      assert.equal((await fetchT(url, { method: 'POST', body: '40' })).status, 200);
+      const r = await fetchT(url, { method: 'POST', body });
+      assert.ok([200, 400].includes(r.status), `status ${r.status}`);
+      posts += 1;
+    }
+    const per = (performance.now() - t0) / posts;
+    const b = await by.stop();
+    console.log(`${posts} POSTs of 40,000 join-room events, ${per.toFixed(0)} ms each; bystander p99 ${b.p99.toFixed(1)} ms over ${b.samples}, lost ${b.lost}`);
+    assert.ok(b.p99 < 100, `bystander p99 ${b.p99} ms`);
+    assert.equal(b.lost, 0);
+    await server.stop();
+  });
+
   it('costly stale edits are refused STALE_VERSION without stalling a bystander; the op log stays bounded in bytes', async () => {
     const server = await h.startRoomServer(['--rate-limit', '100000', '--event-rate-limit', '100000']);
     const docId = h.unique('doc');
