@@ -101,13 +101,16 @@ impl Document {
 
 impl Document {
     #[must_use]
+    /// A text longer than `limits.max_len` (stored under a higher limit) is kept whole;
+    /// edits may not make it longer.
     pub fn new(text: &str, version: u64, limits: DocLimits) -> Self {
+        let text: Vec<u16> = text.encode_utf16().collect();
         Document {
-            text: text.encode_utf16().collect(),
+            limits: DocLimits { log_ops: limits.log_ops.max(1), max_len: limits.max_len.max(text.len()), ..limits },
+            text,
             version,
             log: VecDeque::new(),
             log_bytes: 0,
-            limits: DocLimits { log_ops: limits.log_ops.max(1), ..limits },
             cursors: BTreeMap::new(),
         }
     }
@@ -264,6 +267,15 @@ mod tests {
         );
         assert_eq!(doc.edit(&d(json!([{"insert": "0123456789"}])), 3), Err(EditError::TooLarge(10)));
         assert_eq!(doc.version(), 3, "refused edits change nothing");
+    }
+
+    #[test]
+    fn a_stored_text_over_the_limit_is_kept_but_cannot_grow() {
+        let mut doc = Document::new(&"x".repeat(20), 0, limits(10, 10));
+        assert_eq!(doc.check_bounds(), Ok(()));
+        assert_eq!(doc.edit(&d(json!([{"insert": "y"}])), 0), Err(EditError::TooLarge(20)));
+        assert!(doc.edit(&d(json!([{"delete": 5}])), 0).is_ok());
+        assert_eq!(doc.len(), 15);
     }
 
     #[test]

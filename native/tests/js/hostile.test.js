@@ -123,6 +123,29 @@ describe('hostile clients', { timeout: 120_000 }, () => {
     await server.stop();
   });
 
+  it('packets of deeply nested JSON at the payload limit do not stall a bystander', async () => {
+    const server = await h.startRoomServer([]);
+    const by = await bystander(server.url);
+    const piece = '['.repeat(120) + ']'.repeat(120);
+    const packet = `42["x",${Array(4000).fill(piece).join(',')}]`;
+    assert.ok(packet.length > 900_000 && packet.length < 1_000_000);
+    let sent = 0;
+    const until = Date.now() + 4_000;
+    while (Date.now() < until) {
+      const { ws } = await rawSocket(server);
+      while (Date.now() < until && ws.readyState === WebSocket.OPEN) {
+        await new Promise((resolve) => ws.send(packet, resolve));
+        sent += 1;
+      }
+      ws.terminate();
+    }
+    const b = await by.stop();
+    console.log(`${sent} packets of depth-120 JSON (${packet.length} bytes) in 4 s; bystander p99 ${b.p99.toFixed(1)} ms over ${b.samples}, lost ${b.lost}`);
+    assert.ok(b.p99 < 100, `bystander p99 ${b.p99} ms`);
+    assert.equal(b.lost, 0);
+    await server.stop();
+  });
+
   it('costly stale edits are refused STALE_VERSION without stalling a bystander; the op log stays bounded in bytes', async () => {
     const server = await h.startRoomServer(['--rate-limit', '100000', '--event-rate-limit', '100000']);
     const docId = h.unique('doc');
