@@ -5,7 +5,7 @@
 //! array, a CONNECT nothing or an object, a DISCONNECT nothing. Binary attachments arrive
 //! as separate messages; the caller collects them ([`Packet::attachments`] says how many).
 
-use crate::config::{MAX_ACK_ID, MAX_JSON_DEPTH};
+use crate::config::{MAX_ACK_ID, MAX_JSON_CONTAINERS, MAX_JSON_DEPTH};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -70,6 +70,8 @@ pub enum DecodeError {
     BadAckId,
     #[error("payload is not JSON (or nests deeper than {MAX_JSON_DEPTH})")]
     BadJson,
+    #[error("payload holds more than {MAX_JSON_CONTAINERS} arrays and objects")]
+    TooComplex,
     #[error("payload not valid for a {0:?} packet")]
     InvalidPayload(PacketType),
     #[error("a placeholder points outside the attachments")]
@@ -131,6 +133,9 @@ pub fn decode(text: &str, max_attachments: usize) -> Result<Packet, DecodeError>
     }
 
     let data = if i < bytes.len() {
+        if containers(&bytes[i..]) > MAX_JSON_CONTAINERS {
+            return Err(DecodeError::TooComplex);
+        }
         // serde_json refuses nesting deeper than 128, the same limit as MAX_JSON_DEPTH.
         Some(serde_json::from_str::<Value>(&text[i..]).map_err(|_| DecodeError::BadJson)?)
     } else {
@@ -159,6 +164,29 @@ pub fn decode(text: &str, max_attachments: usize) -> Result<Packet, DecodeError>
         }
     }
     Ok(Packet { kind, nsp, id, data, attachments })
+}
+
+/// The arrays and objects JSON text opens (brackets outside strings), counted in one pass
+/// over the bytes before any is allocated.
+fn containers(json: &[u8]) -> usize {
+    let (mut n, mut in_string, mut escaped) = (0, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => n += 1,
+                _ => {}
+            }
+        }
+    }
+    n
 }
 
 /// True if every placeholder object in `v` names an attachment below `count`. Recursion
@@ -255,6 +283,17 @@ mod tests {
 
     fn ok(s: &str) -> Packet {
         decode(s, 10).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn packets_with_too_many_arrays_and_objects_are_refused_before_parsing() {
+        let at_limit = format!("2[\"m\"{}]", ",[]".repeat(MAX_JSON_CONTAINERS - 1));
+        assert!(decode(&at_limit, 10).is_ok());
+        let over = format!("2[\"m\"{}]", ",{}".repeat(MAX_JSON_CONTAINERS));
+        assert_eq!(decode(&over, 10), Err(DecodeError::TooComplex));
+        // Brackets inside strings (escaped quotes too) are text, not containers.
+        let text = format!("2[\"m\",\"\\\"{}\"]", "[".repeat(MAX_JSON_CONTAINERS * 2));
+        assert!(decode(&text, 10).is_ok(), "{}", &text[..20]);
     }
 
     #[test]
