@@ -48,17 +48,6 @@ pub struct Staged {
 }
 
 impl Staged {
-    /// How many edits are staged.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.deltas.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.deltas.is_empty()
-    }
-
     /// The text the staged edits make (empty when none is staged).
     #[must_use]
     pub fn text(&self) -> &[u16] {

@@ -372,23 +372,15 @@ impl RoomService {
             }
         }
         let writes: usize = self.in_flight.values().sum();
-        let edits: usize = self
+        // One pass over the open documents: their waiting edits and their logs' bytes.
+        let (edits, log_bytes) = self
             .scopes
             .values()
             .flat_map(|s| s.docs.values())
-            .map(|d| match d {
-                collab::DocState::Ready(e) => e.writes_waiting(),
-                collab::DocState::Loading(_) => 0,
-            })
-            .sum();
+            .filter_map(|d| if let collab::DocState::Ready(e) = d { Some(e) } else { None })
+            .fold((0, 0), |(w, b), e| (w + e.writes_waiting(), b + e.log_bytes()));
         let waiting_writes = edits
             + self.pending.values().filter(|p| matches!(p, Pending::Message(_) | Pending::MarkRead { .. })).count();
-        let log_bytes: usize = self
-            .scopes
-            .values()
-            .flat_map(|s| s.docs.values())
-            .map(|d| if let collab::DocState::Ready(e) = d { e.log_bytes() } else { 0 })
-            .sum();
         if log_bytes != self.doc_log_bytes || log_bytes > c.doc_log_total_bytes {
             return Err(format!(
                 "document logs hold {log_bytes} bytes (counted {}, budget {})",

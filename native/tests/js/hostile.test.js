@@ -57,6 +57,37 @@ async function bystander(url) {
   };
 }
 
+/** A bystander's figures within the bound: enough samples, p99 under 100 ms, none lost. */
+function assertUnharmed(b) {
+  assert.ok(b.samples >= 20, `${b.samples} bystander samples`);
+  assert.ok(b.p99 < 100, `bystander p99 ${b.p99} ms`);
+  assert.equal(b.lost, 0);
+}
+
+/**
+ * For `ms`, attacks over raw WebSockets as an attacker would: `send(ws)` (resolving with how
+ * many messages it sent) again and again, on a new WebSocket each time the server closes one.
+ * Resolves with {sent, closes}: messages sent, and connections the server closed.
+ */
+async function attackFor(server, ms, send) {
+  let sent = 0;
+  let closes = 0;
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const { ws } = await rawSocket(server);
+    const closed = h.once(ws, 'close', 20_000);
+    while (Date.now() < until && ws.readyState === WebSocket.OPEN) {
+      sent += await send(ws);
+      // Let the bystander's timers run in this process too.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    if (ws.readyState === WebSocket.OPEN) ws.terminate();
+    else closes += 1;
+    await closed;
+  }
+  return { sent, closes };
+}
+
 /** Polling handshake; resolves with [status, body]. */
 function handshake(server) {
   return fetchT(`${server.url}/socket.io/?EIO=4&transport=polling`).then(async (r) => [r.status, await r.text()]);
@@ -88,30 +119,15 @@ describe('hostile clients', { timeout: 120_000 }, () => {
   it('a join/leave flood over one WebSocket is cut off by the event budget; a bystander keeps p99 < 100 ms', async () => {
     const server = await start([]);
     const by = await bystander(server.url);
-    // The attacker floods, and opens a new WebSocket each time the server closes one.
-    let sent = 0;
-    let closes = 0;
-    const until = Date.now() + 4_000;
-    while (Date.now() < until) {
-      const { ws } = await rawSocket(server);
-      const closed = h.once(ws, 'close', 20_000);
-      while (Date.now() < until && ws.readyState === WebSocket.OPEN) {
-        for (let i = 0; i < 200; i++) ws.send(i % 2 ? '42["leave-room","f"]' : '42["join-room","f"]');
-        sent += 200;
-        await new Promise((r) => setImmediate(r));
-      }
-      if (ws.readyState === WebSocket.OPEN) ws.terminate();
-      else closes += 1;
-      await closed;
-    }
+    const { sent, closes } = await attackFor(server, 4_000, async (ws) => {
+      for (let i = 0; i < 200; i++) ws.send(i % 2 ? '42["leave-room","f"]' : '42["join-room","f"]');
+      return 200;
+    });
     const b = await by.stop();
     console.log(`join/leave flood: ${sent} events sent in 4 s, ${closes} connections closed by the server; bystander p99 ${b.p99.toFixed(1)} ms over ${b.samples}, lost ${b.lost}`);
-    assert.ok(closes >= 1, 'the server cut the flooder off');
-    assert.ok(b.samples >= 20, `${b.samples} bystander samples`);
     await server.stop();
-    assert.ok(b.samples >= 20, `${b.samples} bystander samples`);
-    assert.ok(b.p99 < 100, `bystander p99 ${b.p99} ms`);
-    assert.equal(b.lost, 0);
+    assert.ok(closes >= 1, 'the server cut the flooder off');
+    assertUnharmed(b);
   });
 
   it('40,000 join-room events in polling POSTs: the event budget answers them cheaply; a bystander keeps p99 < 100 ms', async () => {
@@ -134,9 +150,7 @@ describe('hostile clients', { timeout: 120_000 }, () => {
     const b = await by.stop();
     console.log(`${posts} POSTs of 40,000 join-room events, ${per.toFixed(0)} ms each; bystander p99 ${b.p99.toFixed(1)} ms over ${b.samples}, lost ${b.lost}`);
     await server.stop();
-    assert.ok(b.samples >= 20, `${b.samples} bystander samples`);
-    assert.ok(b.p99 < 100, `bystander p99 ${b.p99} ms`);
-    assert.equal(b.lost, 0);
+    assertUnharmed(b);
   });
 
   it('packets of deeply nested JSON at the payload limit do not stall a bystander', async () => {
@@ -145,24 +159,14 @@ describe('hostile clients', { timeout: 120_000 }, () => {
     const piece = '['.repeat(120) + ']'.repeat(120);
     const packet = `42["x",${Array(4000).fill(piece).join(',')}]`;
     assert.ok(packet.length > 900_000 && packet.length < 1_000_000);
-    let sent = 0;
-    const until = Date.now() + 4_000;
-    while (Date.now() < until) {
-      const { ws } = await rawSocket(server);
-      while (Date.now() < until && ws.readyState === WebSocket.OPEN) {
-        await new Promise((resolve) => ws.send(packet, resolve));
-        sent += 1;
-        // Let the bystander's timers run in this process too.
-        await new Promise((resolve) => setTimeout(resolve, 0));
-      }
-      ws.terminate();
-    }
+    const { sent } = await attackFor(server, 4_000, async (ws) => {
+      await new Promise((resolve) => ws.send(packet, resolve));
+      return 1;
+    });
     const b = await by.stop();
     console.log(`${sent} packets of depth-120 JSON (${packet.length} bytes) in 4 s; bystander p99 ${b.p99.toFixed(1)} ms over ${b.samples}, lost ${b.lost}`);
     await server.stop();
-    assert.ok(b.samples >= 20, `${b.samples} bystander samples`);
-    assert.ok(b.p99 < 100, `bystander p99 ${b.p99} ms`);
-    assert.equal(b.lost, 0);
+    assertUnharmed(b);
   });
 
   it('costly stale edits are refused STALE_VERSION without stalling a bystander; the op log stays bounded in bytes', async () => {
@@ -197,9 +201,7 @@ describe('hostile clients', { timeout: 120_000 }, () => {
     console.log(`150 edits of 9,999 ops: RSS +${grown.toFixed(1)} MiB; ${stale} stale edits, ${per.toFixed(1)} ms each; bystander p99 ${b.p99.toFixed(1)} ms, lost ${b.lost}`);
     assert.ok(grown < 64, `RSS grew ${grown} MiB for 150 large edits (the log keeps 1 MiB per document)`);
     await server.stop();
-    assert.ok(b.samples >= 20, `${b.samples} bystander samples`);
-    assert.ok(b.p99 < 100, `bystander p99 ${b.p99} ms`);
-    assert.equal(b.lost, 0);
+    assertUnharmed(b);
   });
 
   it('a document at the size limit is joined with one copy of its state, over WebSocket and polling', async () => {
