@@ -10,6 +10,30 @@ use std::sync::Arc;
 pub(crate) const BODY_TIMEOUT_MS: u64 = 10_000;
 /// Bytes of partly read request bodies the whole node holds at most.
 pub(crate) const BODY_BUDGET: usize = 64 << 20;
+/// After [`BODY_GRACE`], a body must keep arriving at this many bytes per second on
+/// average (by default), or the request is answered 408 at once: a client trickling a
+/// body holds its connection for a few seconds, not the whole body deadline.
+pub(crate) const BODY_MIN_RATE: u64 = 1024;
+/// How long a body may arrive at any rate before [`BODY_MIN_RATE`] applies: a small
+/// body sent whole never meets the rate check, and a slow link gets its first round trips.
+pub(crate) const BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// When the next chunk of a body that started at `start` and has `received` bytes so far
+/// must have arrived to keep `min_rate` bytes per second after [`BODY_GRACE`]; `None`:
+/// no rate is asked (`min_rate` 0).
+pub(crate) fn rate_deadline(
+    start: tokio::time::Instant,
+    received: usize,
+    min_rate: u64,
+) -> Option<tokio::time::Instant> {
+    if min_rate == 0 {
+        return None;
+    }
+    // Whole milliseconds of credit the bytes so far bought; saturating, so a huge count
+    // cannot overflow (the body deadline still ends the request).
+    let earned_ms = (received as u64).saturating_mul(1000) / min_rate;
+    Some(start + BODY_GRACE + std::time::Duration::from_millis(earned_ms))
+}
 
 /// The node-wide account of bytes in partly read bodies.
 #[derive(Debug)]
@@ -74,6 +98,16 @@ impl Drop for BodyShare {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_deadline_moves_with_the_bytes_received() {
+        let start = tokio::time::Instant::now();
+        assert_eq!(rate_deadline(start, 0, 0), None, "0 is off");
+        assert_eq!(rate_deadline(start, 0, 1024), Some(start + BODY_GRACE));
+        let at = rate_deadline(start, 2048, 1024).unwrap();
+        assert_eq!(at, start + BODY_GRACE + std::time::Duration::from_secs(2));
+        assert!(rate_deadline(start, usize::MAX, 1).is_some(), "no overflow");
+    }
 
     #[test]
     fn shares_stay_within_the_budget_and_give_back_on_drop() {

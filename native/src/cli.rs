@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// the connection closed [default: 10000]
     #[arg(long, env = "PARLOR_BODY_TIMEOUT", value_name = "MS")]
     pub body_timeout: Option<u64>,
+    /// After its first 2 s, a request body must keep arriving at this many bytes per second
+    /// on average, or 408 and the connection closed; 0: any rate [default: 1024]
+    #[arg(long, env = "PARLOR_BODY_MIN_RATE", value_name = "BYTES_PER_SEC")]
+    pub body_min_rate: Option<u64>,
     /// Bytes of partly read request bodies over the whole node; past it 503 [default: 67108864]
     #[arg(long, env = "PARLOR_BODY_BUDGET", value_name = "BYTES")]
     pub body_budget: Option<usize>,

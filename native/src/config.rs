@@ -21,6 +21,7 @@
 //! # what one client may hold and cost (see the README's "Limits and hostile clients")
 //! inbound-budget = 65536
 //! body-timeout = 10000
+//! body-min-rate = 1024                         # 0 = any rate
 //! body-budget = 67108864
 //! attachment-timeout = 30000
 //! attachment-budget = 67108864
@@ -115,6 +116,8 @@ pub struct HostLimits {
     pub inbound_budget: usize,
     /// A request body must arrive whole within this time.
     pub body_timeout_ms: u64,
+    /// Bytes per second a body must keep up after its first seconds (0: any rate).
+    pub body_min_rate: u64,
     /// Bytes held in partly read request bodies, over the node.
     pub body_budget: usize,
     /// The bearer token `/metrics` asks for; `None`: open.
@@ -126,6 +129,7 @@ impl Default for HostLimits {
         HostLimits {
             inbound_budget: crate::ws::INBOUND_BUDGET,
             body_timeout_ms: crate::bodies::BODY_TIMEOUT_MS,
+            body_min_rate: crate::bodies::BODY_MIN_RATE,
             body_budget: crate::bodies::BODY_BUDGET,
             metrics_token: None,
         }
@@ -310,6 +314,7 @@ impl Settings {
         let host = HostLimits {
             inbound_budget: args.inbound_budget.or(file.inbound_budget).unwrap_or(dh.inbound_budget),
             body_timeout_ms: args.body_timeout.or(file.body_timeout).unwrap_or(dh.body_timeout_ms),
+            body_min_rate: args.body_min_rate.or(file.body_min_rate).unwrap_or(dh.body_min_rate),
             body_budget: args.body_budget.or(file.body_budget).unwrap_or(dh.body_budget),
             metrics_token: args.metrics_token.clone().or(file.metrics_token),
         };
@@ -411,6 +416,7 @@ pub struct FileConfig {
     pub max_namespaces_per_connection: Option<usize>,
     pub inbound_budget: Option<usize>,
     pub body_timeout: Option<u64>,
+    pub body_min_rate: Option<u64>,
     pub body_budget: Option<usize>,
     pub attachment_timeout: Option<u64>,
     pub attachment_budget: Option<usize>,
@@ -584,7 +590,7 @@ mod tests {
     fn the_budgets_for_hostile_clients_are_settable_and_checked() {
         let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
         let file = FileConfig::parse(
-            "body-timeout = 5000\nattachment-budget = 1000\nmax-sessions-per-ip = 8\nmetrics-token = \"0123456789abcdef\"\n",
+            "body-timeout = 5000\nbody-min-rate = 0\nattachment-budget = 1000\nmax-sessions-per-ip = 8\nmetrics-token = \"0123456789abcdef\"\n",
         )
         .unwrap();
         let args = serve_args(
@@ -592,7 +598,7 @@ mod tests {
             &[("PARLOR_MAX_HANDSHAKES_PER_IP", "30"), ("PARLOR_DOCUMENT_TRANSFORM_WORK", "77")],
         );
         let s = Settings::resolve(&args, file).unwrap();
-        assert_eq!((s.host.inbound_budget, s.host.body_timeout_ms), (4096, 5000));
+        assert_eq!((s.host.inbound_budget, s.host.body_timeout_ms, s.host.body_min_rate), (4096, 5000, 0));
         assert_eq!(s.host.metrics_token.as_deref(), Some("0123456789abcdef"));
         assert_eq!((s.core.attachment_budget_bytes, s.core.max_sessions_per_ip), (1000, 8));
         assert_eq!(s.core.max_new_connections_per_ip_per_min, 30);

@@ -71,6 +71,8 @@ pub(crate) struct Router {
     pub bodies: Arc<BodyBudget>,
     /// A request body must arrive within this time.
     pub body_timeout: Duration,
+    /// Bytes per second a body must keep up after its grace period (0: any rate).
+    pub body_min_rate: u64,
     /// Bytes of one WebSocket's frames waiting for the driver.
     pub inbound_budget: usize,
     /// The bearer token `/metrics` asks for; `None`: open.
@@ -318,16 +320,17 @@ impl Router {
     /// connection, since the rest of the body is never read).
     async fn body(&self, req: &mut Request<Incoming>) -> Result<(Bytes, bool), Response<Body>> {
         let mut share = self.bodies.share();
-        let read = tokio::time::timeout(self.body_timeout, read_body(req, self.max_payload, &mut share)).await;
+        let limits = BodyLimits { max: self.max_payload, min_rate: self.body_min_rate };
+        let read = tokio::time::timeout(self.body_timeout, read_body(req, limits, &mut share)).await;
         let (status, reason) = match read {
-            Ok(Ok(Some(read))) => return Ok(read),
-            Ok(Ok(None)) => (StatusCode::SERVICE_UNAVAILABLE, "too many request bodies in progress"),
+            Ok(Ok(BodyRead::Whole(body, too_large))) => return Ok((body, too_large)),
+            Ok(Ok(BodyRead::OverBudget)) => (StatusCode::SERVICE_UNAVAILABLE, "too many request bodies in progress"),
+            Ok(Ok(BodyRead::TooSlow)) | Err(_) => (StatusCode::REQUEST_TIMEOUT, "request body too slow"),
             Ok(Err(e)) => {
                 // Usually the client broke off mid-body and nobody reads the answer.
                 tracing::debug!(error = %e, "reading a request body failed");
                 (StatusCode::BAD_REQUEST, "bad body")
             }
-            Err(_) => (StatusCode::REQUEST_TIMEOUT, "request body too slow"),
         };
         let mut resp = text(status, reason);
         resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
@@ -335,34 +338,65 @@ impl Router {
     }
 }
 
-/// Reads a POST body, stopping once it is over `max` bytes: then the body is empty and
-/// `too_large` is set (the core answers 413). The rest is read and dropped, up to
+/// What one request body may be.
+#[derive(Clone, Copy, Debug)]
+struct BodyLimits {
+    /// Bytes kept at most; past it the body is refused (413).
+    max: usize,
+    /// Bytes per second after [`crate::bodies::BODY_GRACE`] (0: any rate).
+    min_rate: u64,
+}
+
+/// How reading a body ended.
+#[derive(Debug)]
+enum BodyRead {
+    /// All of it, and whether it was over the limit (then it is empty).
+    Whole(Bytes, bool),
+    /// The node's body budget is spent.
+    OverBudget,
+    /// It fell behind the minimum rate.
+    TooSlow,
+}
+
+/// Reads a POST body, stopping once it is over `limits.max` bytes: then the body is empty
+/// and `too_large` is set (the core answers 413). The rest is read and dropped, up to
 /// [`DRAIN_LIMIT`] bytes in all, so that the client, still sending, gets the 413 instead of
 /// a reset (a close with unread data is a reset). Every kept chunk is counted in `share`
-/// first; `None` when the node's body budget is spent.
+/// first. Each chunk must come before the body falls behind `limits.min_rate`.
 async fn read_body(
     req: &mut Request<Incoming>,
-    max: usize,
+    limits: BodyLimits,
     share: &mut BodyShare,
-) -> Result<Option<(Bytes, bool)>, hyper::Error> {
+) -> Result<BodyRead, hyper::Error> {
+    let max = limits.max;
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         drain(req, 0).await;
-        return Ok(Some((Bytes::new(), true)));
+        return Ok(BodyRead::Whole(Bytes::new(), true));
     }
+    let start = tokio::time::Instant::now();
     // Most bodies arrive as one chunk: keep it as is, and copy only when there are more.
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
     let mut total = 0usize;
-    while let Some(frame) = req.body_mut().frame().await {
+    loop {
+        let next = req.body_mut().frame();
+        let frame = match crate::bodies::rate_deadline(start, total, limits.min_rate) {
+            Some(at) => match tokio::time::timeout_at(at, next).await {
+                Ok(frame) => frame,
+                Err(_) => return Ok(BodyRead::TooSlow),
+            },
+            None => next.await,
+        };
+        let Some(frame) = frame else { break };
         let Ok(data) = frame?.into_data() else { continue };
         total = total.saturating_add(data.len());
         if total > max {
             drain(req, total).await;
-            return Ok(Some((Bytes::new(), true)));
+            return Ok(BodyRead::Whole(Bytes::new(), true));
         }
         if !share.grow(data.len()) {
-            return Ok(None);
+            return Ok(BodyRead::OverBudget);
         }
         match &first {
             None => first = Some(data),
@@ -375,9 +409,9 @@ async fn read_body(
         }
     }
     if rest.is_empty() {
-        Ok(Some((first.unwrap_or_default(), false)))
+        Ok(BodyRead::Whole(first.unwrap_or_default(), false))
     } else {
-        Ok(Some((rest.freeze(), false)))
+        Ok(BodyRead::Whole(rest.freeze(), false))
     }
 }
 

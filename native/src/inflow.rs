@@ -16,7 +16,7 @@
 #![cfg_attr(loom, allow(dead_code))]
 
 use crate::outbound::Outbound;
-use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{Arc, Wake};
 
 /// What a forwarded frame costs beyond its payload: the command, its queue slot and the
@@ -28,6 +28,10 @@ pub(crate) const FRAME_OVERHEAD: usize = 64;
 pub(crate) struct Inflow {
     /// Bytes forwarded to the driver and not yet handled.
     held: AtomicUsize,
+    /// Set while the reader waits for credit, so that giving back wakes it only then:
+    /// most frames are handled long before the budget is reached, and an unconditional
+    /// wake-up per frame cost a contended read-modify-write on every echo.
+    waiting: AtomicBool,
     /// Wakes the reader when credit comes back.
     reader: Wake,
 }
@@ -35,7 +39,7 @@ pub(crate) struct Inflow {
 // By hand: loom's atomics need not implement these.
 impl Default for Inflow {
     fn default() -> Self {
-        Inflow { held: AtomicUsize::new(0), reader: Wake::default() }
+        Inflow { held: AtomicUsize::new(0), waiting: AtomicBool::new(false), reader: Wake::default() }
     }
 }
 
@@ -56,16 +60,25 @@ impl Inflow {
     }
 
     fn give_back(&self, cost: usize) {
-        self.held.fetch_sub(cost, Ordering::AcqRel);
-        // A stored permit if the reader is not waiting yet: it re-checks and goes on.
-        self.reader.wake_one();
+        // SeqCst with the reader's flag-then-check in `room`: either this sees `waiting`,
+        // or the reader sees the credit back (store-load order both ways).
+        self.held.fetch_sub(cost, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) && self.waiting.swap(false, Ordering::SeqCst) {
+            // A stored permit if the reader is not in its wait yet: it re-checks and goes on.
+            self.reader.wake_one();
+        }
     }
 
     /// Waits until less than `budget` bytes are held. Only the connection's reader calls
     /// this; a wake-up between its check and its wait is stored, not lost.
     #[cfg(not(loom))]
     pub(crate) async fn room(&self, budget: usize) {
-        while self.held() >= budget {
+        loop {
+            self.waiting.store(true, Ordering::SeqCst);
+            if self.held.load(Ordering::SeqCst) < budget {
+                self.waiting.store(false, Ordering::SeqCst);
+                return;
+            }
             self.reader.notify().notified().await;
         }
     }
@@ -122,5 +135,29 @@ mod tests {
         assert_eq!(owner.inflow().held(), 60);
         drop(b);
         assert_eq!(owner.inflow().held(), 0);
+    }
+
+    /// The reader's flag-then-check against credit given back on another thread: however
+    /// the two interleave, a reader over its budget is woken once the credit is back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_wake_up_is_lost_between_threads() {
+        let owner = Arc::new(Outbound::new(100));
+        let (tx, rx) = std::sync::mpsc::channel::<Credit>();
+        // The "driver": hands credit back on its own thread as frames arrive.
+        let driver = std::thread::spawn(move || {
+            while let Ok(credit) = rx.recv() {
+                drop(credit);
+            }
+        });
+        let reader = async {
+            for _ in 0..20_000 {
+                owner.inflow().room(100).await;
+                tx.send(Credit::take(owner.clone(), 60)).unwrap();
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), reader).await.expect("a wake-up was lost");
+        drop(tx);
+        driver.join().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), owner.inflow().room(1)).await.unwrap();
     }
 }

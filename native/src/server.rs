@@ -51,6 +51,7 @@ pub(crate) async fn run(
     mounts: Vec<Mount>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    survive_file_size_limit();
     let listener =
         TcpListener::bind(&settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr().context("listener has no local address")?;
@@ -100,6 +101,7 @@ pub(crate) async fn run(
         reload: reloader,
         bodies: crate::bodies::BodyBudget::new(settings.host.body_budget),
         body_timeout: std::time::Duration::from_millis(settings.host.body_timeout_ms),
+        body_min_rate: settings.host.body_min_rate,
         inbound_budget: settings.host.inbound_budget,
         metrics_token: settings.host.metrics_token.clone(),
     });
@@ -207,6 +209,17 @@ async fn refuse(mut stream: TcpStream) {
         stream.shutdown().await
     })
     .await;
+}
+
+/// Takes SIGXFSZ, as PostgreSQL does: past a file size limit (`ulimit -f`) a write then
+/// fails with EFBIG and the store answers it like a full disk (the request fails, nothing
+/// acknowledged is lost) instead of the signal's default, killing the node. Tokio keeps the
+/// handler for the life of the process; the signal itself needs no action.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ)) {
+        tracing::warn!(error = %e, "cannot take SIGXFSZ: a file size limit would stop the node");
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

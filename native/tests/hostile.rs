@@ -12,7 +12,13 @@ use std::time::{Duration, Instant};
 
 /// `parlor serve` (dev mode) on a free port with its store in a fresh directory.
 fn serve(dir: &std::path::Path) -> Server {
-    Server::start(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
+    serve_with(dir, &[])
+}
+
+fn serve_with(dir: &std::path::Path, extra: &[&str]) -> Server {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -49,6 +55,16 @@ fn websocket(addr: &str) -> TcpStream {
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// A connection that has sent the head of a POST declaring `len` bytes of body, none of it.
+fn post_head(addr: &str, path: &str, len: usize, read_timeout: Duration) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    let head =
+        format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: text/plain\r\ncontent-length: {len}\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
     s
 }
 
@@ -133,22 +149,17 @@ fn a_tiny_frame_flood_is_held_back_by_tcp() {
 
 /// Finding 2: a POST whose body trickles in (declared 999,999 bytes, 1,000 sent) stayed
 /// open indefinitely, for any `sid` and on `/api/`. Now each body must arrive within the
-/// body deadline (10 s): past it the answer is 408 and the connection is closed.
+/// body deadline (10 s): past it the answer is 408 and the connection is closed. (The
+/// minimum rate, which would end it sooner, is off here: this is the deadline's test.)
 #[test]
 fn a_slow_request_body_is_answered_408_within_the_deadline() {
     let dir = temp_dir("slowbody");
-    let server = serve(&dir);
+    let server = serve_with(&dir, &["--body-min-rate", "0"]);
     let paths = ["/socket.io/?EIO=4&transport=polling&sid=nobody", "/api/notifications"];
     let clients: Vec<_> = paths
         .iter()
         .map(|path| {
-            let mut s = TcpStream::connect(&server.addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            let head = format!(
-                "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: text/plain\r\ncontent-length: 999999\r\n\r\n",
-                server.addr
-            );
-            s.write_all(head.as_bytes()).unwrap();
+            let mut s = post_head(&server.addr, path, 999_999, Duration::from_secs(30));
             s.write_all(&[b'x'; 1000]).unwrap();
             s
         })
@@ -161,7 +172,57 @@ fn a_slow_request_body_is_answered_408_within_the_deadline() {
         let resp = String::from_utf8_lossy(&resp);
         eprintln!("{path}: answered after {waited:?}: {}", resp.lines().next().unwrap_or(""));
         assert!(resp.starts_with("HTTP/1.1 408"), "{path}: {resp}");
+        assert!(waited > Duration::from_secs(5), "{path}: the deadline, not the rate, ended it ({waited:?})");
         assert!(waited < Duration::from_secs(15), "{path}: closed after {waited:?}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The body's minimum rate: a client that keeps a body coming, but slowly (100 bytes every
+/// 250 ms, 400 B/s, under the default 1024 B/s), is answered 408 once its first 2 s are
+/// over and it has fallen behind — long before a one-minute body deadline — while a body
+/// sent at an ordinary pace beside it is answered normally.
+#[test]
+fn a_trickling_body_is_cut_off_by_the_minimum_rate() {
+    let dir = temp_dir("trickle");
+    let server = serve_with(&dir, &["--body-timeout", "60000"]);
+    let mut s = post_head(&server.addr, "/api/notifications", 999_999, Duration::from_millis(250));
+    let started = Instant::now();
+    let mut resp = Vec::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        // Keep sending until the server answers: the answer, not a write error, ends it.
+        let _ = s.write_all(&[b' '; 100]);
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                resp.extend_from_slice(&buf[..n]);
+                if resp.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    let waited = started.elapsed();
+    let resp = String::from_utf8_lossy(&resp);
+    eprintln!("trickle: answered after {waited:?}: {}", resp.lines().next().unwrap_or(""));
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    assert!(waited >= Duration::from_secs(2), "the grace period first ({waited:?})");
+    assert!(waited < Duration::from_secs(8), "cut off after {waited:?}");
+    // An ordinary request meanwhile and after: answered (401: no token), not refused.
+    let mut ok = post_head(&server.addr, "/api/notifications", 2, Duration::from_secs(10));
+    ok.write_all(b"{}").unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match ok.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.starts_with("HTTP/1.1 408") && answer.starts_with("HTTP/1.1 "), "{answer}");
     let _ = std::fs::remove_dir_all(&dir);
 }

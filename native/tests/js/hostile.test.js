@@ -7,6 +7,7 @@ const { describe, it, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const http = require('node:http');
+const { execFileSync } = require('node:child_process');
 const WebSocket = require('ws');
 const h = require('./helpers');
 
@@ -16,8 +17,8 @@ const fetchT = (url, opts = {}) => fetch(url, { ...opts, signal: AbortSignal.tim
 // Every server this file starts, stopped at the end even when a test failed half way (a
 // server left running would keep the test process alive).
 const started = [];
-async function start(args) {
-  const server = await h.startRoomServer(args);
+async function start(args, opts) {
+  const server = await h.startRoomServer(args, opts);
   started.push(server);
   return server;
 }
@@ -334,5 +335,46 @@ describe('hostile clients', { timeout: 120_000 }, () => {
     const back = await h.connect(server.url, { transports: ['websocket'], auth: { pid, token: alice } });
     assert.equal(back.id, id, 'alice resumes hers');
     await server.stop();
+  });
+
+  // Finding 6: with the disk full, a failed edit was broadcast, stayed in the live document and
+  // was written by the next save. The disk is made full for the server alone with a file size
+  // limit of 0 (every write to a file fails, as ENOSPC would; the server takes SIGXFSZ).
+  it('with the store failing, an edit whose ack is an error is not applied, broadcast or stored later', async () => {
+    const server = await start([]);
+    const fsize = (limit) => execFileSync('prlimit', ['--pid', String(server.proc.pid), `--fsize=${limit}:unlimited`]);
+    const docId = h.unique('doc');
+    const a = await h.connect(server.url, { transports: ['websocket'] });
+    const b = await h.connect(server.url, { transports: ['websocket'] });
+    const rb = h.recorder(b);
+    await h.call(a, 'join-document', docId);
+    await h.call(b, 'join-document', docId);
+    assert.deepEqual(await h.call(a, 'text-change', { docId, delta: [{ insert: 'hello' }], version: 0 }), { version: 1 });
+    await rb.waitFor('text-change', 1, T);
+    fsize(0);
+    const failed = await h.call(a, 'text-change', { docId, delta: [{ retain: 5 }, { insert: ' world' }], version: 1 });
+    fsize('unlimited');
+    assert.equal(failed.code, 'INTERNAL_ERROR', JSON.stringify(failed));
+    await h.sync(b);
+    assert.equal(rb.events('text-change').length, 1, 'the failed edit is not broadcast');
+    // The document is still at version 1: the next edit goes on from there, and it is stored.
+    assert.deepEqual(await h.call(a, 'text-change', { docId, delta: [{ retain: 5 }, { insert: '!' }], version: 1 }), { version: 2 });
+    const [, op] = (await rb.waitFor('text-change', 2, T)).map((e) => e.args[0]);
+    assert.deepEqual(op.delta, [{ retain: 5 }, { insert: '!' }]);
+    const content = async (url) => {
+      const c = await h.connect(url, { transports: ['websocket'] });
+      const rc = h.recorder(c);
+      await h.call(c, 'join-document', docId);
+      const [st] = await rc.waitFor('document-state', 1, T);
+      c.disconnect();
+      return [st.args[0].content, st.args[0].version];
+    };
+    assert.deepEqual(await content(server.url), ['hello!', 2]);
+    a.disconnect();
+    b.disconnect();
+    await server.stopAndCheck();
+    const again = await start([], { dataDir: server.dataDir });
+    assert.deepEqual(await content(again.url), ['hello!', 2], 'what the store holds after a restart');
+    await again.stop();
   });
 });
