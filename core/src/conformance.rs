@@ -3,8 +3,9 @@
 
 use crate::codec::payload::OutPacket;
 use crate::config::Config;
-use crate::engineio::{Engine, Event as EngineEvent};
+use crate::engineio::{Engine, Event as EngineEvent, TransportInput};
 use crate::host::{Input, Output};
+use crate::outbox::Outbox;
 use crate::rng::Rng;
 use crate::service::{Machine, Metrics};
 use crate::snapshot::{self, SnapshotError};
@@ -18,12 +19,15 @@ use serde_json::Value;
 pub struct EngineEcho {
     engine: Engine,
     now: Instant,
+    /// Drained by the host after every step, so empty in a snapshot.
+    #[serde(skip)]
+    out: Outbox,
 }
 
 impl EngineEcho {
     #[must_use]
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Self {
-        EngineEcho { engine: Engine::new(&config, Rng::new(seed)), now }
+        EngineEcho { engine: Engine::new(&config, Rng::new(seed)), now, out: Outbox::default() }
     }
 
     /// An echo machine from its [`Machine::snapshot`].
@@ -47,31 +51,43 @@ impl EngineEcho {
                     let mut b = BytesMut::with_capacity(text.len() + 1);
                     b.put_u8(b'4');
                     b.extend_from_slice(text.as_bytes());
-                    self.engine.send(s, OutPacket::Text(b.freeze()));
+                    self.engine.send(&mut self.out, s, OutPacket::Text(b.freeze()));
                 }
-                EngineEvent::Binary(s, bin) => self.engine.send(s, OutPacket::Binary(bin)),
+                EngineEvent::Binary(s, bin) => self.engine.send(&mut self.out, s, OutPacket::Binary(bin)),
                 EngineEvent::Opened(_) | EngineEvent::Closed(..) => {}
             }
         }
-        self.engine.flush();
+        self.engine.flush(&mut self.out);
     }
 }
 
 impl Machine for EngineEcho {
     fn handle(&mut self, input: Input<'_>, now: Instant) {
         self.now = self.now.max(now);
-        self.engine.handle(input, self.now);
+        let transport = match input {
+            Input::Request(req) => TransportInput::Request(req),
+            Input::Frame { conn, frame } => TransportInput::Frame { conn, frame },
+            Input::Ended { conn, how } => TransportInput::Ended { conn, how },
+            Input::Shutdown => TransportInput::Shutdown,
+            // An engine alone has no HTTP API.
+            Input::Api(req) => {
+                return self.out.respond_json(req.conn, 404, r#"{"error":"not found","code":"NOT_FOUND"}"#.into())
+            }
+            // The layers above handle these; an engine alone ignores them.
+            Input::WallClock { .. } | Input::Stored { .. } => return,
+        };
+        self.engine.handle(&mut self.out, transport, self.now);
         self.echo();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        self.engine.handle_timeout(self.now);
+        self.engine.handle_timeout(&mut self.out, self.now);
         self.echo();
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        self.engine.poll_output()
+        self.out.pop()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -106,7 +122,7 @@ impl Handler for ConformanceApp {
         nsp == "/" || nsp == "/custom"
     }
 
-    fn on_connect(&mut self, io: &mut Io, socket: &SocketId, auth: &Value, _recovered: bool, now: Instant) {
+    fn on_connect(&mut self, io: &mut Io<'_>, socket: &SocketId, auth: &Value, _recovered: bool, now: Instant) {
         io.emit_to(socket, &Message::new("auth", vec![auth.clone()]), now);
     }
 
@@ -122,7 +138,7 @@ impl Handler for ConformanceApp {
         snapshot::decode("conformance", bytes)
     }
 
-    fn on_event(&mut self, io: &mut Io, socket: &SocketId, event: Event, now: Instant) {
+    fn on_event(&mut self, io: &mut Io<'_>, socket: &SocketId, event: Event, now: Instant) {
         match (event.name.as_str(), event.ack) {
             ("message", _) => {
                 let msg = Message::new("message-back", event.args).with_binary(event.binary);

@@ -13,8 +13,10 @@
 //! - [`codec`]: wire formats, pure (Engine.IO packets, polling payloads, Socket.IO packets).
 //! - [`engineio`]: Engine.IO sessions (handshake, heartbeat, polling slots, upgrade).
 //! - [`socketio`]: namespaces, sockets, rooms, acks, recovery, and the application API
-//!   ([`Handler`], [`Io`]).
+//!   ([`Handler`], [`Io`]); [`Sockets`] is the layer, [`Io`] the handle applications act
+//!   through.
 //! - [`store`]: storage as an effect: requests the core makes, answers it waits for.
+//! - [`outbox`]: the one ordered queue of effects every layer writes to, and its ids.
 //! - [`service`]: [`Service`], the layers wired into one [`Machine`].
 //! - [`app`]: the room service. [`conformance`]: the handlers the official suites expect.
 //!
@@ -60,6 +62,7 @@ pub mod conformance;
 pub mod engineio;
 pub mod host;
 pub mod idhash;
+pub mod outbox;
 pub mod rng;
 pub mod service;
 pub mod snapshot;
@@ -76,5 +79,5 @@ pub mod testing;
 pub use config::Config;
 pub use host::{ConnId, Input, Output};
 pub use service::{Machine, Metrics, Service};
-pub use socketio::{Handler, Io};
+pub use socketio::{Handler, Io, Sockets};
 pub use time::Instant;

@@ -2,11 +2,12 @@
 //! and the [`Machine`] trait every host drives.
 
 use crate::config::Config;
-use crate::engineio::{Engine, Traffic};
+use crate::engineio::{Engine, Traffic, TransportInput};
 use crate::host::{Input, Output};
+use crate::outbox::Outbox;
 use crate::rng::Rng;
 use crate::snapshot::{self, SnapshotError};
-use crate::socketio::{Handler, Io};
+use crate::socketio::{Handler, Io, Sockets};
 use crate::time::Instant;
 
 /// What a host drives: the four kinds of calls of the core contract.
@@ -38,9 +39,11 @@ pub struct Metrics {
     pub disconnects: Vec<(&'static str, u64)>,
 }
 
-/// The core: an Engine.IO engine, the Socket.IO layer over it, and an application.
+/// The core: an Engine.IO engine, the Socket.IO layer over it, and an application, with
+/// the one outbox all of them write their effects to.
 pub struct Service<H: Handler> {
-    pub(crate) io: Io,
+    pub(crate) sockets: Sockets,
+    out: Outbox,
     handler: H,
     /// The last `now` seen: time never goes backwards inside the core.
     now: Instant,
@@ -51,12 +54,13 @@ impl<H: Handler> Service<H> {
     pub fn new(config: Config, rng_seed: [u8; 32], now: Instant, handler: H) -> Self {
         let mut rng = Rng::new(rng_seed);
         let engine = Engine::new(&config, rng.fork());
-        Service { io: Io::new(config, engine, rng), handler, now }
+        Service { sockets: Sockets::new(config, engine, rng), out: Outbox::default(), handler, now }
     }
 
+    /// The Socket.IO layer, to read.
     #[must_use]
-    pub fn io(&self) -> &Io {
-        &self.io
+    pub fn sockets(&self) -> &Sockets {
+        &self.sockets
     }
 
     #[must_use]
@@ -71,9 +75,9 @@ impl<H: Handler> Service<H> {
     /// A service from a [`Machine::snapshot`] of one with the same kind of handler.
     /// `now` must not be earlier than the snapshot's clock (it is clamped if it is).
     pub fn restore(bytes: &[u8], now: Instant) -> Result<Self, SnapshotError> {
-        let (io, then, app): (Io, Instant, Vec<u8>) = snapshot::decode(SERVICE_KIND, bytes)?;
+        let (sockets, then, app, next_store): (Sockets, Instant, Vec<u8>, u64) = snapshot::decode(SERVICE_KIND, bytes)?;
         let handler = H::restore(&app)?;
-        Ok(Service { io, handler, now: then.max(now) })
+        Ok(Service { sockets, out: Outbox::starting_at(next_store), handler, now: then.max(now) })
     }
 
     /// Checks that every queue and map of the whole core (engine, Socket.IO layer,
@@ -81,8 +85,8 @@ impl<H: Handler> Service<H> {
     /// targets, between steps. The first violation, described.
     #[cfg(any(test, fuzzing))]
     pub fn check_bounds(&self) -> Result<(), String> {
-        self.io.check_bounds()?;
-        self.handler.check_bounds(&self.io)
+        self.sockets.check_bounds()?;
+        self.handler.check_bounds(&self.sockets)
     }
 
     fn clamp(&mut self, now: Instant) -> Instant {
@@ -94,43 +98,60 @@ impl<H: Handler> Service<H> {
 impl<H: Handler> Machine for Service<H> {
     fn handle(&mut self, input: Input<'_>, now: Instant) {
         let now = self.clamp(now);
-        match input {
-            Input::WallClock { unix_ms } => self.io.set_wall_clock(unix_ms, now),
-            Input::Stored { id, answer } => self.handler.on_store(&mut self.io, id, answer, now),
-            Input::Api(req) => self.handler.on_api(&mut self.io, &req, now),
-            other => self.io.engine_mut().handle(other, now),
+        let (sockets, out) = (&mut self.sockets, &mut self.out);
+        let transport = match input {
+            Input::WallClock { unix_ms } => {
+                sockets.set_wall_clock(unix_ms, now);
+                None
+            }
+            Input::Stored { id, answer } => {
+                self.handler.on_store(&mut Io::new(sockets, out), id, answer, now);
+                None
+            }
+            Input::Api(req) => {
+                self.handler.on_api(&mut Io::new(sockets, out), &req, now);
+                None
+            }
+            Input::Request(req) => Some(TransportInput::Request(req)),
+            Input::Frame { conn, frame } => Some(TransportInput::Frame { conn, frame }),
+            Input::Ended { conn, how } => Some(TransportInput::Ended { conn, how }),
+            Input::Shutdown => Some(TransportInput::Shutdown),
+        };
+        if let Some(input) = transport {
+            sockets.engine_mut().handle(out, input, now);
         }
-        self.io.run(&mut self.handler, now);
+        sockets.run(out, &mut self.handler, now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         let now = self.clamp(now);
-        self.io.engine_mut().handle_timeout(now);
-        self.io.handle_timeout(&mut self.handler, now);
+        let (sockets, out) = (&mut self.sockets, &mut self.out);
+        sockets.engine_mut().handle_timeout(out, now);
+        sockets.handle_timeout(out, &mut self.handler, now);
         if self.handler.poll_timeout().is_some_and(|t| t <= now) {
-            self.handler.handle_timeout(&mut self.io, now);
+            self.handler.handle_timeout(&mut Io::new(sockets, out), now);
         }
-        self.io.run(&mut self.handler, now);
+        sockets.run(out, &mut self.handler, now);
     }
 
     fn poll_output(&mut self) -> Option<Output> {
-        self.io.engine_mut().poll_output()
+        self.out.pop()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        [self.io.engine().poll_timeout(), self.io.poll_timeout(), self.handler.poll_timeout()]
+        [self.sockets.engine().poll_timeout(), self.sockets.poll_timeout(), self.handler.poll_timeout()]
             .into_iter()
             .flatten()
             .min()
     }
 
     fn metrics(&self) -> Metrics {
-        self.io.metrics()
+        self.sockets.metrics()
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
         let app = self.handler.snapshot().ok_or(SnapshotError::Unsupported)?;
-        Ok(snapshot::encode(SERVICE_KIND, &(&self.io, self.now, app)))
+        Ok(snapshot::encode(SERVICE_KIND, &(&self.sockets, self.now, app, self.out.next_store())))
     }
 }
 

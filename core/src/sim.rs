@@ -183,7 +183,7 @@ impl Sim {
     fn note_rooms(&mut self) {
         for c in 0..self.clients.len() {
             if let Some(s) = &self.clients[c].socket {
-                let rooms = self.svc.io().rooms_of(&s.as_str().into());
+                let rooms = self.svc.sockets().rooms_of(&s.as_str().into());
                 self.clients[c].was_in.extend(rooms);
             }
         }
@@ -448,7 +448,7 @@ impl Sim {
     /// The server's view: is client `c`'s socket in chat room `room`?
     fn server_has(&self, c: usize, room: &str) -> bool {
         let Some(s) = &self.clients[c].socket else { return false };
-        self.svc.io().rooms_of(&s.as_str().into()).contains(&format!("chat:{room}"))
+        self.svc.sockets().rooms_of(&s.as_str().into()).contains(&format!("chat:{room}"))
     }
 
     fn on_event(&mut self, c: usize, name: &str, arg: Value) {
@@ -770,14 +770,14 @@ impl Sim {
     }
 
     fn check(&mut self) {
-        if let Err(e) = self.svc.handler().check_invariants(self.svc.io(), self.now) {
+        if let Err(e) = self.svc.handler().check_invariants(self.svc.sockets(), self.now) {
             self.fail(&e);
         }
         if let Err(e) = self.svc.check_bounds() {
             self.fail(&format!("out of bounds: {e}"));
         }
         let m = self.svc.metrics();
-        let config = self.svc.io().config();
+        let config = self.svc.sockets().config();
         if m.connections > config.max_connections {
             self.fail("more sessions than allowed");
         }

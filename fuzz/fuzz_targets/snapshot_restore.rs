@@ -170,11 +170,11 @@ fn exercise<M: Machine>(
 fn any_bytes(data: &[u8]) {
     let now = Instant(1_000);
     if let Ok(m) = Service::<RoomService>::restore(data, now) {
-        let sids = sids_of(m.io().engine());
+        let sids = sids_of(m.sockets().engine());
         exercise(m, &sids, Service::check_bounds, Service::<RoomService>::restore);
     }
     if let Ok(m) = Service::<ConformanceApp>::restore(data, now) {
-        let sids = sids_of(m.io().engine());
+        let sids = sids_of(m.sockets().engine());
         exercise(m, &sids, Service::check_bounds, Service::<ConformanceApp>::restore);
     }
     if let Ok(m) = EngineEcho::restore(data, now) {

@@ -43,17 +43,17 @@ impl Handler for ApiServer {
         nsp == "/" || nsp == "/second"
     }
 
-    fn authorize(&mut self, _io: &mut Io, _nsp: &str, auth: &Value, _now: Instant) -> Result<(), ConnectRefusal> {
+    fn authorize(&mut self, _io: &mut Io<'_>, _nsp: &str, auth: &Value, _now: Instant) -> Result<(), ConnectRefusal> {
         match auth.get("refuse") {
             Some(reason) => Err(ConnectRefusal { message: "refused".into(), data: Some(json!({ "reason": reason })) }),
             None => Ok(()),
         }
     }
 
-    fn on_event(&mut self, io: &mut Io, socket: &SocketId, ev: Event, now: Instant) {
+    fn on_event(&mut self, io: &mut Io<'_>, socket: &SocketId, ev: Event, now: Instant) {
         let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return };
         let arg = ev.args.first().cloned().unwrap_or(Value::Null);
-        let ack = |io: &mut Io, v: Value| {
+        let ack = |io: &mut Io<'_>, v: Value| {
             if let Some(id) = ev.ack {
                 io.ack(socket, id, &[v], &[]);
             }
@@ -123,7 +123,7 @@ impl Handler for ApiServer {
         }
     }
 
-    fn on_ack(&mut self, io: &mut Io, socket: &SocketId, tag: u64, reply: AckReply, _now: Instant) {
+    fn on_ack(&mut self, io: &mut Io<'_>, socket: &SocketId, tag: u64, reply: AckReply, _now: Instant) {
         let Some(id) = self.waiting.remove(&(socket.clone(), tag)) else { return };
         let (answer, binary) = match reply {
             AckReply::Answered { args, binary } => (json!({"ok": true, "reply": args}), binary),
@@ -133,7 +133,14 @@ impl Handler for ApiServer {
         io.ack(socket, id, &[answer], &binary);
     }
 
-    fn on_disconnect(&mut self, _io: &mut Io, socket: &SocketId, _nsp: &str, _reason: DisconnectReason, _now: Instant) {
+    fn on_disconnect(
+        &mut self,
+        _io: &mut Io<'_>,
+        socket: &SocketId,
+        _nsp: &str,
+        _reason: DisconnectReason,
+        _now: Instant,
+    ) {
         self.counts.remove(socket);
         self.waiting.retain(|(s, _), _| s != socket);
     }

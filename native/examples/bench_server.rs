@@ -24,7 +24,7 @@ impl Handler for BenchServer {
         nsp == "/"
     }
 
-    fn on_event(&mut self, io: &mut Io, socket: &SocketId, ev: Event, now: Instant) {
+    fn on_event(&mut self, io: &mut Io<'_>, socket: &SocketId, ev: Event, now: Instant) {
         match ev.name.as_str() {
             "join" => {
                 if let Some(room) = ev.args.first().and_then(Value::as_str) {

@@ -11,7 +11,7 @@ use crate::time::Instant;
 use serde_json::{json, Map, Value};
 
 impl RoomService {
-    pub(super) fn on_admin_event(&mut self, io: &mut Io, socket: &SocketId, event: &Event, now: Instant) {
+    pub(super) fn on_admin_event(&mut self, io: &mut Io<'_>, socket: &SocketId, event: &Event, now: Instant) {
         let arg = event.args.first();
         let reply = Reply::Ack { socket: socket.clone(), ack: event.ack };
         let result = match event.name.as_str() {
@@ -35,7 +35,7 @@ impl RoomService {
     }
 
     /// Disconnects every socket of a user, or one socket, in the chat namespaces.
-    fn kick(&mut self, io: &mut Io, arg: Option<&Map<String, Value>>, now: Instant) -> Result<usize, AppError> {
+    fn kick(&mut self, io: &mut Io<'_>, arg: Option<&Map<String, Value>>, now: Instant) -> Result<usize, AppError> {
         let Some(arg) = arg else { return Err(AppError::validation("payload must be an object")) };
         let sockets: Vec<SocketId> = if let Some(user) = arg.get("userId") {
             let user = validate::text(Some(user), "userId", 1, validate::MAX_ROOM)?;
@@ -52,9 +52,9 @@ impl RoomService {
     }
 
     /// The HTTP producer API.
-    pub(super) fn api(&mut self, io: &mut Io, req: &ApiRequest<'_>, now: Instant) {
+    pub(super) fn api(&mut self, io: &mut Io<'_>, req: &ApiRequest<'_>, now: Instant) {
         let conn = req.conn;
-        let fail = |io: &mut Io, status: u16, code: &str, message: &str| {
+        let fail = |io: &mut Io<'_>, status: u16, code: &str, message: &str| {
             io.respond(conn, status, &json!({"error": message, "code": code}));
         };
         let route = match req.path.trim_end_matches('/') {
@@ -99,7 +99,7 @@ enum Route {
 }
 
 /// `{room?, event, data}`: to a chat room (or everyone) on every chat namespace.
-fn broadcast(io: &mut Io, arg: Option<&Map<String, Value>>, now: Instant) -> Result<(), AppError> {
+fn broadcast(io: &mut Io<'_>, arg: Option<&Map<String, Value>>, now: Instant) -> Result<(), AppError> {
     let Some(arg) = arg else { return Err(AppError::validation("payload must be an object")) };
     let event = validate::text(arg.get("event"), "event", 1, validate::MAX_ROOM)?;
     if RESERVED_EVENTS.contains(&event.as_str()) {

@@ -38,7 +38,7 @@ impl RoomService {
     /// `message`: the sender hears `message-received`, the others `new-message`, all `message`.
     pub(super) fn on_message(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         member: &Member,
         event: &Event,
@@ -57,7 +57,7 @@ impl RoomService {
     /// `join {username, room}`: joins, and answers `room-info` with the recent history.
     pub(super) fn on_join(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         member: &Member,
         arg: Option<&Value>,
@@ -97,7 +97,7 @@ impl RoomService {
     /// `join-room` (room, ack): joins, acks the users.
     pub(super) fn on_join_room(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         arg: Option<&Value>,
         ack: Option<u64>,
@@ -114,7 +114,7 @@ impl RoomService {
     /// Puts a socket in a chat room. Idempotent; a user new to the room is announced.
     pub(super) fn join_chat(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         room: &str,
         now: Instant,
@@ -138,7 +138,7 @@ impl RoomService {
     }
 
     /// Takes a socket out of a chat room; the user's last socket there announces the leave.
-    pub(super) fn leave_chat(&mut self, io: &mut Io, socket: &SocketId, room: &str, now: Instant) {
+    pub(super) fn leave_chat(&mut self, io: &mut Io<'_>, socket: &SocketId, room: &str, now: Instant) {
         let Some(member) = self.members.get_mut(socket) else { return };
         member.chat_rooms.remove(room);
         let (nsp, user) = (member.nsp.clone(), member.user.clone());
@@ -166,7 +166,7 @@ impl RoomService {
     /// `leave-room` (room?): one room, or every chat room of the socket.
     pub(super) fn on_leave_room(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         arg: Option<&Value>,
         ack: Option<u64>,
@@ -193,7 +193,7 @@ impl RoomService {
     /// `send-message {content, room}`: stored first, then announced to the room and acked.
     pub(super) fn on_send_message(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         member: &Member,
         arg: Option<&Value>,
@@ -226,7 +226,7 @@ impl RoomService {
         Ok(())
     }
 
-    pub(super) fn message_stored(&mut self, io: &mut Io, p: PendingMessage, answer: &StoreAnswer, now: Instant) {
+    pub(super) fn message_stored(&mut self, io: &mut Io<'_>, p: PendingMessage, answer: &StoreAnswer, now: Instant) {
         if let StoreAnswer::Failed(_) = answer {
             let err = AppError::internal("Message could not be stored");
             if io.is_connected(&p.socket) {
@@ -246,7 +246,7 @@ impl RoomService {
         super::ack(io, &p.socket, p.ack, json!({"success": true, "id": id}));
     }
 
-    pub(super) fn history_loaded(&mut self, io: &mut Io, nsp: &str, room: &str, answer: StoreAnswer, now: Instant) {
+    pub(super) fn history_loaded(&mut self, io: &mut Io<'_>, nsp: &str, room: &str, answer: StoreAnswer, now: Instant) {
         let mut records = match answer {
             StoreAnswer::Records(r) => r,
             // Without history the room still works; the next join tries again.
@@ -271,7 +271,7 @@ impl RoomService {
         }
     }
 
-    fn send_room_info(&mut self, io: &mut Io, socket: &SocketId, nsp: &str, room: &str, now: Instant) {
+    fn send_room_info(&mut self, io: &mut Io<'_>, socket: &SocketId, nsp: &str, room: &str, now: Instant) {
         let scope = self.scope(nsp);
         let recent: Vec<Value> = match scope.history.get(room) {
             Some(History::Ready(r)) => r.iter().cloned().collect(),
@@ -284,7 +284,7 @@ impl RoomService {
     /// `typing-start` / `typing-stop {room}`.
     pub(super) fn on_typing(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         member: &Member,
         arg: Option<&Value>,
         start: bool,
@@ -308,7 +308,7 @@ impl RoomService {
     }
 
     /// Ends a typing state if there is one, telling the others.
-    pub(super) fn stop_typing(&mut self, io: &mut Io, nsp: &str, room: &str, user_id: &str, now: Instant) {
+    pub(super) fn stop_typing(&mut self, io: &mut Io<'_>, nsp: &str, room: &str, user_id: &str, now: Instant) {
         if self.typing.stop(nsp, room, user_id) {
             let user = self.scope(nsp).presence.user(room, user_id).map(super::presence::User::to_json);
             let user = user.unwrap_or_else(|| json!({"id": user_id}));
@@ -316,7 +316,7 @@ impl RoomService {
         }
     }
 
-    pub(super) fn expire_typing(&mut self, io: &mut Io, now: Instant) {
+    pub(super) fn expire_typing(&mut self, io: &mut Io<'_>, now: Instant) {
         for (nsp, room, user_id) in self.typing.expire(now) {
             let user = self.scope(&nsp).presence.user(&room, &user_id).map(super::presence::User::to_json);
             let user = user.unwrap_or_else(|| json!({"id": user_id}));
@@ -326,7 +326,7 @@ impl RoomService {
 }
 
 /// `user-typing` to the room, never to the typer's own sockets.
-fn announce_typing(io: &mut Io, nsp: &str, room: &str, user: &Value, user_id: &str, is_typing: bool, now: Instant) {
+fn announce_typing(io: &mut Io<'_>, nsp: &str, room: &str, user: &Value, user_id: &str, is_typing: bool, now: Instant) {
     let target = Target::all(nsp).to(chat_room(room)).except(user_room(user_id));
     io.emit(&target, &Message::new("user-typing", vec![json!({"user": user, "isTyping": is_typing})]), now);
 }

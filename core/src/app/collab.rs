@@ -12,7 +12,7 @@ use super::docs::{Document, EditError, Staged};
 use super::ot::Delta;
 use super::validate::{self, AppError};
 use super::{doc_room, invalid, reply_error, Member, Outcome, Pending, RoomService};
-use crate::socketio::{Io, Message, SocketId, Target};
+use crate::socketio::{Io, Message, SocketId, Sockets, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
 use serde_json::{json, Value};
@@ -135,7 +135,7 @@ impl DocState {
 }
 
 /// Emits to everyone in a document but the sender.
-fn to_others_in_doc(io: &mut Io, member: &Member, doc: &str, socket: &SocketId, msg: &Message, now: Instant) {
+fn to_others_in_doc(io: &mut Io<'_>, member: &Member, doc: &str, socket: &SocketId, msg: &Message, now: Instant) {
     io.emit(&Target::all(&member.nsp).to(doc_room(doc)).except_socket(socket), msg, now);
 }
 
@@ -167,7 +167,7 @@ impl RoomService {
     /// `join-document` (docId): the state to the joiner, the joiner to the others.
     pub(super) fn on_join_document(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         arg: Option<&Value>,
         ack: Option<u64>,
@@ -197,7 +197,7 @@ impl RoomService {
         Ok(())
     }
 
-    pub(super) fn document_loaded(&mut self, io: &mut Io, nsp: &str, doc: &str, answer: StoreAnswer, now: Instant) {
+    pub(super) fn document_loaded(&mut self, io: &mut Io<'_>, nsp: &str, doc: &str, answer: StoreAnswer, now: Instant) {
         let (text, version) = match answer {
             StoreAnswer::Document(Some((text, version))) => (text, version),
             StoreAnswer::Document(None) => (String::new(), 0),
@@ -224,7 +224,7 @@ impl RoomService {
         self.flush_joins(io, nsp, doc, waiting, now);
     }
 
-    fn flush_joins(&mut self, io: &mut Io, nsp: &str, doc: &str, waiting: Vec<Waiter>, now: Instant) {
+    fn flush_joins(&mut self, io: &mut Io<'_>, nsp: &str, doc: &str, waiting: Vec<Waiter>, now: Instant) {
         for (socket, ack) in waiting {
             if self.members.get(&socket).is_some_and(|m| m.docs.contains(doc)) {
                 self.send_document_state(io, &socket, nsp, doc, ack, now);
@@ -235,7 +235,7 @@ impl RoomService {
 
     fn send_document_state(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         nsp: &str,
         doc: &str,
@@ -272,7 +272,7 @@ impl RoomService {
     /// `text-change {docId, delta, version}`.
     pub(super) fn on_text_change(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         member: &Member,
         arg: Option<&Value>,
@@ -307,7 +307,7 @@ impl RoomService {
 
     /// Stages `edits` on the document and sends them to the store as one batch; an edit
     /// that cannot be staged is answered at once.
-    fn save_edits(&mut self, io: &mut Io, nsp: &str, doc: &str, edits: Vec<Edit>, now: Instant) {
+    fn save_edits(&mut self, io: &mut Io<'_>, nsp: &str, doc: &str, edits: Vec<Edit>, now: Instant) {
         let mut refused = Vec::new();
         let Some(entry) = self.doc_entry(nsp, doc) else { return };
         let mut staged = Staged::default();
@@ -347,7 +347,7 @@ impl RoomService {
     /// The store answered a batch: stored, it becomes part of the document and is announced
     /// and acked; refused, it is dropped and its authors hear so. Then the edits that waited
     /// go out as the next batch.
-    pub(super) fn document_saved(&mut self, io: &mut Io, nsp: &str, doc: &str, answer: &StoreAnswer, now: Instant) {
+    pub(super) fn document_saved(&mut self, io: &mut Io<'_>, nsp: &str, doc: &str, answer: &StoreAnswer, now: Instant) {
         let total = self.doc_log_bytes;
         let budget = self.config.doc_log_total_bytes;
         let Some(entry) = self.doc_entry(nsp, doc) else { return };
@@ -388,7 +388,7 @@ impl RoomService {
     /// `cursor-move {docId, position}`.
     pub(super) fn on_cursor_move(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         member: &Member,
         arg: Option<&Value>,
@@ -411,7 +411,7 @@ impl RoomService {
     /// `selection-change {docId, selection}`.
     pub(super) fn on_selection_change(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         member: &Member,
         arg: Option<&Value>,
@@ -435,7 +435,7 @@ impl RoomService {
     /// `leave-document` (docId).
     pub(super) fn on_leave_document(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         arg: Option<&Value>,
         ack: Option<u64>,
@@ -453,7 +453,14 @@ impl RoomService {
     }
 
     /// Takes a socket out of a document: its cursor goes, the others hear of it.
-    pub(super) fn drop_from_document(&mut self, io: &mut Io, socket: &SocketId, nsp: &str, doc: &str, now: Instant) {
+    pub(super) fn drop_from_document(
+        &mut self,
+        io: &mut Io<'_>,
+        socket: &SocketId,
+        nsp: &str,
+        doc: &str,
+        now: Instant,
+    ) {
         if let Some(m) = self.members.get_mut(socket) {
             m.docs.remove(doc);
         }
@@ -467,7 +474,7 @@ impl RoomService {
     }
 
     /// Forgets a document nobody has open and nothing waits on; the store has it.
-    fn evict_document(&mut self, io: &Io, nsp: &str, doc: &str) {
+    fn evict_document(&mut self, io: &Sockets, nsp: &str, doc: &str) {
         let idle = matches!(self.scope(nsp).docs.get(doc), Some(DocState::Ready(e)) if e.saving.is_none() && e.waiting.is_empty());
         if idle && io.sockets_in(nsp, &[&doc_room(doc)]).is_empty() {
             if let Some(DocState::Ready(e)) = self.scope(nsp).docs.remove(doc) {

@@ -10,7 +10,7 @@ impl RoomService {
     /// `private-message {to, content}`: `to` is a user id or a socket id of this namespace.
     pub(super) fn on_private_message(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         member: &Member,
         arg: Option<&Value>,

@@ -29,7 +29,7 @@ pub mod validate;
 
 pub use config::AppConfig;
 
-use crate::socketio::{ConnectRefusal, DisconnectReason, Event, Handler, Io, Message, SocketId, Target};
+use crate::socketio::{ConnectRefusal, DisconnectReason, Event, Handler, Io, Message, SocketId, Sockets, Target};
 use crate::store::{ApiRequest, StoreAnswer, StoreId};
 use crate::time::Instant;
 use auth::Claims;
@@ -161,7 +161,7 @@ impl RoomService {
         self.config.auth_keys.is_empty()
     }
 
-    fn verify(&self, token: &str, io: &Io, now: Instant) -> Result<Claims, auth::TokenError> {
+    fn verify(&self, token: &str, io: &Sockets, now: Instant) -> Result<Claims, auth::TokenError> {
         auth::verify(token, &self.config.auth_keys, io.wall_ms(now) / 1000, self.config.auth_leeway_secs)
     }
 
@@ -187,7 +187,7 @@ impl RoomService {
 
     /// Sends a failed reply: the ack when the client asked for one, else an `error` event;
     /// then cuts a client that is far over its limit.
-    fn fail(io: &mut Io, socket: &SocketId, ack: Option<u64>, err: &(AppError, bool), now: Instant) {
+    fn fail(io: &mut Io<'_>, socket: &SocketId, ack: Option<u64>, err: &(AppError, bool), now: Instant) {
         reply_error(io, socket, ack, &err.0, now);
         if err.1 {
             io.disconnect(socket, now);
@@ -214,7 +214,7 @@ impl RoomService {
         }
     }
 
-    fn reply(&mut self, io: &mut Io, reply: &Reply, status: u16, body: Value, now: Instant) {
+    fn reply(&mut self, io: &mut Io<'_>, reply: &Reply, status: u16, body: Value, now: Instant) {
         match reply {
             Reply::Ack { socket, ack, .. } => {
                 if let Some(ack) = ack {
@@ -252,7 +252,7 @@ impl RoomService {
         self.typing_buckets.retain(|_, b| !b.is_idle(typing, now));
     }
 
-    fn prune_departed(&mut self, io: &Io, now: Instant) {
+    fn prune_departed(&mut self, io: &Sockets, now: Instant) {
         let window = io.config().recovery_window_ms;
         let max = io.config().recovery_max_sessions;
         self.departed.retain(|_, (_, at)| now.since(*at) <= window);
@@ -268,7 +268,7 @@ impl RoomService {
     }
 
     /// Numbers for `/admin` `stats`.
-    fn stats(&self, io: &Io) -> Value {
+    fn stats(&self, io: &Sockets) -> Value {
         let metrics = io.metrics();
         let namespaces: serde_json::Map<String, Value> = metrics
             .namespaces
@@ -295,7 +295,7 @@ impl RoomService {
     }
 
     /// Checks the service's own invariants against the Socket.IO layer (for simulations).
-    pub(crate) fn check_invariants(&self, io: &Io, now: Instant) -> Result<(), String> {
+    pub(crate) fn check_invariants(&self, io: &Sockets, now: Instant) -> Result<(), String> {
         for (socket, m) in &self.members {
             if io.nsp_of(socket) != Some(m.nsp.as_str()) {
                 return Err(format!("member {socket} is not a live socket of {}", m.nsp));
@@ -348,7 +348,7 @@ impl RoomService {
     /// Checks that every map and queue of the room service stays inside its configured
     /// bound: history, document op logs, join waiters, typing states, rate-limit buckets,
     /// writes waiting for the store, departed members. The first violation, described.
-    fn bounds(&self, io: &Io) -> Result<(), String> {
+    fn bounds(&self, io: &Sockets) -> Result<(), String> {
         let c = &self.config;
         for (nsp, scope) in &self.scopes {
             for (room, h) in &scope.history {
@@ -439,7 +439,7 @@ fn error_event(body: &Value) -> Value {
 }
 
 /// An error goes to the ack when the client asked for one, else as an `error` event.
-fn reply_error(io: &mut Io, socket: &SocketId, ack: Option<u64>, err: &AppError, now: Instant) {
+fn reply_error(io: &mut Io<'_>, socket: &SocketId, ack: Option<u64>, err: &AppError, now: Instant) {
     match ack {
         Some(ack) => io.ack(socket, ack, &[json!({"error": err.message, "code": err.code})], &[]),
         None => {
@@ -448,7 +448,7 @@ fn reply_error(io: &mut Io, socket: &SocketId, ack: Option<u64>, err: &AppError,
     }
 }
 
-fn ack(io: &mut Io, socket: &SocketId, ack: Option<u64>, body: Value) {
+fn ack(io: &mut Io<'_>, socket: &SocketId, ack: Option<u64>, body: Value) {
     if let Some(id) = ack {
         io.ack(socket, id, &[body], &[]);
     }
@@ -471,7 +471,7 @@ impl Handler for RoomService {
         SCOPES.contains(&nsp) || nsp == ADMIN
     }
 
-    fn authorize(&mut self, io: &mut Io, nsp: &str, auth: &Value, now: Instant) -> Result<(), ConnectRefusal> {
+    fn authorize(&mut self, io: &mut Io<'_>, nsp: &str, auth: &Value, now: Instant) -> Result<(), ConnectRefusal> {
         self.authorized = None;
         if self.dev_mode() {
             return if nsp == ADMIN { Err(ConnectRefusal::new("Unauthorized")) } else { Ok(()) };
@@ -487,7 +487,7 @@ impl Handler for RoomService {
         Ok(())
     }
 
-    fn may_recover(&mut self, _io: &Io, socket: &SocketId) -> bool {
+    fn may_recover(&mut self, _io: &Sockets, socket: &SocketId) -> bool {
         if self.dev_mode() {
             return true;
         }
@@ -496,7 +496,7 @@ impl Handler for RoomService {
         owner.is_some() && owner == self.authorized.as_ref().map(|c| c.sub.as_str())
     }
 
-    fn on_connect(&mut self, io: &mut Io, socket: &SocketId, auth: &Value, recovered: bool, now: Instant) {
+    fn on_connect(&mut self, io: &mut Io<'_>, socket: &SocketId, auth: &Value, recovered: bool, now: Instant) {
         let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return };
         let claims = self.authorized.take();
         self.prune_departed(io, now);
@@ -552,7 +552,7 @@ impl Handler for RoomService {
         }
     }
 
-    fn on_event(&mut self, io: &mut Io, socket: &SocketId, event: Event, now: Instant) {
+    fn on_event(&mut self, io: &mut Io<'_>, socket: &SocketId, event: Event, now: Instant) {
         if !self.members.contains_key(socket) {
             return;
         }
@@ -599,7 +599,14 @@ impl Handler for RoomService {
         }
     }
 
-    fn on_disconnect(&mut self, io: &mut Io, socket: &SocketId, _nsp: &str, reason: DisconnectReason, now: Instant) {
+    fn on_disconnect(
+        &mut self,
+        io: &mut Io<'_>,
+        socket: &SocketId,
+        _nsp: &str,
+        reason: DisconnectReason,
+        now: Instant,
+    ) {
         let Some(member) = self.members.get(socket).cloned() else { return };
         for room in member.chat_rooms.iter().rev() {
             self.leave_chat(io, socket, room, now);
@@ -618,7 +625,7 @@ impl Handler for RoomService {
         }
     }
 
-    fn on_store(&mut self, io: &mut Io, id: StoreId, answer: StoreAnswer, now: Instant) {
+    fn on_store(&mut self, io: &mut Io<'_>, id: StoreId, answer: StoreAnswer, now: Instant) {
         let Some(pending) = self.pending.remove(&id) else { return };
         match &pending {
             Pending::Message(p) => self.end_write(p.socket()),
@@ -650,11 +657,11 @@ impl Handler for RoomService {
         }
     }
 
-    fn on_api(&mut self, io: &mut Io, req: &ApiRequest<'_>, now: Instant) {
+    fn on_api(&mut self, io: &mut Io<'_>, req: &ApiRequest<'_>, now: Instant) {
         self.api(io, req, now);
     }
 
-    fn handle_timeout(&mut self, io: &mut Io, now: Instant) {
+    fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         self.expire_typing(io, now);
     }
 
@@ -675,13 +682,13 @@ impl Handler for RoomService {
     }
 
     #[cfg(any(test, fuzzing))]
-    fn check_bounds(&self, io: &Io) -> Result<(), String> {
+    fn check_bounds(&self, io: &Sockets) -> Result<(), String> {
         self.bounds(io)
     }
 }
 
 /// Emits `msg` to every socket of a chat room of `nsp`, optionally but one.
-fn to_chat_room(io: &mut Io, nsp: &str, room: &str, except: Option<&SocketId>, msg: &Message, now: Instant) {
+fn to_chat_room(io: &mut Io<'_>, nsp: &str, room: &str, except: Option<&SocketId>, msg: &Message, now: Instant) {
     let mut target = Target::all(nsp).to(chat_room(room));
     if let Some(s) = except {
         target = target.except_socket(s);

@@ -22,7 +22,7 @@ impl RoomService {
     /// `{userId, title, message}`; the producer hears back through `reply`.
     pub(super) fn notify(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         payload: Option<&Map<String, Value>>,
         reply: Reply,
         now: Instant,
@@ -43,7 +43,7 @@ impl RoomService {
         Ok(())
     }
 
-    pub(super) fn notification_stored(&mut self, io: &mut Io, p: PendingPut, answer: &StoreAnswer, now: Instant) {
+    pub(super) fn notification_stored(&mut self, io: &mut Io<'_>, p: PendingPut, answer: &StoreAnswer, now: Instant) {
         if let StoreAnswer::Failed(_) = answer {
             let body = json!({"error": "Notification could not be stored", "code": "INTERNAL_ERROR"});
             return self.reply(io, &p.reply, 500, body, now);
@@ -62,7 +62,7 @@ impl RoomService {
     /// `notification-read` (id): durable before the ack.
     pub(super) fn on_notification_read(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         member: &Member,
         arg: Option<&Value>,
@@ -83,7 +83,7 @@ impl RoomService {
     /// `notifications-read-all`.
     pub(super) fn on_notifications_read_all(
         &mut self,
-        io: &mut Io,
+        io: &mut Io<'_>,
         socket: &SocketId,
         member: &Member,
         ack: Option<u64>,

@@ -1,23 +1,35 @@
 //! Engine.IO v4 sessions: handshake, heartbeat, the polling slots, the upgrade to
 //! WebSocket, and why a session ended.
 //!
-//! The engine turns host [`Input`]s into [`Event`]s for the layer above (a session opened,
-//! a message arrived, a session closed) and turns that layer's sends into host [`Output`]s.
+//! The engine turns transport inputs ([`TransportInput`]) into [`Event`]s for the layer
+//! above (a session opened, a message arrived, a session closed) and turns that layer's
+//! sends into host [`Output`]s, which it puts in the core's one [`Outbox`].
 //! It knows nothing of namespaces.
 
 pub mod query;
 mod ratelimit;
 
-use crate::codec::engineio::{self as packet, out, Packet};
+use crate::codec::engineio::{self as packet, out as canned, Packet};
 use crate::codec::payload::{self, Item, OutPacket};
 use crate::config::Config;
-use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request, TransportEnd, TEXT_PLAIN};
+use crate::host::{ConnId, Frame, Method, OutFrame, Output, Request, TransportEnd, TEXT_PLAIN};
 use crate::idhash::IdMap;
+use crate::outbox::Outbox;
 use crate::rng::Rng;
 use crate::time::{Instant, Timers};
 use bytes::Bytes;
 use query::{Query, Refusal};
 use std::collections::{HashMap, VecDeque};
+
+/// What the engine is told: the host's inputs about transports, and nothing else (the
+/// layers above take the store's answers, API requests and the wall clock).
+#[derive(Clone, Debug)]
+pub enum TransportInput<'a> {
+    Request(Request<'a>),
+    Frame { conn: ConnId, frame: Frame<'a> },
+    Ended { conn: ConnId, how: TransportEnd },
+    Shutdown,
+}
 
 /// The engine's handle for a session (the `sid` string is only for the wire).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -128,9 +140,7 @@ pub struct Engine {
     by_sid: HashMap<String, SessionId>,
     conns: IdMap<ConnId, (SessionId, Role)>,
     timers: Timers<(SessionId, Timer)>,
-    // Drained by the host and the layer above after every step, so empty in a snapshot.
-    #[serde(skip)]
-    outputs: VecDeque<Output>,
+    // Drained by the layer above after every step, so empty in a snapshot.
     #[serde(skip)]
     events: VecDeque<Event>,
     /// Polling sessions that got packets during this step; answered by [`Engine::flush`].
@@ -159,7 +169,6 @@ impl Engine {
             by_sid: HashMap::new(),
             conns: IdMap::default(),
             timers: Timers::default(),
-            outputs: VecDeque::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
             shutting_down: false,
@@ -195,42 +204,28 @@ impl Engine {
 
     // ---- inputs ----
 
-    pub fn handle(&mut self, input: Input<'_>, now: Instant) {
+    /// One transport input; what it causes goes into `out`, in order.
+    pub fn handle(&mut self, out: &mut Outbox, input: TransportInput<'_>, now: Instant) {
         match input {
-            Input::Request(req) => self.on_request(&req, now),
-            Input::Frame { conn, frame } => self.on_frame(conn, frame, now),
-            Input::Ended { conn, how } => self.on_ended(conn, how),
-            Input::Shutdown => self.shutdown(),
-            // An engine alone has no HTTP API.
-            Input::Api(req) => self.outputs.push_back(Output::Respond {
-                conn: req.conn,
-                status: 404,
-                content_type: crate::host::APPLICATION_JSON,
-                body: Bytes::from_static(br#"{"error":"not found","code":"NOT_FOUND"}"#),
-            }),
-            // The layers above handle these; an engine alone ignores them.
-            Input::WallClock { .. } | Input::Stored { .. } => {}
+            TransportInput::Request(req) => self.on_request(out, &req, now),
+            TransportInput::Frame { conn, frame } => self.on_frame(out, conn, frame, now),
+            TransportInput::Ended { conn, how } => self.on_ended(out, conn, how),
+            TransportInput::Shutdown => self.shutdown(out),
         }
     }
 
-    /// Queues an output for the host on behalf of the layers above (storage requests,
-    /// answers to API requests), in order with the engine's own.
-    pub fn push_output(&mut self, output: Output) {
-        self.outputs.push_back(output);
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, out: &mut Outbox, now: Instant) {
         while let Some((s, timer)) = self.timers.pop_expired(now) {
             match timer {
                 Timer::Ping => {
                     if let Some(sess) = self.sessions.get_mut(&s) {
                         sess.awaiting_pong = true;
                         self.timers.set((s, Timer::PongTimeout), now.plus(self.ping_timeout));
-                        self.send(s, OutPacket::Text(Bytes::from_static(out::PING)));
+                        self.send(out, s, OutPacket::Text(Bytes::from_static(canned::PING)));
                     }
                 }
-                Timer::PongTimeout => self.close(s, CloseReason::PingTimeout),
-                Timer::Upgrade => self.abort_upgrade(s),
+                Timer::PongTimeout => self.close(out, s, CloseReason::PingTimeout),
+                Timer::Upgrade => self.abort_upgrade(out, s),
             }
         }
     }
@@ -241,11 +236,6 @@ impl Engine {
     }
 
     #[must_use]
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
-    }
-
-    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -253,7 +243,7 @@ impl Engine {
     // ---- commands from the layer above ----
 
     /// Queues a packet: straight onto the WebSocket, or into the buffer for the next GET.
-    pub fn send(&mut self, s: SessionId, packet: OutPacket) {
+    pub fn send(&mut self, out: &mut Outbox, s: SessionId, packet: OutPacket) {
         let Some(sess) = self.sessions.get_mut(&s) else { return };
         match sess.transport {
             Transport::WebSocket(conn) => {
@@ -263,7 +253,7 @@ impl Engine {
                     OutPacket::Text(b) => OutFrame::Text(b),
                     OutPacket::Binary(b) => OutFrame::Binary(b),
                 };
-                self.outputs.push_back(Output::Send { conn, frame });
+                out.push(Output::Send { conn, frame });
             }
             Transport::Polling => {
                 sess.buffered_bytes += packet.len();
@@ -271,7 +261,7 @@ impl Engine {
                 if sess.buffered_bytes > self.max_buffered {
                     // A client that stops polling must not grow our memory; recovery can
                     // replay what it missed.
-                    self.close(s, CloseReason::TransportError);
+                    self.close(out, s, CloseReason::TransportError);
                     return;
                 }
                 if sess.pending_get.is_some() && sess.buffer.len() == 1 {
@@ -282,19 +272,19 @@ impl Engine {
     }
 
     /// Closes a session from the server side.
-    pub fn close(&mut self, s: SessionId, reason: CloseReason) {
+    pub fn close(&mut self, out: &mut Outbox, s: SessionId, reason: CloseReason) {
         let answer = match reason {
             // The client asked; its pending GET ends with a noop (what the suites expect).
-            CloseReason::TransportClose => Some(out::NOOP),
+            CloseReason::TransportClose => Some(canned::NOOP),
             CloseReason::PingTimeout | CloseReason::TransportError => None,
-            _ => Some(out::CLOSE),
+            _ => Some(canned::CLOSE),
         };
-        self.end_session(s, reason, answer);
+        self.end_session(out, s, reason, answer);
     }
 
     /// Answers the GETs that have packets waiting. The host's step calls this once after
     /// all events are handled, so the packets of one step share one response.
-    pub fn flush(&mut self) {
+    pub fn flush(&mut self, out: &mut Outbox) {
         for s in std::mem::take(&mut self.dirty) {
             let Some(sess) = self.sessions.get_mut(&s) else { continue };
             if sess.transport != Transport::Polling || sess.probe.as_ref().is_some_and(|p| p.probed) {
@@ -306,17 +296,17 @@ impl Engine {
             if let Some(conn) = sess.pending_get.take() {
                 self.conns.remove(&conn);
                 let body = Self::drain_buffer(&mut self.traffic, sess);
-                self.outputs.push_back(respond_text(conn, body));
+                out.push(respond_text(conn, body));
             }
         }
     }
 
     /// Closes every session, telling each client, and refuses new ones.
-    pub fn shutdown(&mut self) {
+    pub fn shutdown(&mut self, out: &mut Outbox) {
         self.shutting_down = true;
         let all: Vec<SessionId> = self.sessions.keys().copied().collect();
         for s in all {
-            self.close(s, CloseReason::ServerShuttingDown);
+            self.close(out, s, CloseReason::ServerShuttingDown);
         }
     }
 
@@ -331,69 +321,69 @@ impl Engine {
         body
     }
 
-    fn on_request(&mut self, req: &Request<'_>, now: Instant) {
+    fn on_request(&mut self, out: &mut Outbox, req: &Request<'_>, now: Instant) {
         let q = Query::parse(req.query);
         let conn = req.conn;
         match q.transport {
             Some("polling") if !req.websocket => {}
             Some("websocket") => {}
-            Some("polling") => return self.refuse(conn, Refusal::BadRequest),
-            _ => return self.refuse(conn, Refusal::UnknownTransport),
+            Some("polling") => return self.refuse(out, conn, Refusal::BadRequest),
+            _ => return self.refuse(out, conn, Refusal::UnknownTransport),
         }
         if q.eio != Some("4") {
-            return self.refuse(conn, Refusal::UnsupportedProtocolVersion);
+            return self.refuse(out, conn, Refusal::UnsupportedProtocolVersion);
         }
         let websocket = q.transport == Some("websocket");
         match q.sid {
             None => {
                 if req.method != Method::Get {
-                    return self.refuse(conn, Refusal::BadHandshakeMethod);
+                    return self.refuse(out, conn, Refusal::BadHandshakeMethod);
                 }
                 if websocket && !req.websocket {
-                    return self.refuse(conn, Refusal::BadRequest);
+                    return self.refuse(out, conn, Refusal::BadRequest);
                 }
                 if self.shutting_down || self.sessions.len() >= self.max_sessions {
-                    return self.refuse(conn, Refusal::TooManyConnections);
+                    return self.refuse(out, conn, Refusal::TooManyConnections);
                 }
                 if let Some(ip) = req.remote {
                     if !self.open_per_ip.has_room(ip) || !self.handshakes.allow(ip, now) {
-                        return self.refuse(conn, Refusal::Forbidden);
+                        return self.refuse(out, conn, Refusal::Forbidden);
                     }
                     self.open_per_ip.open(self.next_session, ip);
                 }
-                self.handshake(conn, websocket, now);
+                self.handshake(out, conn, websocket, now);
             }
             Some(sid) => {
                 // A sid whose session is missing can only come from a damaged snapshot;
                 // it is unknown, not a panic.
                 let Some(s) = self.by_sid.get(sid).copied().filter(|s| self.sessions.contains_key(s)) else {
-                    return self.refuse(conn, Refusal::UnknownSid);
+                    return self.refuse(out, conn, Refusal::UnknownSid);
                 };
                 if websocket {
                     if !req.websocket {
-                        return self.refuse(conn, Refusal::BadRequest);
+                        return self.refuse(out, conn, Refusal::BadRequest);
                     }
-                    self.start_upgrade(s, conn, now);
+                    self.start_upgrade(out, s, conn, now);
                 } else if req.method == Method::Get {
-                    self.poll(s, conn);
+                    self.poll(out, s, conn);
                 } else if req.method == Method::Post {
                     if req.too_large || req.body.len() > self.max_payload {
-                        self.refuse(conn, Refusal::PayloadTooLarge);
-                        return self.close(s, CloseReason::TransportError);
+                        self.refuse(out, conn, Refusal::PayloadTooLarge);
+                        return self.close(out, s, CloseReason::TransportError);
                     }
-                    self.post(s, conn, req.body, now);
+                    self.post(out, s, conn, req.body, now);
                 } else {
-                    self.refuse(conn, Refusal::BadRequest);
+                    self.refuse(out, conn, Refusal::BadRequest);
                 }
             }
         }
     }
 
-    fn refuse(&mut self, conn: ConnId, why: Refusal) {
-        self.outputs.push_back(why.response(conn));
+    fn refuse(&mut self, out: &mut Outbox, conn: ConnId, why: Refusal) {
+        out.push(why.response(conn));
     }
 
-    fn handshake(&mut self, conn: ConnId, websocket: bool, now: Instant) {
+    fn handshake(&mut self, out: &mut Outbox, conn: ConnId, websocket: bool, now: Instant) {
         let s = SessionId(self.next_session);
         self.next_session += 1;
         let mut sid = self.rng.id();
@@ -409,11 +399,11 @@ impl Engine {
         );
         let transport = if websocket {
             self.conns.insert(conn, (s, Role::WebSocket));
-            self.outputs.push_back(Output::Accept { conn });
-            self.outputs.push_back(Output::Send { conn, frame: OutFrame::Text(Bytes::from(open)) });
+            out.push(Output::Accept { conn });
+            out.push(Output::Send { conn, frame: OutFrame::Text(Bytes::from(open)) });
             Transport::WebSocket(conn)
         } else {
-            self.outputs.push_back(respond_text(conn, Bytes::from(open)));
+            out.push(respond_text(conn, Bytes::from(open)));
             Transport::Polling
         };
         self.by_sid.insert(sid.clone(), s);
@@ -433,51 +423,51 @@ impl Engine {
         self.events.push_back(Event::Opened(s));
     }
 
-    fn poll(&mut self, s: SessionId, conn: ConnId) {
+    fn poll(&mut self, out: &mut Outbox, s: SessionId, conn: ConnId) {
         let sess = self.sessions.get_mut(&s).expect("looked up by the caller");
         if sess.transport != Transport::Polling {
-            return self.refuse(conn, Refusal::BadRequest);
+            return self.refuse(out, conn, Refusal::BadRequest);
         }
         if let Some(old) = sess.pending_get {
             // Two GETs at once: the protocol's answer is to close the session.
             self.conns.remove(&old);
             sess.pending_get = None;
-            self.outputs.push_back(respond_text(old, Bytes::from_static(out::CLOSE)));
-            self.refuse(conn, Refusal::BadRequest);
-            return self.end_session(s, CloseReason::TransportError, None);
+            out.push(respond_text(old, Bytes::from_static(canned::CLOSE)));
+            self.refuse(out, conn, Refusal::BadRequest);
+            return self.end_session(out, s, CloseReason::TransportError, None);
         }
         if sess.probe.as_ref().is_some_and(|p| p.probed) {
             // Upgrading: release the client's poll so it can finish the upgrade.
-            return self.outputs.push_back(respond_text(conn, Bytes::from_static(out::NOOP)));
+            return out.push(respond_text(conn, Bytes::from_static(canned::NOOP)));
         }
         if sess.buffer.is_empty() {
             sess.pending_get = Some(conn);
             self.conns.insert(conn, (s, Role::PollGet));
         } else {
             let body = Self::drain_buffer(&mut self.traffic, sess);
-            self.outputs.push_back(respond_text(conn, body));
+            out.push(respond_text(conn, body));
         }
     }
 
-    fn post(&mut self, s: SessionId, conn: ConnId, body: &[u8], now: Instant) {
+    fn post(&mut self, out: &mut Outbox, s: SessionId, conn: ConnId, body: &[u8], now: Instant) {
         if self.sessions.get(&s).map(|x| x.transport) != Some(Transport::Polling) {
-            return self.refuse(conn, Refusal::BadRequest);
+            return self.refuse(out, conn, Refusal::BadRequest);
         }
         let items = match payload::decode(body) {
             Ok(items) => items,
             Err(_) => {
-                self.refuse(conn, Refusal::BadRequest);
-                return self.close(s, CloseReason::ParseError);
+                self.refuse(out, conn, Refusal::BadRequest);
+                return self.close(out, s, CloseReason::ParseError);
             }
         };
-        self.outputs.push_back(respond_text(conn, Bytes::from_static(b"ok")));
+        out.push(respond_text(conn, Bytes::from_static(b"ok")));
         self.traffic.bytes_in += body.len() as u64;
         for item in items {
             if !self.sessions.contains_key(&s) {
                 break;
             }
             match item {
-                Item::Packet(p) => self.on_packet(s, p, now),
+                Item::Packet(p) => self.on_packet(out, s, p, now),
                 Item::Binary(b) => {
                     self.traffic.packets_in += 1;
                     self.events.push_back(Event::Binary(s, Bytes::from(b)));
@@ -487,10 +477,10 @@ impl Engine {
     }
 
     /// A packet on the session's own transport (polling or its WebSocket).
-    fn on_packet(&mut self, s: SessionId, p: Packet<'_>, now: Instant) {
+    fn on_packet(&mut self, out: &mut Outbox, s: SessionId, p: Packet<'_>, now: Instant) {
         self.traffic.packets_in += 1;
         match p {
-            Packet::Close => self.close(s, CloseReason::TransportClose),
+            Packet::Close => self.close(out, s, CloseReason::TransportClose),
             Packet::Pong(_) => {
                 if let Some(sess) = self.sessions.get_mut(&s) {
                     if std::mem::take(&mut sess.awaiting_pong) {
@@ -505,27 +495,27 @@ impl Engine {
         }
     }
 
-    fn start_upgrade(&mut self, s: SessionId, conn: ConnId, now: Instant) {
+    fn start_upgrade(&mut self, out: &mut Outbox, s: SessionId, conn: ConnId, now: Instant) {
         let sess = self.sessions.get_mut(&s).expect("looked up by the caller");
         if sess.transport != Transport::Polling || sess.probe.is_some() {
             // Already upgraded (or upgrading): the reference server completes the
             // handshake and closes at once, which WebSocket clients report as a plain
             // close rather than a failed connection.
-            self.outputs.push_back(Output::Accept { conn });
-            self.outputs.push_back(Output::Close { conn, code: 1008, reason: "session already upgraded" });
+            out.push(Output::Accept { conn });
+            out.push(Output::Close { conn, code: 1008, reason: "session already upgraded" });
             return;
         }
         sess.probe = Some(Probe { conn, probed: false });
         self.conns.insert(conn, (s, Role::Probe));
-        self.outputs.push_back(Output::Accept { conn });
+        out.push(Output::Accept { conn });
         self.timers.set((s, Timer::Upgrade), now.plus(self.upgrade_timeout));
     }
 
-    fn abort_upgrade(&mut self, s: SessionId) {
+    fn abort_upgrade(&mut self, out: &mut Outbox, s: SessionId) {
         let Some(sess) = self.sessions.get_mut(&s) else { return };
         if let Some(probe) = sess.probe.take() {
             self.conns.remove(&probe.conn);
-            self.outputs.push_back(Output::Close { conn: probe.conn, code: 1000, reason: "upgrade timeout" });
+            out.push(Output::Close { conn: probe.conn, code: 1000, reason: "upgrade timeout" });
             if !sess.buffer.is_empty() {
                 self.dirty.push(s);
             }
@@ -533,15 +523,15 @@ impl Engine {
         self.timers.cancel((s, Timer::Upgrade));
     }
 
-    fn on_frame(&mut self, conn: ConnId, frame: Frame<'_>, now: Instant) {
+    fn on_frame(&mut self, out: &mut Outbox, conn: ConnId, frame: Frame<'_>, now: Instant) {
         let Some(&(s, role)) = self.conns.get(&conn) else { return };
         match role {
             Role::WebSocket => match frame {
                 Frame::Text(text) => {
                     self.traffic.bytes_in += text.len() as u64;
                     match packet::decode(text) {
-                        Ok(p) => self.on_packet(s, p, now),
-                        Err(_) => self.close(s, CloseReason::ParseError),
+                        Ok(p) => self.on_packet(out, s, p, now),
+                        Err(_) => self.close(out, s, CloseReason::ParseError),
                     }
                 }
                 Frame::Binary(bin) => {
@@ -550,22 +540,21 @@ impl Engine {
                     self.events.push_back(Event::Binary(s, Bytes::copy_from_slice(bin)));
                 }
             },
-            Role::Probe => self.on_probe_frame(s, conn, frame),
+            Role::Probe => self.on_probe_frame(out, s, conn, frame),
             Role::PollGet => {}
         }
     }
 
-    fn on_probe_frame(&mut self, s: SessionId, conn: ConnId, frame: Frame<'_>) {
+    fn on_probe_frame(&mut self, out: &mut Outbox, s: SessionId, conn: ConnId, frame: Frame<'_>) {
         let Some(sess) = self.sessions.get_mut(&s) else { return };
         let Some(probe) = sess.probe.as_mut() else { return };
         match frame {
             Frame::Text("2probe") if !probe.probed => {
                 probe.probed = true;
-                self.outputs
-                    .push_back(Output::Send { conn, frame: OutFrame::Text(Bytes::from_static(out::PONG_PROBE)) });
+                out.push(Output::Send { conn, frame: OutFrame::Text(Bytes::from_static(canned::PONG_PROBE)) });
                 if let Some(get) = sess.pending_get.take() {
                     self.conns.remove(&get);
-                    self.outputs.push_back(respond_text(get, Bytes::from_static(out::NOOP)));
+                    out.push(respond_text(get, Bytes::from_static(canned::NOOP)));
                 }
             }
             Frame::Text("5") if probe.probed => {
@@ -575,20 +564,20 @@ impl Engine {
                 self.timers.cancel((s, Timer::Upgrade));
                 if let Some(get) = sess.pending_get.take() {
                     self.conns.remove(&get);
-                    self.outputs.push_back(respond_text(get, Bytes::from_static(out::NOOP)));
+                    out.push(respond_text(get, Bytes::from_static(canned::NOOP)));
                 }
                 let waiting: Vec<OutPacket> = sess.buffer.drain(..).collect();
                 sess.buffered_bytes = 0;
                 for p in waiting {
-                    self.send(s, p);
+                    self.send(out, s, p);
                 }
             }
             // Anything else on a probe is not an upgrade: drop the probe, keep the session.
-            _ => self.abort_upgrade(s),
+            _ => self.abort_upgrade(out, s),
         }
     }
 
-    fn on_ended(&mut self, conn: ConnId, how: TransportEnd) {
+    fn on_ended(&mut self, out: &mut Outbox, conn: ConnId, how: TransportEnd) {
         let Some(&(s, role)) = self.conns.get(&conn) else { return };
         match role {
             Role::Probe => {
@@ -607,7 +596,7 @@ impl Engine {
                     sess.pending_get = None;
                 }
                 self.conns.remove(&conn);
-                self.end_session(s, CloseReason::TransportError, None);
+                self.end_session(out, s, CloseReason::TransportError, None);
             }
             Role::WebSocket => {
                 self.conns.remove(&conn);
@@ -615,14 +604,14 @@ impl Engine {
                     TransportEnd::Closed => CloseReason::TransportClose,
                     TransportEnd::Error | TransportEnd::Backpressure => CloseReason::TransportError,
                 };
-                self.end_session(s, reason, None);
+                self.end_session(out, s, reason, None);
             }
         }
     }
 
     /// Forgets a session at once (a later request with its sid gets 400), answers a
     /// pending GET with `answer`, closes its WebSockets and tells the layer above.
-    fn end_session(&mut self, s: SessionId, reason: CloseReason, answer: Option<&'static [u8]>) {
+    fn end_session(&mut self, out: &mut Outbox, s: SessionId, reason: CloseReason, answer: Option<&'static [u8]>) {
         let Some(sess) = self.sessions.remove(&s) else { return };
         self.open_per_ip.close(s.0);
         self.by_sid.remove(&sess.sid);
@@ -631,12 +620,12 @@ impl Engine {
         }
         if let Some(get) = sess.pending_get {
             self.conns.remove(&get);
-            let body = answer.unwrap_or(out::CLOSE);
-            self.outputs.push_back(respond_text(get, Bytes::from_static(body)));
+            let body = answer.unwrap_or(canned::CLOSE);
+            out.push(respond_text(get, Bytes::from_static(body)));
         }
         if let Some(probe) = sess.probe {
             self.conns.remove(&probe.conn);
-            self.outputs.push_back(Output::Close { conn: probe.conn, code: 1000, reason: reason.as_str() });
+            out.push(Output::Close { conn: probe.conn, code: 1000, reason: reason.as_str() });
         }
         if let Transport::WebSocket(conn) = sess.transport {
             if self.conns.remove(&conn).is_some() {
@@ -645,7 +634,7 @@ impl Engine {
                     CloseReason::ParseError => 1002,
                     _ => 1000,
                 };
-                self.outputs.push_back(Output::Close { conn, code, reason: reason.as_str() });
+                out.push(Output::Close { conn, code, reason: reason.as_str() });
             }
         }
         self.events.push_back(Event::Closed(s, reason));

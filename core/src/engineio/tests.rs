@@ -1,5 +1,6 @@
 //! Engine.IO behaviour on a virtual clock, through the raw echo machine.
 
+use super::TransportInput;
 use crate::conformance::EngineEcho;
 use crate::host::{ConnId, Input, Method, Request, TransportEnd};
 use crate::testing::Harness;
@@ -333,8 +334,9 @@ fn a_sid_whose_session_is_missing_is_refused_not_a_panic() {
     use crate::rng::Rng;
     let mut e = Engine::new(&Config::default(), Rng::new([1; 32]));
     let now = crate::Instant(0);
-    fn req(conn: u64, method: Method, query: &str, websocket: bool) -> Input<'_> {
-        Input::Request(Request {
+    let mut out = crate::outbox::Outbox::default();
+    fn req(conn: u64, method: Method, query: &str, websocket: bool) -> TransportInput<'_> {
+        TransportInput::Request(Request {
             conn: ConnId(conn),
             method,
             query,
@@ -344,8 +346,8 @@ fn a_sid_whose_session_is_missing_is_refused_not_a_panic() {
             remote: None,
         })
     }
-    e.handle(req(1, Method::Get, "EIO=4&transport=polling", false), now);
-    let open = match e.poll_output() {
+    e.handle(&mut out, req(1, Method::Get, "EIO=4&transport=polling", false), now);
+    let open = match out.pop() {
         Some(Output::Respond { body, .. }) => String::from_utf8_lossy(&body).into_owned(),
         other => panic!("{other:?}"),
     };
@@ -353,8 +355,8 @@ fn a_sid_whose_session_is_missing_is_refused_not_a_panic() {
     e.sessions.clear();
     for (conn, method, ws) in [(2, Method::Get, false), (3, Method::Post, false), (4, Method::Get, true)] {
         let transport = if ws { "websocket" } else { "polling" };
-        e.handle(req(conn, method, &format!("EIO=4&transport={transport}&sid={sid}"), ws), now);
-        match e.poll_output() {
+        e.handle(&mut out, req(conn, method, &format!("EIO=4&transport={transport}&sid={sid}"), ws), now);
+        match out.pop() {
             Some(Output::Respond { status: 400, .. }) => {}
             other => panic!("{other:?}"),
         }

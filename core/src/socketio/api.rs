@@ -204,7 +204,7 @@ pub trait Handler {
     /// Middleware: runs before a socket exists; `Err` refuses the CONNECT.
     fn authorize(
         &mut self,
-        _io: &mut super::Io,
+        _io: &mut super::Io<'_>,
         _nsp: &str,
         _auth: &Value,
         _now: Instant,
@@ -215,24 +215,32 @@ pub trait Handler {
     /// Whether a CONNECT that `authorize` accepted may resume the earlier socket `socket`
     /// (its id, rooms and missed packets): a pid alone is not a credential, so a handler
     /// with users checks that the socket was this user's. `false` connects it afresh.
-    fn may_recover(&mut self, _io: &super::Io, _socket: &SocketId) -> bool {
+    fn may_recover(&mut self, _io: &super::Sockets, _socket: &SocketId) -> bool {
         true
     }
 
     /// A socket connected (its CONNECT was answered). `recovered` is true when it resumed
     /// an earlier session: same id, same rooms, missed packets already replayed.
-    fn on_connect(&mut self, _io: &mut super::Io, _socket: &SocketId, _auth: &Value, _recovered: bool, _now: Instant) {}
+    fn on_connect(
+        &mut self,
+        _io: &mut super::Io<'_>,
+        _socket: &SocketId,
+        _auth: &Value,
+        _recovered: bool,
+        _now: Instant,
+    ) {
+    }
 
-    fn on_event(&mut self, _io: &mut super::Io, _socket: &SocketId, _event: Event, _now: Instant) {}
+    fn on_event(&mut self, _io: &mut super::Io<'_>, _socket: &SocketId, _event: Event, _now: Instant) {}
 
     /// The answer to [`Io::emit_with_ack`](super::Io::emit_with_ack), by the tag it returned.
-    fn on_ack(&mut self, _io: &mut super::Io, _socket: &SocketId, _tag: u64, _reply: AckReply, _now: Instant) {}
+    fn on_ack(&mut self, _io: &mut super::Io<'_>, _socket: &SocketId, _tag: u64, _reply: AckReply, _now: Instant) {}
 
     /// The socket is gone from its namespace and rooms (the id is still readable for
     /// cleanup through the arguments, no longer through `io`).
     fn on_disconnect(
         &mut self,
-        _io: &mut super::Io,
+        _io: &mut super::Io<'_>,
         _socket: &SocketId,
         _nsp: &str,
         _reason: DisconnectReason,
@@ -241,11 +249,11 @@ pub trait Handler {
     }
 
     /// The store answered a request made with [`Io::store`](super::Io::store).
-    fn on_store(&mut self, _io: &mut super::Io, _id: StoreId, _answer: StoreAnswer, _now: Instant) {}
+    fn on_store(&mut self, _io: &mut super::Io<'_>, _id: StoreId, _answer: StoreAnswer, _now: Instant) {}
 
     /// A request on the HTTP API; answer it (now or later) with
     /// [`Io::respond`](super::Io::respond). By default there is no API: 404.
-    fn on_api(&mut self, io: &mut super::Io, req: &ApiRequest<'_>, _now: Instant) {
+    fn on_api(&mut self, io: &mut super::Io<'_>, req: &ApiRequest<'_>, _now: Instant) {
         io.respond(req.conn, 404, &serde_json::json!({"error": "not found", "code": "NOT_FOUND"}));
     }
 
@@ -270,7 +278,7 @@ pub trait Handler {
     }
 
     /// The application's own timers.
-    fn handle_timeout(&mut self, _io: &mut super::Io, _now: Instant) {}
+    fn handle_timeout(&mut self, _io: &mut super::Io<'_>, _now: Instant) {}
 
     fn poll_timeout(&self) -> Option<Instant> {
         None
@@ -279,7 +287,7 @@ pub trait Handler {
     /// Checks the application's own maps and queues against their bounds (simulations
     /// and fuzz targets call it after every step); the first violation, described.
     #[cfg(any(test, fuzzing))]
-    fn check_bounds(&self, _io: &super::Io) -> Result<(), String> {
+    fn check_bounds(&self, _io: &super::Sockets) -> Result<(), String> {
         Ok(())
     }
 }

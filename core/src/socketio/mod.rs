@@ -1,9 +1,12 @@
 //! Socket.IO v5 over the engine: namespaces and sockets, the connect/auth hook, rooms and
 //! broadcast targets, acks both ways, binary reassembly, connection state recovery; and
-//! [`Io`], the handle applications act through.
+//! [`Io`], the handle applications act through. [`Sockets`] is the layer itself.
 
 pub mod api;
+mod io;
 pub mod recovery;
+
+pub use io::Io;
 
 pub use api::{AckReply, ConnectRefusal, DisconnectReason, Event, Handler, Message, SocketId, Target};
 
@@ -12,11 +15,12 @@ use crate::codec::socketio::{self as codec, Packet, PacketType};
 use crate::config::Config;
 use crate::engineio::{self, CloseReason, Engine, SessionId};
 use crate::idhash::{IdMap, IdSet};
+use crate::outbox::Outbox;
 use crate::rng::Rng;
 use crate::service::Metrics;
 use crate::time::{Instant, Timers};
 use bytes::Bytes;
-use recovery::{Recovery, Saved, Stored};
+use recovery::{Recovery, Saved};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -106,9 +110,10 @@ enum Notice {
     Ack { id: SocketId, tag: u64, reply: AckReply },
 }
 
-/// The Socket.IO layer of one node.
+/// The Socket.IO layer of one node. Applications read it (its getters are public) and act
+/// on it through an [`Io`] handle; only [`crate::Service`] drives it.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Io {
+pub struct Sockets {
     config: Config,
     engine: Engine,
     rng: Rng,
@@ -126,21 +131,20 @@ pub struct Io {
     disconnects: HashMap<DisconnectReason, u64>,
     /// The wall clock as last given: (unix ms, at this `now`).
     wall: Option<(u64, Instant)>,
-    next_store: u64,
     /// Bytes of attachments held in incomplete binary packets, over all clients.
     partial_bytes: usize,
 }
 
-impl Io {
+impl Sockets {
     #[must_use]
-    pub fn new(config: Config, engine: Engine, rng: Rng) -> Self {
+    pub(crate) fn new(config: Config, engine: Engine, rng: Rng) -> Self {
         let recovery = Recovery::new(
             config.recovery_window_ms,
             config.recovery_max_packets,
             config.recovery_max_bytes,
             config.recovery_max_sessions,
         );
-        Io {
+        Sockets {
             config,
             engine,
             rng,
@@ -154,7 +158,6 @@ impl Io {
             recovery,
             disconnects: HashMap::new(),
             wall: None,
-            next_store: 0,
             partial_bytes: 0,
         }
     }
@@ -166,7 +169,7 @@ impl Io {
         &self.engine
     }
 
-    pub fn engine_mut(&mut self) -> &mut Engine {
+    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
         &mut self.engine
     }
 
@@ -244,97 +247,10 @@ impl Io {
         self.wall = Some((unix_ms, now));
     }
 
-    // ---- the application's actions ----
-
-    /// A fresh random id (20 url-safe characters) from the seeded stream, for records the
-    /// application creates (message and notification ids).
-    pub fn random_id(&mut self) -> String {
-        self.rng.id()
-    }
-
-    /// Asks the host's store to do something; the answer comes to `Handler::on_store`
-    /// with the id returned here.
-    pub fn store(&mut self, request: crate::store::StoreRequest) -> crate::store::StoreId {
-        let id = crate::store::StoreId(self.next_store);
-        self.next_store += 1;
-        self.engine.push_output(crate::host::Output::Store { id, request });
-        id
-    }
-
-    /// Answers an HTTP API request with a JSON body.
-    pub fn respond(&mut self, conn: crate::host::ConnId, status: u16, body: &Value) {
-        self.engine.push_output(crate::host::Output::Respond {
-            conn,
-            status,
-            content_type: crate::host::APPLICATION_JSON,
-            body: Bytes::from(body.to_string()),
-        });
-    }
-
-    /// Emits an event to every socket `target` selects, encoding it once.
-    pub fn emit(&mut self, target: &Target, msg: &Message, now: Instant) {
-        let offset = self.recovery.enabled().then(|| self.recovery.take_offset());
-        let offset_text = offset.map(|o| o.to_string());
-        let packets = encode_event(&target.nsp, None, msg, offset_text.as_deref());
-        let (sockets, engine) = (&self.sockets, &mut self.engine);
-        visit_targets(&self.namespaces, target, |id| {
-            if let Some(s) = sockets.get(id) {
-                for p in &packets {
-                    engine.send(s.session, p.clone());
-                }
-            }
-        });
-        if let Some(offset) = offset {
-            let stored = Stored {
-                offset,
-                at: now,
-                nsp: target.nsp.clone(),
-                rooms: target.rooms.clone(),
-                except_rooms: target.except_rooms.clone(),
-                except_socket: target.except_socket.clone(),
-                packets,
-            };
-            self.recovery.store(stored, now);
-        }
-    }
-
-    /// Emits to one socket (to its own-id room, so recovery can replay it).
-    pub fn emit_to(&mut self, socket: &SocketId, msg: &Message, now: Instant) {
-        let Some(nsp) = self.nsp_of(socket).map(str::to_owned) else { return };
-        self.emit(&Target::all(&nsp).to(socket.as_str()), msg, now);
-    }
-
-    /// Emits to one socket and waits for its ack; the handler's `on_ack` gets the answer,
-    /// a timeout after `timeout_ms`, or a disconnect. Returns the tag `on_ack` will carry,
-    /// or `None` if the socket is gone or has too many acks pending.
-    pub fn emit_with_ack(&mut self, socket: &SocketId, msg: &Message, timeout_ms: u64, now: Instant) -> Option<u64> {
-        let s = self.sockets.get_mut(socket)?;
-        if s.pending_acks.len() >= self.config.max_pending_acks {
-            return None;
-        }
-        let id = s.next_ack;
-        s.next_ack += 1;
-        s.pending_acks.insert(id);
-        self.timers.set(Timer::Ack(s.seq, id), now.plus(timeout_ms));
-        let session = s.session;
-        for p in encode_event(&s.nsp, Some(id), msg, None) {
-            self.engine.send(session, p);
-        }
-        Some(id)
-    }
-
-    /// Answers a client's ack request.
-    pub fn ack(&mut self, socket: &SocketId, ack_id: u64, args: &[Value], binary: &[Bytes]) {
-        let Some(s) = self.sockets.get(socket) else { return };
-        let text = codec::encode_args(PacketType::Ack, &s.nsp, Some(ack_id), None, args, None, binary.len());
-        self.engine.send(s.session, OutPacket::Text(Bytes::from(text)));
-        for b in binary {
-            self.engine.send(s.session, OutPacket::Binary(b.clone()));
-        }
-    }
+    // ---- for the application's handle ([`Io`]) ----
 
     /// Puts a socket in a room; false if the socket is gone or at its room limit.
-    pub fn join(&mut self, socket: &SocketId, room: &str) -> bool {
+    pub(crate) fn join(&mut self, socket: &SocketId, room: &str) -> bool {
         let Some(s) = self.sockets.get_mut(socket) else { return false };
         if s.rooms.contains(room) {
             return true;
@@ -348,7 +264,7 @@ impl Io {
         true
     }
 
-    pub fn leave(&mut self, socket: &SocketId, room: &str) {
+    pub(crate) fn leave(&mut self, socket: &SocketId, room: &str) {
         let Some(s) = self.sockets.get_mut(socket) else { return };
         if s.rooms.remove(room) {
             if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
@@ -357,56 +273,40 @@ impl Io {
         }
     }
 
-    /// Disconnects a socket from its namespace (`server namespace disconnect`): the client
-    /// is told with a DISCONNECT packet; the engine session stays.
-    pub fn disconnect(&mut self, socket: &SocketId, now: Instant) {
-        if let Some(s) = self.sockets.get(socket) {
-            let text = codec::encode(PacketType::Disconnect, &s.nsp, None, None, 0);
-            self.engine.send(s.session, OutPacket::Text(Bytes::from(text)));
-            self.remove_socket(socket, DisconnectReason::ServerNamespaceDisconnect, now);
-        }
-    }
-
-    /// Closes the whole connection a socket rides on (every namespace of it).
-    pub fn close_connection(&mut self, socket: &SocketId) {
-        if let Some(s) = self.sockets.get(socket) {
-            let session = s.session;
-            self.close_session(session);
-        }
-    }
-
     // ---- the step ----
 
     /// Handles everything the engine reported, and every notice owed to the handler,
     /// until both are empty; then answers waiting polls.
-    pub fn run<H: Handler>(&mut self, handler: &mut H, now: Instant) {
+    pub(crate) fn run<H: Handler>(&mut self, out: &mut Outbox, handler: &mut H, now: Instant) {
         loop {
             if let Some(ev) = self.engine.poll_event() {
-                self.on_engine_event(ev, handler, now);
+                self.on_engine_event(out, ev, handler, now);
             } else if let Some(n) = self.notices.pop_front() {
                 match n {
-                    Notice::Disconnected { id, nsp, reason } => handler.on_disconnect(self, &id, &nsp, reason, now),
-                    Notice::Ack { id, tag, reply } => handler.on_ack(self, &id, tag, reply, now),
+                    Notice::Disconnected { id, nsp, reason } => {
+                        handler.on_disconnect(&mut Io::new(self, out), &id, &nsp, reason, now)
+                    }
+                    Notice::Ack { id, tag, reply } => handler.on_ack(&mut Io::new(self, out), &id, tag, reply, now),
                 }
             } else {
                 break;
             }
         }
-        self.engine.flush();
+        self.engine.flush(out);
     }
 
-    pub fn handle_timeout<H: Handler>(&mut self, handler: &mut H, now: Instant) {
+    pub(crate) fn handle_timeout<H: Handler>(&mut self, out: &mut Outbox, handler: &mut H, now: Instant) {
         while let Some(t) = self.timers.pop_expired(now) {
             match t {
                 Timer::Connect(s) => {
                     if self.clients.get(&s).is_some_and(|c| c.sockets.is_empty()) {
-                        self.close_session(s);
+                        self.close_session(out, s);
                     }
                 }
                 Timer::Attachments(s) => {
                     if self.clients.get(&s).is_some_and(|c| c.partial.is_some()) {
                         self.drop_partial(s);
-                        self.close_session(s);
+                        self.close_session(out, s);
                     }
                 }
                 Timer::Ack(seq, ack_id) => {
@@ -419,19 +319,19 @@ impl Io {
                 }
             }
         }
-        self.run(handler, now);
+        self.run(out, handler, now);
     }
 
     // ---- internals ----
 
-    fn on_engine_event<H: Handler>(&mut self, ev: engineio::Event, handler: &mut H, now: Instant) {
+    fn on_engine_event<H: Handler>(&mut self, out: &mut Outbox, ev: engineio::Event, handler: &mut H, now: Instant) {
         match ev {
             engineio::Event::Opened(s) => {
                 self.clients.insert(s, Box::default());
                 self.timers.set(Timer::Connect(s), now.plus(self.config.connect_timeout_ms));
             }
-            engineio::Event::Text(s, text) => self.on_text(s, &text, handler, now),
-            engineio::Event::Binary(s, bin) => self.on_binary(s, bin, handler, now),
+            engineio::Event::Text(s, text) => self.on_text(out, s, &text, handler, now),
+            engineio::Event::Binary(s, bin) => self.on_binary(out, s, bin, handler, now),
             engineio::Event::Closed(s, reason) => {
                 self.timers.cancel(Timer::Connect(s));
                 self.drop_partial(s);
@@ -454,51 +354,51 @@ impl Io {
         }
     }
 
-    fn on_text<H: Handler>(&mut self, s: SessionId, text: &str, handler: &mut H, now: Instant) {
+    fn on_text<H: Handler>(&mut self, out: &mut Outbox, s: SessionId, text: &str, handler: &mut H, now: Instant) {
         let Some(client) = self.clients.get_mut(&s).filter(|c| !c.closing) else { return };
         if client.partial.is_some() {
             // A text packet while attachments are due: the stream is broken.
-            return self.close_session(s);
+            return self.close_session(out, s);
         }
         match codec::decode(text, self.config.max_attachments) {
             Ok(p) if p.attachments > 0 => {
                 client.partial = Some(Box::new((p, Vec::new())));
                 self.timers.set(Timer::Attachments(s), now.plus(self.config.attachment_timeout_ms));
             }
-            Ok(p) => self.dispatch(s, p, Vec::new(), handler, now),
-            Err(_) => self.close_session(s),
+            Ok(p) => self.dispatch(out, s, p, Vec::new(), handler, now),
+            Err(_) => self.close_session(out, s),
         }
     }
 
-    fn on_binary<H: Handler>(&mut self, s: SessionId, bin: Bytes, handler: &mut H, now: Instant) {
+    fn on_binary<H: Handler>(&mut self, out: &mut Outbox, s: SessionId, bin: Bytes, handler: &mut H, now: Instant) {
         let Some(client) = self.clients.get_mut(&s).filter(|c| !c.closing) else { return };
         let Some((packet, buffers)) = client.partial.as_deref_mut() else {
-            return self.close_session(s);
+            return self.close_session(out, s);
         };
         if buffers.len() + 1 == packet.attachments {
             buffers.push(bin);
             if let Some((p, b)) = client.partial.take().map(|b| *b) {
                 self.partial_bytes -= b[..b.len() - 1].iter().map(Bytes::len).sum::<usize>();
                 self.timers.cancel(Timer::Attachments(s));
-                self.dispatch(s, p, b, handler, now);
+                self.dispatch(out, s, p, b, handler, now);
             }
             return;
         }
         // Held until the packet is complete: within the node's budget, or the session goes.
         if self.partial_bytes + bin.len() > self.config.attachment_budget_bytes {
             self.drop_partial(s);
-            return self.close_session(s);
+            return self.close_session(out, s);
         }
         self.partial_bytes += bin.len();
         buffers.push(bin);
     }
 
     /// Closes a session from this side (a forced close): its later input is dropped.
-    fn close_session(&mut self, s: SessionId) {
+    fn close_session(&mut self, out: &mut Outbox, s: SessionId) {
         if let Some(c) = self.clients.get_mut(&s) {
             c.closing = true;
         }
-        self.engine.close(s, CloseReason::ForcedClose);
+        self.engine.close(out, s, CloseReason::ForcedClose);
     }
 
     /// Frees a session's incomplete binary packet, if it has one.
@@ -509,11 +409,19 @@ impl Io {
         }
     }
 
-    fn dispatch<H: Handler>(&mut self, s: SessionId, p: Packet, binary: Vec<Bytes>, handler: &mut H, now: Instant) {
+    fn dispatch<H: Handler>(
+        &mut self,
+        out: &mut Outbox,
+        s: SessionId,
+        p: Packet,
+        binary: Vec<Bytes>,
+        handler: &mut H,
+        now: Instant,
+    ) {
         let Some(client) = self.clients.get(&s) else { return };
         let socket = client.sockets.get(&p.nsp).cloned();
         match (p.kind, socket) {
-            (PacketType::Connect, None) => self.on_connect(s, p, handler, now),
+            (PacketType::Connect, None) => self.on_connect(out, s, p, handler, now),
             // A second CONNECT to the same namespace: already answered, nothing to do.
             (PacketType::Connect, Some(_)) => {}
             (PacketType::Disconnect, Some(id)) => {
@@ -526,14 +434,14 @@ impl Io {
                     other => other.to_string(),
                 };
                 let event = Event { name, args: items, binary, ack: p.id };
-                handler.on_event(self, &id, event, now);
+                handler.on_event(&mut Io::new(self, out), &id, event, now);
             }
             (PacketType::Ack | PacketType::BinaryAck, Some(id)) => {
                 let (Some(ack_id), Some(Value::Array(args))) = (p.id, p.data) else { return };
                 let Some(sock) = self.sockets.get_mut(&id) else { return };
                 if sock.pending_acks.remove(&ack_id) {
                     self.timers.cancel(Timer::Ack(sock.seq, ack_id));
-                    handler.on_ack(self, &id, ack_id, AckReply::Answered { args, binary }, now);
+                    handler.on_ack(&mut Io::new(self, out), &id, ack_id, AckReply::Answered { args, binary }, now);
                 }
             }
             // Packets for a namespace this client is not in are dropped.
@@ -541,14 +449,14 @@ impl Io {
         }
     }
 
-    fn on_connect<H: Handler>(&mut self, s: SessionId, p: Packet, handler: &mut H, now: Instant) {
+    fn on_connect<H: Handler>(&mut self, out: &mut Outbox, s: SessionId, p: Packet, handler: &mut H, now: Instant) {
         let nsp = p.nsp;
         if !handler.has_namespace(&nsp) {
-            return self.connect_error(s, &nsp, &ConnectRefusal::new("Invalid namespace"));
+            return self.connect_error(out, s, &nsp, &ConnectRefusal::new("Invalid namespace"));
         }
         let count = self.clients.get(&s).map_or(0, |c| c.sockets.len());
         if count >= self.config.max_namespaces_per_connection {
-            return self.connect_error(s, &nsp, &ConnectRefusal::new("Too many namespaces"));
+            return self.connect_error(out, s, &nsp, &ConnectRefusal::new("Too many namespaces"));
         }
         let mut auth = match p.data {
             Some(Value::Object(m)) => m,
@@ -564,8 +472,8 @@ impl Io {
                 if saved.nsp == nsp && !self.sockets.contains_key(&saved.id) {
                     // A resumed socket passes the middleware like a new one, and then the
                     // handler says whether it may be this socket.
-                    if let Err(refusal) = handler.authorize(self, &nsp, &auth, now) {
-                        return self.connect_error(s, &nsp, &refusal);
+                    if let Err(refusal) = handler.authorize(&mut Io::new(self, out), &nsp, &auth, now) {
+                        return self.connect_error(out, s, &nsp, &refusal);
                     }
                     if !self.clients.contains_key(&s) {
                         return;
@@ -573,18 +481,18 @@ impl Io {
                 }
                 if saved.nsp == nsp && !self.sockets.contains_key(&saved.id) && handler.may_recover(self, &saved.id) {
                     let id = saved.id.clone();
-                    self.add_socket(s, &nsp, id.clone(), Some(pid.clone()), saved.rooms, now);
+                    self.add_socket(out, s, &nsp, id.clone(), Some(pid.clone()), saved.rooms);
                     for packet in missed {
-                        self.engine.send(s, packet);
+                        self.engine.send(out, s, packet);
                     }
-                    handler.on_connect(self, &id, &auth, true, now);
+                    handler.on_connect(&mut Io::new(self, out), &id, &auth, true, now);
                     return;
                 }
             }
         }
 
-        if let Err(refusal) = handler.authorize(self, &nsp, &auth, now) {
-            return self.connect_error(s, &nsp, &refusal);
+        if let Err(refusal) = handler.authorize(&mut Io::new(self, out), &nsp, &auth, now) {
+            return self.connect_error(out, s, &nsp, &refusal);
         }
         // The handler may have closed the connection meanwhile.
         if !self.clients.contains_key(&s) {
@@ -596,26 +504,26 @@ impl Io {
         }
         let pid = self.recovery.enabled().then(|| self.rng.id());
         let rooms = std::iter::once(id.as_str().to_owned()).collect();
-        self.add_socket(s, &nsp, id.clone(), pid, rooms, now);
-        handler.on_connect(self, &id, &auth, false, now);
+        self.add_socket(out, s, &nsp, id.clone(), pid, rooms);
+        handler.on_connect(&mut Io::new(self, out), &id, &auth, false, now);
     }
 
     /// Registers a socket, answers its CONNECT, and joins its rooms.
     fn add_socket(
         &mut self,
+        out: &mut Outbox,
         s: SessionId,
         nsp: &str,
         id: SocketId,
         pid: Option<String>,
         rooms: HashSet<String>,
-        _now: Instant,
     ) {
         let reply = match &pid {
             Some(pid) => json!({"sid": id.as_str(), "pid": pid}),
             None => json!({"sid": id.as_str()}),
         };
         let text = codec::encode(PacketType::Connect, nsp, None, Some(&reply), 0);
-        self.engine.send(s, OutPacket::Text(Bytes::from(text)));
+        self.engine.send(out, s, OutPacket::Text(Bytes::from(text)));
 
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -645,14 +553,14 @@ impl Io {
         self.timers.cancel(Timer::Connect(s));
     }
 
-    fn connect_error(&mut self, s: SessionId, nsp: &str, refusal: &ConnectRefusal) {
+    fn connect_error(&mut self, out: &mut Outbox, s: SessionId, nsp: &str, refusal: &ConnectRefusal) {
         let mut body = Map::new();
         body.insert("message".into(), Value::String(refusal.message.clone()));
         if let Some(data) = &refusal.data {
             body.insert("data".into(), data.clone());
         }
         let text = codec::encode(PacketType::ConnectError, nsp, None, Some(&Value::Object(body)), 0);
-        self.engine.send(s, OutPacket::Text(Bytes::from(text)));
+        self.engine.send(out, s, OutPacket::Text(Bytes::from(text)));
     }
 
     /// Takes a socket out of its namespace and rooms, saves it for recovery if the reason
@@ -735,7 +643,7 @@ fn remove_member(ns: &mut Namespace, room: &str, id: &SocketId) {
 }
 
 #[cfg(any(test, fuzzing))]
-impl Io {
+impl Sockets {
     /// Checks every bounded map of the Socket.IO layer (rooms per socket, pending acks,
     /// namespaces per connection, recovery) and the engine below; the first violation.
     pub fn check_bounds(&self) -> Result<(), String> {

@@ -198,18 +198,18 @@ impl Handler for TestApp {
         nsp == "/" || nsp == "/b"
     }
 
-    fn authorize(&mut self, _io: &mut Io, _nsp: &str, auth: &Value, _now: Instant) -> Result<(), ConnectRefusal> {
+    fn authorize(&mut self, _io: &mut Io<'_>, _nsp: &str, auth: &Value, _now: Instant) -> Result<(), ConnectRefusal> {
         match auth.get("refuse") {
             Some(why) => Err(ConnectRefusal { message: "refused".into(), data: Some(json!({"reason": why})) }),
             None => Ok(()),
         }
     }
 
-    fn on_connect(&mut self, _io: &mut Io, socket: &SocketId, _auth: &Value, recovered: bool, _now: Instant) {
+    fn on_connect(&mut self, _io: &mut Io<'_>, socket: &SocketId, _auth: &Value, recovered: bool, _now: Instant) {
         self.connects.push((socket.to_string(), recovered));
     }
 
-    fn on_event(&mut self, io: &mut Io, socket: &SocketId, ev: Event, now: Instant) {
+    fn on_event(&mut self, io: &mut Io<'_>, socket: &SocketId, ev: Event, now: Instant) {
         let nsp = io.nsp_of(socket).unwrap().to_owned();
         let arg = ev.args.first().cloned().unwrap_or(Value::Null);
         let strs = |v: &Value, k: &str| -> Vec<String> {
@@ -241,11 +241,18 @@ impl Handler for TestApp {
         }
     }
 
-    fn on_ack(&mut self, _io: &mut Io, socket: &SocketId, tag: u64, reply: AckReply, _now: Instant) {
+    fn on_ack(&mut self, _io: &mut Io<'_>, socket: &SocketId, tag: u64, reply: AckReply, _now: Instant) {
         self.acks.push((socket.to_string(), tag, reply));
     }
 
-    fn on_disconnect(&mut self, _io: &mut Io, socket: &SocketId, _nsp: &str, reason: DisconnectReason, _now: Instant) {
+    fn on_disconnect(
+        &mut self,
+        _io: &mut Io<'_>,
+        socket: &SocketId,
+        _nsp: &str,
+        reason: DisconnectReason,
+        _now: Instant,
+    ) {
         self.disconnects.push((socket.to_string(), reason));
     }
 }
@@ -284,7 +291,7 @@ fn room_targeting_with_overlaps_reaches_each_socket_once() {
     h.text(c, r#"42["send",{"to":["y"],"data":1}]"#);
     assert_eq!(got(&mut h), [0, 1, 0, 0], "after leave");
 
-    let io = h.machine.io();
+    let io = h.machine.sockets();
     let ids = io.sockets_in("/", &["x", "y"]);
     assert_eq!(ids.len(), 2);
     let a_id = ids.iter().find(|id| io.rooms_of(id).contains(&"x".to_string())).unwrap();
@@ -451,7 +458,7 @@ fn a_recovery_log_that_never_began_does_not_underflow_on_connect() {
     // has next offset 0 made the next CONNECT subtract below zero and panic.
     let config = Config { recovery_window_ms: 60_000, ..Config::default() };
     let mut h = Harness::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
-    h.machine.io.recovery.damage_next_offset(0);
+    h.machine.sockets.recovery.damage_next_offset(0);
     let (_, reply) = connect_reply(&mut h, "40");
     assert!(reply["sid"].is_string(), "{reply}");
 }
