@@ -51,6 +51,15 @@ pub(crate) async fn run(
     mounts: Vec<Mount>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // A missing folder stops startup before the port is taken.
+    let static_files = match &settings.static_dir {
+        Some(dir) => {
+            let files = crate::static_files::StaticFiles::new(dir)?;
+            tracing::info!(dir = %dir.display(), "serving static files at /");
+            Some(files)
+        }
+        None => None,
+    };
     let listener =
         TcpListener::bind(&settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr().context("listener has no local address")?;
@@ -102,6 +111,7 @@ pub(crate) async fn run(
         body_timeout: std::time::Duration::from_millis(settings.host.body_timeout_ms),
         inbound_budget: settings.host.inbound_budget,
         metrics_token: settings.host.metrics_token.clone(),
+        static_files,
     });
     if settings.cors == Cors::SameOrigin {
         tracing::debug!("no CORS origin configured: same-origin polling only");
