@@ -204,6 +204,64 @@ describe('demo web app in Chromium', { timeout: 180_000 }, () => {
     assert.equal(await page.bob.getByTestId('doc-text').inputValue(), 'Bob too | Alice was here', 'the document survived');
     await screenshot('after-restart', { alice: page.alice, bob: page.bob });
   });
+
+  it('a token the server does not accept leaves the page offline with the reason shown', async () => {
+    const stranger = keys();
+    const p = await (await userContext(browser)).newPage();
+    await p.goto(`${server.url}/`);
+    await p.getByTestId('signin-token').fill(stranger.token('mallory', 'Mallory'));
+    await p.getByTestId('signin-token-submit').click();
+    await p.locator('[data-testid="connection-state"][data-state="offline"]').waitFor();
+    await p.getByTestId('error').filter({ hasText: 'connect: Invalid token' }).waitFor();
+    await screenshot('refused-token', { mallory: p });
+  });
+});
+
+describe('demo web app: an edit the server finds stale', { timeout: 60_000 }, () => {
+  it('answers STALE_VERSION by re-joining and ends with the server\'s text', async () => {
+    // Any edit that must be transformed past another costs more than 1 step: STALE_VERSION.
+    const server = await startParlor({ dataDir: tempDir('parlor-browser-stale-'), args: ['--document-transform-work', '1'] });
+    const browser = await launch();
+    try {
+      const pages = {};
+      // Bob's frames go through the test, which can hold his edits back.
+      let hold = false;
+      const held = [];
+      const bobContext = await userContext(browser);
+      await bobContext.routeWebSocket((url) => url.hostname === '127.0.0.1', (ws) => {
+        const upstream = ws.connectToServer();
+        ws.onMessage((m) => (hold && String(m).includes('"text-change"') ? held.push([upstream, m]) : upstream.send(m)));
+        upstream.onMessage((m) => ws.send(m));
+      });
+      pages.alice = await (await userContext(browser)).newPage();
+      pages.bob = await bobContext.newPage();
+      for (const [who, p] of Object.entries(pages)) {
+        await p.goto(`${server.url}/`);
+        await p.getByTestId('signin-name').fill(who);
+        await p.getByTestId('signin-name-submit').click();
+        await p.getByTestId('doc-name').fill('stale');
+        await p.getByTestId('doc-open').click();
+        await p.locator('[data-testid="doc-text"][data-joined="true"]').waitFor();
+      }
+      const text = (who) => pages[who].getByTestId('doc-text').inputValue();
+      const version = (who) => pages[who].getByTestId('doc-version').textContent();
+      hold = true;
+      await pages.bob.getByTestId('doc-text').pressSequentially('bob');
+      await waitUntil(() => held.length > 0, "bob's edit held back");
+      await pages.alice.getByTestId('doc-text').pressSequentially('alice');
+      await waitUntil(async () => (await version('alice')) !== 'v0' && (await text('bob')) === 'alicebob',
+        "alice's edit stored and shown to bob next to his unsent one");
+      hold = false;
+      for (const [upstream, m] of held.splice(0)) upstream.send(m);
+      await pages.bob.getByTestId('error').filter({ hasText: 'STALE_VERSION' }).waitFor();
+      await waitUntil(async () => (await text('bob')) === (await text('alice')) && (await text('alice')) === 'alice',
+        "bob re-joined and has the server's text");
+      await screenshot('stale-version', pages);
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
 });
 
 describe('demo web app in dev mode (no --auth-key)', { timeout: 60_000 }, () => {

@@ -134,6 +134,10 @@ export function useRooms({ username, me, onError, initialRooms = [] }) {
   return { rooms, join, leave, send, typing };
 }
 
+/** Every cursor of `cursors` moved by `delta`. */
+const shiftCursors = (cursors, delta) =>
+  Object.fromEntries(Object.entries(cursors).map(([k, c]) => [k, { ...c, position: transformPosition(delta, c.position) }]));
+
 const emptyRoom = () => ({ joined: false, users: [], messages: [], typing: {} });
 const without = (obj, key) => { if (!(key in obj)) return obj; const { [key]: _x, ...rest } = obj; return rest; };
 const mapRooms = (all, fn) => Object.fromEntries(Object.entries(all).map(([k, v]) => [k, fn(v)]));
@@ -285,10 +289,13 @@ export function useDocument({ onError }) {
     setView({ docId: null, text: '', version: 0, cursors: {}, joined: false });
   }, []);
 
-  /** The user changed the text to `text`. */
+  /** The user changed the text to `text`; the others' cursors move with the change. */
   const edit = useCallback((text) => {
-    st.current.local = text;
-    publish();
+    const s = st.current;
+    const change = diff(s.local, text);
+    s.local = text;
+    publish({});
+    setView((v) => ({ ...v, cursors: shiftCursors(v.cursors, change) }));
     flush();
   }, [publish, flush]);
 
@@ -358,11 +365,17 @@ export function useDocument({ onError }) {
       ...v,
       text: s.local,
       version: s.version,
-      cursors: Object.fromEntries(Object.entries(v.cursors).map(([k, c]) => [k, { ...c, position: transformPosition(local, c.position) }])),
+      cursors: shiftCursors(v.cursors, local),
     }));
   });
+  // A position in the server's text: moved past our edit in flight and our unsent text,
+  // as the server moves cursors when it applies them (an insert at a cursor moves it).
   useSocketEvent('cursor-update', ({ socketId, user, position }) => {
-    setView((v) => ({ ...v, cursors: { ...v.cursors, [socketId]: { user, position } } }));
+    const s = st.current;
+    let pos = position;
+    if (s.inflight) pos = transformPosition(s.inflight, pos, false);
+    pos = transformPosition(diff(s.inflight ? apply(s.base, s.inflight) : s.base, s.local), pos, false);
+    setView((v) => ({ ...v, cursors: { ...v.cursors, [socketId]: { user, position: pos } } }));
   });
   useSocketEvent('user-joined-document', ({ socketId, user }) => {
     setView((v) => ({ ...v, cursors: { ...v.cursors, [socketId]: { user, position: 0 } } }));
