@@ -29,8 +29,21 @@ describe('demo web app in Chromium', { timeout: 180_000 }, () => {
     browser = await launch();
     for (const who of ['alice', 'bob']) {
       ctx[who] = await userContext(browser);
-      page[who] = await ctx[who].newPage();
     }
+    // Bob allows browser notifications; the page's Notification is wrapped to record them.
+    await ctx.bob.grantPermissions(['notifications'], { origin: server.url });
+    await ctx.bob.addInitScript(() => {
+      const Real = window.Notification;
+      window.shownNotifications = [];
+      function Recording(title, options) {
+        window.shownNotifications.push({ title, body: options && options.body });
+        try { return new Real(title, options); } catch { return {}; }
+      }
+      Recording.requestPermission = (...args) => Real.requestPermission(...args);
+      Object.defineProperty(Recording, 'permission', { get: () => Real.permission });
+      window.Notification = Recording;
+    });
+    for (const who of ['alice', 'bob']) page[who] = await ctx[who].newPage();
   });
 
   after(async () => {
@@ -125,7 +138,7 @@ describe('demo web app in Chromium', { timeout: 180_000 }, () => {
     await screenshot('private-messages', { alice: page.alice, bob: page.bob });
   });
 
-  it('receives a notification pushed over POST /api/notifications and marks it read', async () => {
+  it('receives a notification pushed over POST /api/notifications (also as a browser notification) and marks it read', async () => {
     const res = await fetch(`${server.url}/api/notifications`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key.token('ops', 'Ops', { admin: true })}`, 'content-type': 'application/json' },
@@ -134,6 +147,8 @@ describe('demo web app in Chromium', { timeout: 180_000 }, () => {
     });
     assert.equal(res.status, 201, await res.text());
     await page.bob.getByTestId('unread-count').filter({ hasText: /^1$/ }).waitFor();
+    await waitUntil(() => page.bob.evaluate(() => window.shownNotifications.some((n) => n.title === 'Deploy' && n.body === 'v2 is live')),
+      'a browser notification shown (permission granted)');
     await page.bob.getByTestId('bell').click();
     const note = page.bob.getByTestId('notification').filter({ hasText: 'v2 is live' });
     await note.and(page.bob.locator('[data-read="false"]')).waitFor();
