@@ -162,6 +162,10 @@ pub struct ServeArgs {
     /// Messages kept per room; older ones are deleted [default: 1000]
     #[arg(long, env = "PARLOR_HISTORY_KEEP", value_name = "N")]
     pub history_keep: Option<usize>,
+    /// Serve this folder at `/` (the demo web app: `native/web/dist`); the routes above keep
+    /// their paths, and no path outside the folder is ever served [default: off]
+    #[arg(long = "static", env = "PARLOR_STATIC", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
     #[command(flatten)]
     pub component: ComponentArgs,
     /// TOML file with any of these settings (kebab-case keys, e.g. `ping-interval = 25000`)

@@ -45,13 +45,14 @@
 //! document-transform-work = 100000
 //! data-dir = "./parlor-data"
 //! history-keep = 1000
+//! static = "native/web/dist"                    # a folder served at /; none = off
 //! # the core from a WebAssembly component instead of the linked one
 //! component = "target/wasm32-wasip2/release/parlor_edge.wasm"
 //! component-memory-mb = 1024
 //! component-step-timeout = 2000
 //! ```
 //!
-//! Relative paths (`auth-key`, `data-dir`) are relative to the working directory, wherever
+//! Relative paths (`auth-key`, `data-dir`, `static`) are relative to the working directory, wherever
 //! they are given.
 //!
 //! Unknown keys are an error, so a typo does not silently leave a default in place.
@@ -107,6 +108,8 @@ pub struct Settings {
     pub threads: Option<usize>,
     /// What the host itself bounds for clients.
     pub host: HostLimits,
+    /// The folder served at `/` (`--static`); `None`: no static files.
+    pub static_dir: Option<PathBuf>,
 }
 
 /// The host's budgets for what clients send (the core's are in [`Config`]).
@@ -215,6 +218,7 @@ impl Default for Settings {
             component_limits: ComponentLimits::default(),
             threads: None,
             host: HostLimits::default(),
+            static_dir: None,
         }
     }
 }
@@ -335,6 +339,7 @@ impl Settings {
             )?,
             threads: args.runtime.threads.or(file.threads),
             host,
+            static_dir: args.static_dir.clone().or(file.static_dir),
         };
         settings.check()?;
         Ok(settings)
@@ -442,6 +447,9 @@ pub struct FileConfig {
     pub component_memory_mb: Option<u64>,
     pub component_step_timeout: Option<u64>,
     pub threads: Option<usize>,
+    /// `static = "DIR"`: `static` is a Rust keyword, hence the rename.
+    #[serde(rename = "static")]
+    pub static_dir: Option<PathBuf>,
 }
 
 /// The component's limits; the name `crate::component::Limits` has the same fields.
@@ -556,6 +564,7 @@ mod tests {
         "PARLOR_THREADS",
         "PARLOR_MAX_HANDSHAKES_PER_IP",
         "PARLOR_DOCUMENT_TRANSFORM_WORK",
+        "PARLOR_STATIC",
     ];
 
     fn serve_args(argv: &[&str], env: &[(&str, &str)]) -> ServeArgs {
@@ -799,6 +808,21 @@ mod tests {
             let err = Settings::resolve(&serve_args(&[flag, "0"], &[]), FileConfig::default()).unwrap_err();
             assert!(err.to_string().contains(&flag[2..]), "{flag}: {err}");
         }
+    }
+
+    #[test]
+    fn the_static_folder_is_off_by_default_and_comes_from_flag_env_or_file() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let s = Settings::resolve(&serve_args(&[], &[]), FileConfig::default()).unwrap();
+        assert_eq!(s.static_dir, None, "off by default");
+        let file = FileConfig::parse("static = \"file/dist\"").unwrap();
+        let s = Settings::resolve(&serve_args(&[], &[]), file.clone()).unwrap();
+        assert_eq!(s.static_dir.as_deref(), Some(Path::new("file/dist")));
+        let env = [("PARLOR_STATIC", "env/dist")];
+        let s = Settings::resolve(&serve_args(&[], &env), file.clone()).unwrap();
+        assert_eq!(s.static_dir.as_deref(), Some(Path::new("env/dist")), "env over file");
+        let s = Settings::resolve(&serve_args(&["--static", "flag/dist"], &env), file).unwrap();
+        assert_eq!(s.static_dir.as_deref(), Some(Path::new("flag/dist")), "flag over env");
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! `Authorization` header, the body up to `max_payload`; over it is a 413 here) and its
 //! `Respond` is the answer, with the same CORS policy as the Engine.IO paths. Without an
 //! API mount it is 404.
+//!
+//! With `--static DIR`, every other path goes to [`crate::static_files`], except the
+//! routes above and everything under them (`/api/`, `/admin/`, an Engine.IO path), so a
+//! file in DIR can never shadow a route.
 
 use crate::bodies::{BodyBudget, BodyShare};
 use crate::cors::Cors;
@@ -77,6 +81,8 @@ pub(crate) struct Router {
     pub inbound_budget: usize,
     /// The bearer token `/metrics` asks for; `None`: open.
     pub metrics_token: Option<String>,
+    /// The folder served at `/` (`--static`); `None`: off.
+    pub static_files: Option<crate::static_files::StaticFiles>,
 }
 
 /// Per-TCP-connection context: who is calling, and the connection's slot under the cap
@@ -105,8 +111,20 @@ impl Router {
             (&HttpMethod::GET | &HttpMethod::HEAD, "/healthz") => text(StatusCode::OK, "ok"),
             (&HttpMethod::GET, "/metrics") => self.metrics(&req).await,
             (&HttpMethod::POST, "/admin/reload") if self.reload.is_some() => self.reload(&req).await,
-            _ => text(StatusCode::NOT_FOUND, "not found"),
+            _ => match &self.static_files {
+                Some(files) if !self.is_route(path) => files.serve(req.method(), path, req.headers()).await,
+                _ => text(StatusCode::NOT_FOUND, "not found"),
+            },
         }
+    }
+
+    /// Paths the server's own routes own, whatever the method: never a static file.
+    fn is_route(&self, path: &str) -> bool {
+        const ROUTES: [&str; 2] = ["/healthz", "/metrics"];
+        const PREFIXES: [&str; 2] = [API_PREFIX, "/admin/"];
+        ROUTES.contains(&path)
+            || PREFIXES.iter().any(|p| path.starts_with(p) || path == p.trim_end_matches('/'))
+            || self.mounts.iter().any(|m| path.starts_with(&m.path) || path == m.path.trim_end_matches('/'))
     }
 
     /// The mount serving `path`: its path exactly, or without the trailing slash.

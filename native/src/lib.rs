@@ -12,6 +12,7 @@
 //! - [`clock`]: the core's `Instant` (milliseconds since the process started).
 //! - `server`: listener, accept loop, connection cap, graceful shutdown.
 //! - `http`: routing: `/healthz`, `/metrics`, Engine.IO polling and upgrades, `/api/`.
+//! - `static_files`: the folder `--static` serves at `/` (never a path outside it).
 //! - [`cors`]: the CORS policy of the Engine.IO paths.
 //! - `driver`: one task per mount that owns the machine (the drain rule lives here).
 //! - [`outbound`]: the bounded per-WebSocket queue between the driver and the writer.
@@ -79,6 +80,8 @@ mod metrics;
 pub mod outbound;
 #[cfg(not(loom))]
 mod server;
+#[cfg(not(loom))]
+mod static_files;
 #[cfg(not(loom))]
 pub mod store;
 mod sync;

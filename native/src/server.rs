@@ -52,6 +52,15 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     survive_file_size_limit();
+    // A missing folder stops startup before the port is taken.
+    let static_files = match &settings.static_dir {
+        Some(dir) => {
+            let files = crate::static_files::StaticFiles::new(dir)?;
+            tracing::info!(dir = %dir.display(), "serving static files at /");
+            Some(files)
+        }
+        None => None,
+    };
     let listener =
         TcpListener::bind(&settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr().context("listener has no local address")?;
@@ -104,6 +113,7 @@ pub(crate) async fn run(
         body_min_rate: settings.host.body_min_rate,
         inbound_budget: settings.host.inbound_budget,
         metrics_token: settings.host.metrics_token.clone(),
+        static_files,
     });
     if settings.cors == Cors::SameOrigin {
         tracing::debug!("no CORS origin configured: same-origin polling only");

@@ -1,6 +1,7 @@
 //! The `parlor` binary end to end: `keygen` and `token` interoperate with the core's
 //! verifier, `serve` checks its key files and data directory at startup, and the HTTP API
-//! routing (`/api/...`: CORS preflight, 413, 404 without an API mount).
+//! routing (`/api/...`: CORS preflight, 413, 404 without an API mount), and `--static`
+//! (the folder served at `/`, and every way out of it refused on the wire).
 
 mod common;
 
@@ -150,6 +151,13 @@ impl Server {
     }
 }
 
+/// `parlor serve` on a free loopback port with its store in `data` and `extra` flags.
+fn serve(data: &Path, extra: &[&str]) -> Server {
+    let data = data.to_str().unwrap();
+    let args = ["serve", "--listen", "127.0.0.1:0", "--data-dir", data];
+    Server::start(&args.iter().chain(extra).copied().collect::<Vec<_>>())
+}
+
 fn wait_for(path: &Path) -> bool {
     for _ in 0..100 {
         if path.exists() {
@@ -164,17 +172,7 @@ fn wait_for(path: &Path) -> bool {
 fn serve_creates_its_store_and_routes_the_api() {
     let dir = TempDir::new("serve");
     let data = dir.0.join("nested/data");
-    let server = Server::start(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--max-payload",
-        "1000",
-        "--cors-origin",
-        "https://app.example",
-    ]);
+    let server = serve(&data, &["--max-payload", "1000", "--cors-origin", "https://app.example"]);
     assert!(wait_for(&data.join("parlor.db")), "parlor.db created on first start");
 
     // Preflight: CORS like the Engine.IO paths.
@@ -218,4 +216,82 @@ fn conformance_has_no_api() {
     let (status, _, _) = server.http("POST", "/api/notifications", &[], b"{}");
     assert_eq!(status, 404);
     assert!(server.terminate().success());
+}
+
+/// `serve --static DIR` on the wire: the index, types, caching, HEAD, 405, and every
+/// traversal a client can write (raw `..`, encoded dots and separators, backslashes, NUL,
+/// symlinks out) refused, with the routes keeping their paths.
+#[test]
+fn serve_static_serves_the_folder_and_nothing_outside_it() {
+    let dir = TempDir::new("static");
+    let www = dir.0.join("www");
+    std::fs::create_dir_all(www.join("assets")).unwrap();
+    std::fs::write(www.join("index.html"), "<!doctype html><title>parlor</title>").unwrap();
+    std::fs::write(www.join("assets/index-abc123.js"), "export {}").unwrap();
+    std::fs::write(www.join("healthz"), "shadow").unwrap();
+    std::fs::write(dir.0.join("secret.txt"), "top secret").unwrap();
+    std::os::unix::fs::symlink(dir.0.join("secret.txt"), www.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(&dir.0, www.join("parent")).unwrap();
+    let data = dir.0.join("data");
+    let server = serve(&data, &["--static", www.to_str().unwrap()]);
+
+    let (status, head, body) = server.http("GET", "/", &[], b"");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    assert!(body.contains("<title>parlor</title>"), "{body}");
+    let etag = head.lines().find_map(|l| l.strip_prefix("etag: ")).expect("an etag").to_owned();
+
+    let (status, head, body) = server.http("GET", "/index.html", &[("if-none-match", &etag)], b"");
+    assert_eq!((status, body.as_str()), (304, ""), "{head}");
+
+    let (status, head, body) = server.http("HEAD", "/assets/index-abc123.js", &[], b"");
+    assert_eq!((status, body.as_str()), (200, ""), "{head}");
+    assert!(head.contains("content-type: text/javascript; charset=utf-8"), "{head}");
+    assert!(head.contains("content-length: 9"), "{head}");
+    assert!(head.contains("cache-control: public, max-age=31536000, immutable"), "{head}");
+
+    let (status, head, _) = server.http("DELETE", "/index.html", &[], b"");
+    assert_eq!(status, 405, "{head}");
+    assert!(head.contains("allow: get, head"), "{head}");
+    assert_eq!(server.http("GET", "/missing.css", &[], b"").0, 404);
+
+    for path in [
+        "/../secret.txt",
+        "/assets/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2e%2fsecret.txt",
+        "/..%2fsecret.txt",
+        "/..%5csecret.txt",
+        "/..\\secret.txt",
+        "/secret.txt%00",
+        "/leak.txt",
+        "/parent/secret.txt",
+        "/parent/data/parlor.db",
+    ] {
+        let (status, head, body) = server.http("GET", path, &[], b"");
+        assert!(status == 400 || status == 404, "{path}: {status} {head}");
+        assert!(!body.contains("top secret"), "{path}: {body}");
+    }
+    // The absolute form names a path on this server, never a file system path.
+    let (status, _, body) = server.http("GET", &format!("http://{}/{}", server.addr, dir.0.display()), &[], b"");
+    assert!(status == 400 || status == 404, "{status}");
+    assert!(!body.contains("top secret"));
+
+    // The routes keep their paths, whatever DIR holds.
+    let (status, _, body) = server.http("GET", "/healthz", &[], b"");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert_eq!(server.http("GET", "/socket.io/", &[], b"").0, 400, "Engine.IO answers its own path");
+    assert_eq!(server.http("GET", "/api/nothing", &[], b"").0, 404);
+    assert_eq!(server.http("GET", "/admin/reload", &[], b"").0, 404);
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn serve_refuses_a_missing_static_folder_at_startup() {
+    let dir = TempDir::new("static-missing");
+    let missing = dir.0.join("no-such-dist");
+    let out = parlor(&["serve", "--listen", "127.0.0.1:0", "--static", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no-such-dist"), "{}", text(&out.stderr));
 }
