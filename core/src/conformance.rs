@@ -71,7 +71,8 @@ impl Machine for EngineEcho {
             Input::Shutdown => TransportInput::Shutdown,
             // An engine alone has no HTTP API.
             Input::Api(req) => {
-                return self.out.respond_json(req.conn, 404, r#"{"error":"not found","code":"NOT_FOUND"}"#.into())
+                let body = crate::errors::ErrorCode::NotFound.body("not found").to_string();
+                return self.out.respond_json(req.conn, 404, body);
             }
             // The layers above handle these; an engine alone ignores them.
             Input::WallClock { .. } | Input::Stored { .. } => return,

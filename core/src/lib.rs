@@ -10,6 +10,7 @@
 //! - [`time`]: the host's clock as a value ([`Instant`]) and the deadline table.
 //! - [`host`]: what crosses the boundary: [`Input`], [`Output`], connection ids.
 //! - [`config`]: every limit and timing.
+//! - [`errors`]: the error codes clients see, and the one place their JSON is built.
 //! - [`codec`]: wire formats, pure (Engine.IO packets, polling payloads, Socket.IO packets).
 //! - [`engineio`]: Engine.IO sessions (handshake, heartbeat, polling slots, upgrade).
 //! - [`socketio`]: namespaces, sockets, rooms, acks, recovery, and the application API
@@ -60,6 +61,7 @@ pub mod codec;
 pub mod config;
 pub mod conformance;
 pub mod engineio;
+pub mod errors;
 pub mod host;
 pub mod idhash;
 pub mod outbox;

@@ -270,8 +270,8 @@ impl Router {
         };
         let body = match self.body(&mut req).await {
             Ok((_, true)) => {
-                let mut resp =
-                    json(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"Payload too large","code":"PAYLOAD_TOO_LARGE"}"#);
+                let body = parlor_core::errors::ErrorCode::PayloadTooLarge.body("Payload too large");
+                let mut resp = json(StatusCode::PAYLOAD_TOO_LARGE, body.to_string());
                 self.cors.apply(req.headers(), resp.headers_mut());
                 return resp;
             }
@@ -459,8 +459,8 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
     resp
 }
 
-fn json(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(parlor_core::host::APPLICATION_JSON));
     resp

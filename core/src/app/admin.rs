@@ -1,7 +1,7 @@
 //! The producers: the `/admin` namespace (`stats`, `kick`, `notify`, `broadcast`) and the
 //! HTTP API (`POST /api/notifications`, `POST /api/broadcast`) with an admin Bearer token.
 
-use super::validate::{self, AppError};
+use super::validate::{self, AppError, ErrorCode};
 use super::{chat_room, user_room, Reply, RoomService, SCOPES};
 use crate::codec::socketio::RESERVED_EVENTS;
 use crate::host::Method;
@@ -54,32 +54,32 @@ impl RoomService {
     /// The HTTP producer API.
     pub(super) fn api(&mut self, io: &mut Io<'_>, req: &ApiRequest<'_>, now: Instant) {
         let conn = req.conn;
-        let fail = |io: &mut Io<'_>, status: u16, code: &str, message: &str| {
-            io.respond(conn, status, &json!({"error": message, "code": code}));
+        let fail = |io: &mut Io<'_>, status: u16, code: ErrorCode, message: &str| {
+            io.respond(conn, status, &code.body(message));
         };
         let route = match req.path.trim_end_matches('/') {
             "notifications" => Route::Notifications,
             "broadcast" => Route::Broadcast,
-            _ => return fail(io, 404, "NOT_FOUND", "No such endpoint"),
+            _ => return fail(io, 404, ErrorCode::NotFound, "No such endpoint"),
         };
         if req.method != Method::Post {
-            return fail(io, 405, "VALIDATION", "Use POST");
+            return fail(io, 405, ErrorCode::Validation, "Use POST");
         }
         if self.dev_mode() {
-            return fail(io, 401, "UNAUTHORIZED", "No key is configured: the producer API is off");
+            return fail(io, 401, ErrorCode::Unauthorized, "No key is configured: the producer API is off");
         }
         let token = req.authorization.and_then(crate::host::bearer_token);
-        let Some(token) = token else { return fail(io, 401, "UNAUTHORIZED", "Bearer token required") };
+        let Some(token) = token else { return fail(io, 401, ErrorCode::Unauthorized, "Bearer token required") };
         let claims = match self.verify(token, io, now) {
             Ok(c) => c,
-            Err(_) => return fail(io, 401, "UNAUTHORIZED", "Invalid token"),
+            Err(_) => return fail(io, 401, ErrorCode::Unauthorized, "Invalid token"),
         };
         if !claims.admin {
-            return fail(io, 403, "UNAUTHORIZED", "An admin token is required");
+            return fail(io, 403, ErrorCode::Unauthorized, "An admin token is required");
         }
         let body: Value = match serde_json::from_slice(req.body) {
             Ok(v) => v,
-            Err(_) => return fail(io, 400, "VALIDATION", "Body must be JSON"),
+            Err(_) => return fail(io, 400, ErrorCode::Validation, "Body must be JSON"),
         };
         let result = match route {
             Route::Notifications => self.notify(io, body.as_object(), Reply::Http { conn }, now),

@@ -2,7 +2,7 @@
 //! before they are announced, room history, and typing indicators.
 
 use super::validate::{self, AppError};
-use super::{chat_room, invalid, reply_error, to_chat_room, user_room, Member, Outcome, Pending, RoomService};
+use super::{chat_room, invalid, reply_error, to_chat_room, user_room, Limited, Member, Outcome, Pending, RoomService};
 use crate::socketio::{Event, Io, Message, SocketId, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
@@ -44,7 +44,7 @@ impl RoomService {
         event: &Event,
         now: Instant,
     ) -> Outcome {
-        self.limit(member, false, now)?;
+        self.limit(member, Limited::Chat, now)?;
         let nsp = &member.nsp;
         let data = event.args.first().cloned().unwrap_or(Value::Null);
         io.emit_to(socket, &Message::new("message-received", vec![json!({"status": "ok"})]), now);
@@ -64,15 +64,15 @@ impl RoomService {
         ack: Option<u64>,
         now: Instant,
     ) -> Outcome {
-        let obj = validate::object(arg).map_err(invalid)?;
-        let username = validate::text(obj.get("username"), "username", 1, validate::MAX_USERNAME).map_err(invalid)?;
-        let room = validate::room(obj.get("room")).map_err(invalid)?;
+        let obj = validate::object(arg)?;
+        let username = validate::text(obj.get("username"), "username", 1, validate::MAX_USERNAME)?;
+        let room = validate::room(obj.get("room"))?;
         if self.dev_mode() {
             if let Some(m) = self.members.get_mut(socket) {
                 m.user.username = username;
             }
         }
-        self.join_chat(io, socket, &room, now).map_err(invalid)?;
+        self.join_chat(io, socket, &room, now)?;
         let nsp = member.nsp.clone();
         let scope = self.scope(&nsp);
         match scope.history.get_mut(&room) {
@@ -103,8 +103,8 @@ impl RoomService {
         ack: Option<u64>,
         now: Instant,
     ) -> Outcome {
-        let room = validate::room(arg).map_err(invalid)?;
-        self.join_chat(io, socket, &room, now).map_err(invalid)?;
+        let room = validate::room(arg)?;
+        self.join_chat(io, socket, &room, now)?;
         let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return Ok(()) };
         let users = self.scope(&nsp).presence.users_json(&room);
         super::ack(io, socket, ack, json!({ "users": users }));
@@ -176,7 +176,7 @@ impl RoomService {
         let rooms: Vec<String> = match arg {
             None | Some(Value::Null) => member.chat_rooms.iter().cloned().collect(),
             some => {
-                let room = validate::room(some).map_err(invalid)?;
+                let room = validate::room(some)?;
                 if !member.chat_rooms.contains(&room) {
                     return Err(invalid(AppError::not_in_room()));
                 }
@@ -200,13 +200,13 @@ impl RoomService {
         ack: Option<u64>,
         now: Instant,
     ) -> Outcome {
-        let obj = validate::object(arg).map_err(invalid)?;
-        let content = validate::trimmed(obj.get("content"), "content", 1, validate::MAX_CONTENT).map_err(invalid)?;
-        let room = validate::room(obj.get("room")).map_err(invalid)?;
+        let obj = validate::object(arg)?;
+        let content = validate::trimmed(obj.get("content"), "content", 1, validate::MAX_CONTENT)?;
+        let room = validate::room(obj.get("room"))?;
         if !member.chat_rooms.contains(&room) {
             return Err(invalid(AppError::not_in_room()));
         }
-        self.limit(member, false, now)?;
+        self.limit(member, Limited::Chat, now)?;
         self.begin_write(socket)?;
         self.stop_typing(io, &member.nsp, &room, &member.user.id, now);
         let message = json!({
@@ -290,12 +290,12 @@ impl RoomService {
         start: bool,
         now: Instant,
     ) -> Outcome {
-        let obj = validate::object(arg).map_err(invalid)?;
-        let room = validate::room(obj.get("room")).map_err(invalid)?;
+        let obj = validate::object(arg)?;
+        let room = validate::room(obj.get("room"))?;
         if !member.chat_rooms.contains(&room) {
             return Err(invalid(AppError::not_in_room()));
         }
-        self.limit(member, true, now)?;
+        self.limit(member, Limited::Typing, now)?;
         if start {
             let until = now.plus(self.config.typing_timeout_ms);
             if self.typing.start(&member.nsp, &room, &member.user.id, until) {

@@ -10,8 +10,8 @@
 
 use super::docs::{Document, EditError, Staged};
 use super::ot::Delta;
-use super::validate::{self, AppError};
-use super::{doc_room, invalid, reply_error, Member, Outcome, Pending, RoomService};
+use super::validate::{self, AppError, ErrorCode};
+use super::{doc_room, invalid, reply_error, Limited, Member, Outcome, Pending, RoomService};
 use crate::socketio::{Io, Message, SocketId, Sockets, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
@@ -173,7 +173,7 @@ impl RoomService {
         ack: Option<u64>,
         now: Instant,
     ) -> Outcome {
-        let doc = doc_id(arg).map_err(invalid)?;
+        let doc = doc_id(arg)?;
         let Some(member) = self.members.get_mut(socket) else { return Ok(()) };
         if !member.docs.contains(&doc) && !io.join(socket, &doc_room(&doc)) {
             return Err(invalid(AppError::validation("Too many rooms")));
@@ -279,19 +279,19 @@ impl RoomService {
         ack: Option<u64>,
         now: Instant,
     ) -> Outcome {
-        let obj = validate::object(arg).map_err(invalid)?;
-        let doc = validate::text(obj.get("docId"), "docId", 1, validate::MAX_ROOM).map_err(invalid)?;
-        let base = validate::count(obj.get("version"), "version").map_err(invalid)?;
+        let obj = validate::object(arg)?;
+        let doc = validate::text(obj.get("docId"), "docId", 1, validate::MAX_ROOM)?;
+        let base = validate::count(obj.get("version"), "version")?;
         let delta = obj.get("delta").ok_or_else(|| invalid(AppError::validation("delta is required")))?;
         let delta = Delta::from_json(delta, MAX_DELTA_OPS).map_err(|e| invalid(AppError::validation(e.to_string())))?;
         if !member.docs.contains(&doc) || self.doc_entry(&member.nsp, &doc).is_none() {
             return Err(invalid(AppError::not_in_room()));
         }
-        self.limit(member, false, now)?;
+        self.limit(member, Limited::Chat, now)?;
         let weight = delta.weight();
         let budget = self.config.doc_log_bytes;
         if self.doc_entry(&member.nsp, &doc).is_some_and(|e| e.saving.is_some() && e.queued_bytes + weight > budget) {
-            return Err((AppError::new("RATE_LIMITED", "Too many edits waiting for the store"), false));
+            return Err(invalid(AppError::new(ErrorCode::RateLimited, "Too many edits waiting for the store")));
         }
         self.begin_write(socket)?;
         let edit = Edit { socket: socket.clone(), author: member.user.to_json(), delta, base, ack };
@@ -335,9 +335,9 @@ impl RoomService {
         for (socket, ack, err) in refused {
             self.end_write(&socket);
             let code = match err {
-                EditError::Stale(_) => "STALE_VERSION",
-                EditError::TooLarge(_) => "PAYLOAD_TOO_LARGE",
-                EditError::Delta(_) | EditError::FutureVersion(_) => "VALIDATION",
+                EditError::Stale(_) => ErrorCode::StaleVersion,
+                EditError::TooLarge(_) => ErrorCode::PayloadTooLarge,
+                EditError::Delta(_) | EditError::FutureVersion(_) => ErrorCode::Validation,
             };
             reply_error(io, &socket, ack, &AppError::new(code, err.to_string()), now);
         }
@@ -394,13 +394,13 @@ impl RoomService {
         arg: Option<&Value>,
         now: Instant,
     ) -> Outcome {
-        let obj = validate::object(arg).map_err(invalid)?;
-        let doc = validate::text(obj.get("docId"), "docId", 1, validate::MAX_ROOM).map_err(invalid)?;
-        let position = validate::count(obj.get("position"), "position").map_err(invalid)?;
+        let obj = validate::object(arg)?;
+        let doc = validate::text(obj.get("docId"), "docId", 1, validate::MAX_ROOM)?;
+        let position = validate::count(obj.get("position"), "position")?;
         if !member.docs.contains(&doc) || self.doc_entry(&member.nsp, &doc).is_none() {
             return Err(invalid(AppError::not_in_room()));
         }
-        self.limit(member, true, now)?;
+        self.limit(member, Limited::Typing, now)?;
         let Some(entry) = self.doc_entry(&member.nsp, &doc) else { return Ok(()) };
         let position = entry.doc.set_cursor(socket, usize::try_from(position).unwrap_or(usize::MAX));
         let update = json!({"socketId": socket.as_str(), "user": member.user.to_json(), "position": position});
@@ -417,8 +417,8 @@ impl RoomService {
         arg: Option<&Value>,
         now: Instant,
     ) -> Outcome {
-        let obj = validate::object(arg).map_err(invalid)?;
-        let doc = validate::text(obj.get("docId"), "docId", 1, validate::MAX_ROOM).map_err(invalid)?;
+        let obj = validate::object(arg)?;
+        let doc = validate::text(obj.get("docId"), "docId", 1, validate::MAX_ROOM)?;
         let selection = obj.get("selection").cloned().unwrap_or(Value::Null);
         if !matches!(selection, Value::Object(_) | Value::Null) {
             return Err(invalid(AppError::validation("selection must be an object or null")));
@@ -426,7 +426,7 @@ impl RoomService {
         if !member.docs.contains(&doc) {
             return Err(invalid(AppError::not_in_room()));
         }
-        self.limit(member, true, now)?;
+        self.limit(member, Limited::Typing, now)?;
         let update = json!({"socketId": socket.as_str(), "user": member.user.to_json(), "selection": selection});
         to_others_in_doc(io, member, &doc, socket, &Message::new("selection-update", vec![update]), now);
         Ok(())
@@ -441,7 +441,7 @@ impl RoomService {
         ack: Option<u64>,
         now: Instant,
     ) -> Outcome {
-        let doc = doc_id(arg).map_err(invalid)?;
+        let doc = doc_id(arg)?;
         let Some(member) = self.members.get(socket) else { return Ok(()) };
         if !member.docs.contains(&doc) {
             return Err(invalid(AppError::not_in_room()));

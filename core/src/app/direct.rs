@@ -1,7 +1,7 @@
 //! Private messages: to every socket of a user, or to one socket, never stored.
 
-use super::validate::{self, AppError};
-use super::{invalid, user_room, Member, Outcome, RoomService};
+use super::validate::{self, AppError, ErrorCode};
+use super::{invalid, user_room, Limited, Member, Outcome, RoomService};
 use crate::socketio::{Io, Message, SocketId, Target};
 use crate::time::Instant;
 use serde_json::{json, Value};
@@ -17,10 +17,10 @@ impl RoomService {
         ack: Option<u64>,
         now: Instant,
     ) -> Outcome {
-        let obj = validate::object(arg).map_err(invalid)?;
-        let to = validate::text(obj.get("to"), "to", 1, validate::MAX_ROOM).map_err(invalid)?;
-        let content = validate::trimmed(obj.get("content"), "content", 1, validate::MAX_CONTENT).map_err(invalid)?;
-        self.limit(member, false, now)?;
+        let obj = validate::object(arg)?;
+        let to = validate::text(obj.get("to"), "to", 1, validate::MAX_ROOM)?;
+        let content = validate::trimmed(obj.get("content"), "content", 1, validate::MAX_CONTENT)?;
+        self.limit(member, Limited::Chat, now)?;
         let nsp = &member.nsp;
         let to_socket = SocketId::from(to.as_str());
         let target = if io.nsp_of(&to_socket) == Some(nsp.as_str()) {
@@ -28,7 +28,7 @@ impl RoomService {
         } else if !io.sockets_in(nsp, &[&user_room(&to)]).is_empty() {
             Target::all(nsp).to(user_room(&to))
         } else {
-            return Err(invalid(AppError::new("NOT_FOUND", "Recipient not found")));
+            return Err(invalid(AppError::new(ErrorCode::NotFound, "Recipient not found")));
         };
         let msg = json!({
             "from": socket.as_str(),

@@ -37,7 +37,7 @@ use presence::{Presence, User};
 use ratelimit::{Bucket, Limit, Verdict};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
-use validate::AppError;
+use validate::{AppError, ErrorCode};
 
 /// The namespaces the room service serves; each has its own rooms, presence and history.
 pub const SCOPES: [&str; 2] = ["/", "/chat"];
@@ -169,36 +169,35 @@ impl RoomService {
         self.scopes.entry(nsp.to_owned()).or_default()
     }
 
-    /// Takes a token from the chat or typing bucket of the socket's user; on a refusal
-    /// the error to send, and whether the client is now far enough over to be cut off.
-    fn limit(&mut self, member: &Member, typing: bool, now: Instant) -> Result<(), (AppError, bool)> {
-        let (limit, buckets): (Limit, &mut HashMap<String, Bucket>) = if typing {
-            (self.config.typing_limit, &mut self.typing_buckets)
-        } else {
-            (self.config.chat_limit, &mut self.chat_buckets)
+    /// Takes a token from one of the socket's user's buckets; on a refusal the error to
+    /// send, and whether the client is now far enough over to be cut off.
+    fn limit(&mut self, member: &Member, kind: Limited, now: Instant) -> Outcome {
+        let (limit, buckets): (Limit, &mut HashMap<String, Bucket>) = match kind {
+            Limited::Typing => (self.config.typing_limit, &mut self.typing_buckets),
+            Limited::Chat => (self.config.chat_limit, &mut self.chat_buckets),
         };
         let bucket = buckets.entry(member.user.id.clone()).or_insert_with(|| Bucket::new(limit, now));
         match bucket.take(limit, now) {
             Verdict::Allowed => Ok(()),
-            Verdict::Refused => Err((AppError::rate_limited(), false)),
-            Verdict::Disconnect => Err((AppError::rate_limited(), true)),
+            Verdict::Refused => Err(invalid(AppError::rate_limited())),
+            Verdict::Disconnect => Err(Refused { error: AppError::rate_limited(), cut_off: true }),
         }
     }
 
     /// Sends a failed reply: the ack when the client asked for one, else an `error` event;
     /// then cuts a client that is far over its limit.
-    fn fail(io: &mut Io<'_>, socket: &SocketId, ack: Option<u64>, err: &(AppError, bool), now: Instant) {
-        reply_error(io, socket, ack, &err.0, now);
-        if err.1 {
+    fn fail(io: &mut Io<'_>, socket: &SocketId, ack: Option<u64>, err: &Refused, now: Instant) {
+        reply_error(io, socket, ack, &err.error, now);
+        if err.cut_off {
             io.disconnect(socket, now);
         }
     }
 
     /// Counts a write the socket is about to make; refused past [`MAX_IN_FLIGHT`].
-    fn begin_write(&mut self, socket: &SocketId) -> Result<(), (AppError, bool)> {
+    fn begin_write(&mut self, socket: &SocketId) -> Outcome {
         let n = self.in_flight.entry(socket.clone()).or_default();
         if *n >= MAX_IN_FLIGHT {
-            return Err((AppError::new("RATE_LIMITED", "Too many requests waiting for the store"), false));
+            return Err(invalid(AppError::new(ErrorCode::RateLimited, "Too many requests waiting for the store")));
         }
         *n += 1;
         Ok(())
@@ -214,16 +213,18 @@ impl RoomService {
         }
     }
 
-    fn reply(&mut self, io: &mut Io<'_>, reply: &Reply, status: u16, body: Value, now: Instant) {
-        match reply {
-            Reply::Ack { socket, ack, .. } => {
+    /// Answers a request that waited for the store: `Ok((status, body))`, or an error
+    /// with its HTTP status (an ack or an `error` event for a socket).
+    fn reply(&mut self, io: &mut Io<'_>, reply: &Reply, answer: Result<(u16, Value), (u16, AppError)>, now: Instant) {
+        match (reply, answer) {
+            (Reply::Ack { socket, ack, .. }, Ok((_, body))) => {
                 if let Some(ack) = ack {
                     io.ack(socket, *ack, &[body], &[]);
-                } else if status >= 400 {
-                    io.emit_to(socket, &Message::new("error", vec![error_event(&body)]), now);
                 }
             }
-            Reply::Http { conn } => io.respond(*conn, status, &body),
+            (Reply::Ack { socket, ack, .. }, Err((_, err))) => reply_error(io, socket, *ack, &err, now),
+            (Reply::Http { conn }, Ok((status, body))) => io.respond(*conn, status, &body),
+            (Reply::Http { conn }, Err((status, err))) => io.respond(*conn, status, &err.body()),
         }
     }
 
@@ -424,27 +425,42 @@ fn has_duplicates<'a, T: Ord + 'a>(items: impl Iterator<Item = &'a T>) -> bool {
     items.into_iter().any(|i| !seen.insert(i))
 }
 
-/// What an event handler answers: an error to send, and whether the client is now far
+/// Why an event was refused: the error its sender gets, and whether the sender is now far
 /// enough over its limit to be cut off.
-type Outcome = Result<(), (AppError, bool)>;
-
-/// An error that does not count against the client.
-fn invalid(e: AppError) -> (AppError, bool) {
-    (e, false)
+#[derive(Debug)]
+struct Refused {
+    error: AppError,
+    cut_off: bool,
 }
 
-/// `{message, code}` for the `error` event, from an ack-shaped `{error, code}`.
-fn error_event(body: &Value) -> Value {
-    json!({"message": body.get("error").cloned().unwrap_or(Value::Null), "code": body.get("code").cloned().unwrap_or(Value::Null)})
+/// What an event handler answers.
+type Outcome = Result<(), Refused>;
+
+/// Which of a user's buckets an event takes its token from.
+#[derive(Copy, Clone, Debug)]
+enum Limited {
+    /// Messages, private messages, edits.
+    Chat,
+    /// Typing, cursors, selections: frequent and small.
+    Typing,
+}
+
+/// An error that does not count against the client.
+fn invalid(error: AppError) -> Refused {
+    Refused { error, cut_off: false }
+}
+
+impl From<AppError> for Refused {
+    fn from(error: AppError) -> Self {
+        invalid(error)
+    }
 }
 
 /// An error goes to the ack when the client asked for one, else as an `error` event.
 fn reply_error(io: &mut Io<'_>, socket: &SocketId, ack: Option<u64>, err: &AppError, now: Instant) {
     match ack {
-        Some(ack) => io.ack(socket, ack, &[json!({"error": err.message, "code": err.code})], &[]),
-        None => {
-            io.emit_to(socket, &Message::new("error", vec![json!({"message": err.message, "code": err.code})]), now)
-        }
+        Some(ack) => io.ack(socket, ack, &[err.body()], &[]),
+        None => io.emit_to(socket, &Message::new("error", vec![err.event()]), now),
     }
 }
 
@@ -643,14 +659,14 @@ impl Handler for RoomService {
             Pending::PutNotification(p) => self.notification_stored(io, p, &answer, now),
             Pending::MarkRead { socket, ack, all } => {
                 let reply = Reply::Ack { socket, ack };
-                let (status, body) = match answer {
+                let answer = match answer {
                     StoreAnswer::Updated(0) if !all => {
-                        (404, json!({"error": "Notification not found", "code": "NOT_FOUND"}))
+                        Err((404, AppError::new(ErrorCode::NotFound, "Notification not found")))
                     }
-                    StoreAnswer::Updated(_) | StoreAnswer::Done => (200, json!({"success": true})),
-                    _ => (500, json!({"error": "Could not store the read mark", "code": "INTERNAL_ERROR"})),
+                    StoreAnswer::Updated(_) | StoreAnswer::Done => Ok((200, json!({"success": true}))),
+                    _ => Err((500, AppError::internal("Could not store the read mark"))),
                 };
-                self.reply(io, &reply, status, body, now);
+                self.reply(io, &reply, answer, now);
             }
             Pending::LoadDocument { nsp, doc } => self.document_loaded(io, &nsp, &doc, answer, now),
             Pending::SaveDocument { nsp, doc } => self.document_saved(io, &nsp, &doc, &answer, now),

@@ -2,7 +2,7 @@
 //! read durably.
 
 use super::validate::{self, AppError};
-use super::{user_room, Member, Pending, Reply, RoomService, SCOPES};
+use super::{invalid, user_room, Member, Outcome, Pending, Reply, RoomService, SCOPES};
 use crate::socketio::{Io, Message, SocketId, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
@@ -45,8 +45,8 @@ impl RoomService {
 
     pub(super) fn notification_stored(&mut self, io: &mut Io<'_>, p: PendingPut, answer: &StoreAnswer, now: Instant) {
         if let StoreAnswer::Failed(_) = answer {
-            let body = json!({"error": "Notification could not be stored", "code": "INTERNAL_ERROR"});
-            return self.reply(io, &p.reply, 500, body, now);
+            let err = AppError::internal("Notification could not be stored");
+            return self.reply(io, &p.reply, Err((500, err)), now);
         }
         for nsp in SCOPES {
             let target = Target::all(nsp).to(user_room(&p.user));
@@ -56,7 +56,7 @@ impl RoomService {
             Reply::Ack { .. } => json!({"success": true, "notification": p.notification}),
             Reply::Http { .. } => p.notification.clone(),
         };
-        self.reply(io, &p.reply, 201, body, now);
+        self.reply(io, &p.reply, Ok((201, body)), now);
     }
 
     /// `notification-read` (id): durable before the ack.
@@ -67,11 +67,11 @@ impl RoomService {
         member: &Member,
         arg: Option<&Value>,
         ack: Option<u64>,
-    ) -> Result<(), (AppError, bool)> {
+    ) -> Outcome {
         let id = match arg {
             Some(Value::String(s)) if (1..=validate::MAX_ROOM).contains(&validate::js_len(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
-            _ => return Err((AppError::validation("id must be a notification id"), false)),
+            _ => return Err(invalid(AppError::validation("id must be a notification id"))),
         };
         self.begin_write(socket)?;
         let req = StoreRequest::MarkRead { user: member.user.id.clone(), id };
@@ -87,7 +87,7 @@ impl RoomService {
         socket: &SocketId,
         member: &Member,
         ack: Option<u64>,
-    ) -> Result<(), (AppError, bool)> {
+    ) -> Outcome {
         self.begin_write(socket)?;
         let sid = io.store(StoreRequest::MarkAllRead { user: member.user.id.clone() });
         self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: true });

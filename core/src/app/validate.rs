@@ -2,37 +2,50 @@
 //!
 //! Lengths count UTF-16 code units, as JavaScript validators do.
 
+pub use crate::errors::ErrorCode;
 use serde_json::Value;
 
 /// An error a client gets as an `error` event or in its ack.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl AppError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         AppError { code, message: message.into() }
     }
 
     pub fn validation(message: impl Into<String>) -> Self {
-        AppError::new("VALIDATION", message)
+        AppError::new(ErrorCode::Validation, message)
     }
 
     #[must_use]
     pub fn not_in_room() -> Self {
-        AppError::new("NOT_IN_ROOM", "Not in that room")
+        AppError::new(ErrorCode::NotInRoom, "Not in that room")
     }
 
     #[must_use]
     pub fn rate_limited() -> Self {
-        AppError::new("RATE_LIMITED", "Rate limit exceeded")
+        AppError::new(ErrorCode::RateLimited, "Rate limit exceeded")
     }
 
     #[must_use]
     pub fn internal(message: &str) -> Self {
-        AppError::new("INTERNAL_ERROR", message)
+        AppError::new(ErrorCode::InternalError, message)
+    }
+
+    /// `{error, code}`, for an ack.
+    #[must_use]
+    pub fn body(&self) -> Value {
+        self.code.body(&self.message)
+    }
+
+    /// `{message, code}`, for an `error` event.
+    #[must_use]
+    pub fn event(&self) -> Value {
+        self.code.event(&self.message)
     }
 }
 
@@ -104,7 +117,7 @@ mod tests {
     #[test]
     fn content_is_trimmed_before_counting() {
         assert_eq!(trimmed(Some(&json!("  hi  ")), "content", 1, 1000), Ok("hi".into()));
-        assert_eq!(trimmed(Some(&json!("   ")), "content", 1, 1000).unwrap_err().code, "VALIDATION");
+        assert_eq!(trimmed(Some(&json!("   ")), "content", 1, 1000).unwrap_err().code, ErrorCode::Validation);
         assert!(trimmed(Some(&json!("x".repeat(1001))), "content", 1, 1000).is_err());
         assert!(trimmed(Some(&json!(format!(" {} ", "x".repeat(1000)))), "content", 1, 1000).is_ok());
     }

@@ -254,7 +254,7 @@ pub trait Handler {
     /// A request on the HTTP API; answer it (now or later) with
     /// [`Io::respond`](super::Io::respond). By default there is no API: 404.
     fn on_api(&mut self, io: &mut super::Io<'_>, req: &ApiRequest<'_>, _now: Instant) {
-        io.respond(req.conn, 404, &serde_json::json!({"error": "not found", "code": "NOT_FOUND"}));
+        io.respond(req.conn, 404, &crate::errors::ErrorCode::NotFound.body("not found"));
     }
 
     /// The name a snapshot of this application carries (a snapshot restores only into
