@@ -119,11 +119,13 @@ impl ConformanceApp {
 }
 
 impl Handler for ConformanceApp {
+    type Auth = ();
+
     fn has_namespace(&self, nsp: &str) -> bool {
         nsp == "/" || nsp == "/custom"
     }
 
-    fn on_connect(&mut self, io: &mut Io<'_>, socket: &SocketId, auth: &Value, _recovered: bool, now: Instant) {
+    fn on_connect(&mut self, io: &mut Io<'_>, socket: &SocketId, auth: &Value, (): (), _recovered: bool, now: Instant) {
         io.emit_to(socket, &Message::new("auth", vec![auth.clone()]), now);
     }
 

@@ -39,6 +39,8 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 impl Handler for ApiServer {
+    type Auth = ();
+
     fn has_namespace(&self, nsp: &str) -> bool {
         nsp == "/" || nsp == "/second"
     }

@@ -20,6 +20,8 @@ use serde_json::Value;
 struct BenchServer;
 
 impl Handler for BenchServer {
+    type Auth = ();
+
     fn has_namespace(&self, nsp: &str) -> bool {
         nsp == "/"
     }

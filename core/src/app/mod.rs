@@ -118,10 +118,6 @@ pub struct RoomService {
     /// Client writes waiting for the store, per socket: capped, so that a client cannot
     /// queue unbounded work for the store (reads are bounded by the rooms it may join).
     in_flight: HashMap<SocketId, usize>,
-    /// Claims of the token `authorize` just accepted, taken by the `on_connect` that
-    /// follows it in the same step.
-    #[serde(skip)]
-    authorized: Option<Claims>,
     /// Members that dropped in a way recovery can undo, by socket id, with when.
     departed: HashMap<SocketId, (Member, Instant)>,
     /// Bytes in the op logs of all open documents (bounded by `doc_log_total_bytes`).
@@ -149,7 +145,6 @@ impl RoomService {
             typing: typing::Typing::default(),
             pending: HashMap::new(),
             in_flight: HashMap::new(),
-            authorized: None,
             departed: HashMap::new(),
             doc_log_bytes: 0,
         }
@@ -483,14 +478,22 @@ fn user_room(user: &str) -> String {
 }
 
 impl Handler for RoomService {
+    /// The claims of the client's token; `None` in dev mode.
+    type Auth = Option<Claims>;
+
     fn has_namespace(&self, nsp: &str) -> bool {
         SCOPES.contains(&nsp) || nsp == ADMIN
     }
 
-    fn authorize(&mut self, io: &mut Io<'_>, nsp: &str, auth: &Value, now: Instant) -> Result<(), ConnectRefusal> {
-        self.authorized = None;
+    fn authorize(
+        &mut self,
+        io: &mut Io<'_>,
+        nsp: &str,
+        auth: &Value,
+        now: Instant,
+    ) -> Result<Self::Auth, ConnectRefusal> {
         if self.dev_mode() {
-            return if nsp == ADMIN { Err(ConnectRefusal::new("Unauthorized")) } else { Ok(()) };
+            return if nsp == ADMIN { Err(ConnectRefusal::new("Unauthorized")) } else { Ok(None) };
         }
         let Some(token) = auth.get("token").and_then(Value::as_str) else {
             return Err(ConnectRefusal::new("Authentication required"));
@@ -499,22 +502,28 @@ impl Handler for RoomService {
         if nsp == ADMIN && !claims.admin {
             return Err(ConnectRefusal::new("Unauthorized"));
         }
-        self.authorized = Some(claims);
-        Ok(())
+        Ok(Some(claims))
     }
 
-    fn may_recover(&mut self, _io: &Sockets, socket: &SocketId) -> bool {
+    fn may_recover(&mut self, _io: &Sockets, socket: &SocketId, claims: &Option<Claims>) -> bool {
         if self.dev_mode() {
             return true;
         }
         // With auth on, only the user whose socket it was may resume it.
         let owner = self.departed.get(socket).map(|(m, _)| m.user.id.as_str());
-        owner.is_some() && owner == self.authorized.as_ref().map(|c| c.sub.as_str())
+        owner.is_some() && owner == claims.as_ref().map(|c| c.sub.as_str())
     }
 
-    fn on_connect(&mut self, io: &mut Io<'_>, socket: &SocketId, auth: &Value, recovered: bool, now: Instant) {
+    fn on_connect(
+        &mut self,
+        io: &mut Io<'_>,
+        socket: &SocketId,
+        auth: &Value,
+        claims: Option<Claims>,
+        recovered: bool,
+        now: Instant,
+    ) {
         let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return };
-        let claims = self.authorized.take();
         self.prune_departed(io, now);
         let restored = if recovered { self.departed.remove(socket).map(|(m, _)| m) } else { None };
         let member = match (restored, claims) {

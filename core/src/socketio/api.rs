@@ -198,6 +198,10 @@ impl DisconnectReason {
 /// An application on top of the Socket.IO layer. Every callback gets the layer as `io`
 /// to act through, and the step's `now`.
 pub trait Handler {
+    /// What [`Handler::authorize`] found out about a connecting client (its user, say),
+    /// handed to [`Handler::may_recover`] and [`Handler::on_connect`] of the same CONNECT.
+    type Auth: Default;
+
     /// Whether a namespace exists; a CONNECT to any other is refused "Invalid namespace".
     fn has_namespace(&self, nsp: &str) -> bool;
 
@@ -208,24 +212,27 @@ pub trait Handler {
         _nsp: &str,
         _auth: &Value,
         _now: Instant,
-    ) -> Result<(), ConnectRefusal> {
-        Ok(())
+    ) -> Result<Self::Auth, ConnectRefusal> {
+        Ok(Self::Auth::default())
     }
 
-    /// Whether a CONNECT that `authorize` accepted may resume the earlier socket `socket`
-    /// (its id, rooms and missed packets): a pid alone is not a credential, so a handler
-    /// with users checks that the socket was this user's. `false` connects it afresh.
-    fn may_recover(&mut self, _io: &super::Sockets, _socket: &SocketId) -> bool {
+    /// Whether a CONNECT that `authorize` accepted (with `granted`) may resume the earlier
+    /// socket `socket` (its id, rooms and missed packets): a pid alone is not a credential,
+    /// so a handler with users checks that the socket was this user's. `false` connects it
+    /// afresh.
+    fn may_recover(&mut self, _io: &super::Sockets, _socket: &SocketId, _granted: &Self::Auth) -> bool {
         true
     }
 
-    /// A socket connected (its CONNECT was answered). `recovered` is true when it resumed
-    /// an earlier session: same id, same rooms, missed packets already replayed.
+    /// A socket connected (its CONNECT was answered); `granted` is what `authorize`
+    /// returned for it. `recovered` is true when it resumed an earlier session: same id,
+    /// same rooms, missed packets already replayed.
     fn on_connect(
         &mut self,
         _io: &mut super::Io<'_>,
         _socket: &SocketId,
         _auth: &Value,
+        _granted: Self::Auth,
         _recovered: bool,
         _now: Instant,
     ) {

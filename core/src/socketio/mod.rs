@@ -466,34 +466,42 @@ impl Sockets {
         let offset = auth.remove("offset");
         let auth = Value::Object(auth);
 
+        // What the middleware granted, once it ran (it runs once per CONNECT).
+        let mut granted = None;
         if let (true, Some(Value::String(pid))) = (self.recovery.enabled(), &pid) {
             let offset = offset.as_ref().and_then(Value::as_str);
             if let Some((saved, missed)) = self.recovery.restore(pid, offset, now) {
                 if saved.nsp == nsp && !self.sockets.contains_key(&saved.id) {
                     // A resumed socket passes the middleware like a new one, and then the
                     // handler says whether it may be this socket.
-                    if let Err(refusal) = handler.authorize(&mut Io::new(self, out), &nsp, &auth, now) {
-                        return self.connect_error(out, s, &nsp, &refusal);
-                    }
+                    let g = match handler.authorize(&mut Io::new(self, out), &nsp, &auth, now) {
+                        Ok(g) => g,
+                        Err(refusal) => return self.connect_error(out, s, &nsp, &refusal),
+                    };
                     if !self.clients.contains_key(&s) {
                         return;
                     }
-                }
-                if saved.nsp == nsp && !self.sockets.contains_key(&saved.id) && handler.may_recover(self, &saved.id) {
-                    let id = saved.id.clone();
-                    self.add_socket(out, s, &nsp, id.clone(), Some(pid.clone()), saved.rooms);
-                    for packet in missed {
-                        self.engine.send(out, s, packet);
+                    if !self.sockets.contains_key(&saved.id) && handler.may_recover(self, &saved.id, &g) {
+                        let id = saved.id.clone();
+                        self.add_socket(out, s, &nsp, id.clone(), Some(pid.clone()), saved.rooms);
+                        for packet in missed {
+                            self.engine.send(out, s, packet);
+                        }
+                        handler.on_connect(&mut Io::new(self, out), &id, &auth, g, true, now);
+                        return;
                     }
-                    handler.on_connect(&mut Io::new(self, out), &id, &auth, true, now);
-                    return;
+                    granted = Some(g);
                 }
             }
         }
 
-        if let Err(refusal) = handler.authorize(&mut Io::new(self, out), &nsp, &auth, now) {
-            return self.connect_error(out, s, &nsp, &refusal);
-        }
+        let granted = match granted {
+            Some(g) => g,
+            None => match handler.authorize(&mut Io::new(self, out), &nsp, &auth, now) {
+                Ok(g) => g,
+                Err(refusal) => return self.connect_error(out, s, &nsp, &refusal),
+            },
+        };
         // The handler may have closed the connection meanwhile.
         if !self.clients.contains_key(&s) {
             return;
@@ -505,7 +513,7 @@ impl Sockets {
         let pid = self.recovery.enabled().then(|| self.rng.id());
         let rooms = std::iter::once(id.as_str().to_owned()).collect();
         self.add_socket(out, s, &nsp, id.clone(), pid, rooms);
-        handler.on_connect(&mut Io::new(self, out), &id, &auth, false, now);
+        handler.on_connect(&mut Io::new(self, out), &id, &auth, granted, false, now);
     }
 
     /// Registers a socket, answers its CONNECT, and joins its rooms.

@@ -194,6 +194,8 @@ struct TestApp {
 }
 
 impl Handler for TestApp {
+    type Auth = ();
+
     fn has_namespace(&self, nsp: &str) -> bool {
         nsp == "/" || nsp == "/b"
     }
@@ -205,7 +207,15 @@ impl Handler for TestApp {
         }
     }
 
-    fn on_connect(&mut self, _io: &mut Io<'_>, socket: &SocketId, _auth: &Value, recovered: bool, _now: Instant) {
+    fn on_connect(
+        &mut self,
+        _io: &mut Io<'_>,
+        socket: &SocketId,
+        _auth: &Value,
+        (): (),
+        recovered: bool,
+        _now: Instant,
+    ) {
         self.connects.push((socket.to_string(), recovered));
     }
 
