@@ -85,7 +85,7 @@ struct Polling {
 }
 
 #[derive(Debug, Default)]
-struct Client {
+struct SimClient {
     /// The WebSocket, when the client is on one.
     conn: Option<ConnId>,
     polling: Option<Polling>,
@@ -115,7 +115,7 @@ struct Sim {
     svc: Service<RoomService>,
     now: Instant,
     next_conn: u64,
-    clients: Vec<Client>,
+    clients: Vec<SimClient>,
     store: MemStore,
     /// Storage requests not answered yet, in the order made.
     store_queue: VecDeque<(StoreId, StoreRequest)>,
@@ -148,7 +148,7 @@ impl Sim {
             svc: Service::new(config, s, Instant(0), RoomService::new(app)),
             now: Instant(0),
             next_conn: 0,
-            clients: (0..n).map(|_| Client::default()).collect(),
+            clients: (0..n).map(|_| SimClient::default()).collect(),
             store: MemStore::default(),
             store_queue: VecDeque::new(),
             acked_messages: Vec::new(),

@@ -11,7 +11,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use parlor_core::app::docs::{DocLimits, Document, Staged};
+use parlor_core::app::document::{DocLimits, Document, Staged};
 use parlor_core::app::ot::{Delta, Op};
 use parlor_core::socketio::SocketId;
 use parlor_fuzz::DeltaOp;

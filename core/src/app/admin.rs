@@ -2,7 +2,7 @@
 //! HTTP API (`POST /api/notifications`, `POST /api/broadcast`) with an admin Bearer token.
 
 use super::validate::{self, AppError, ErrorCode};
-use super::{chat_room, user_room, Reply, RoomService, SCOPES};
+use super::{chat_room, user_room, ReplyTo, RoomService, SCOPES};
 use crate::codec::socketio::RESERVED_EVENTS;
 use crate::host::Method;
 use crate::socketio::{Event, Io, Message, SocketId, Target};
@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 impl RoomService {
     pub(super) fn on_admin_event(&mut self, io: &mut Io<'_>, socket: &SocketId, event: &Event, now: Instant) {
         let arg = event.args.first();
-        let reply = Reply::Ack { socket: socket.clone(), ack: event.ack };
+        let reply = ReplyTo::Ack { socket: socket.clone(), ack: event.ack };
         let result = match event.name.as_str() {
             "stats" => {
                 let stats = self.stats(io);
@@ -58,8 +58,8 @@ impl RoomService {
             io.respond(conn, status, &code.body(message));
         };
         let route = match req.path.trim_end_matches('/') {
-            "notifications" => Route::Notifications,
-            "broadcast" => Route::Broadcast,
+            "notifications" => ApiRoute::Notifications,
+            "broadcast" => ApiRoute::Broadcast,
             _ => return fail(io, 404, ErrorCode::NotFound, "No such endpoint"),
         };
         if req.method != Method::Post {
@@ -82,8 +82,8 @@ impl RoomService {
             Err(_) => return fail(io, 400, ErrorCode::Validation, "Body must be JSON"),
         };
         let result = match route {
-            Route::Notifications => self.notify(io, body.as_object(), Reply::Http { conn }, now),
-            Route::Broadcast => {
+            ApiRoute::Notifications => self.notify(io, body.as_object(), ReplyTo::Http { conn }, now),
+            ApiRoute::Broadcast => {
                 broadcast(io, body.as_object(), now).map(|()| io.respond(conn, 200, &json!({"success": true})))
             }
         };
@@ -93,7 +93,7 @@ impl RoomService {
     }
 }
 
-enum Route {
+enum ApiRoute {
     Notifications,
     Broadcast,
 }

@@ -39,8 +39,8 @@ pub struct AppConfig {
 impl AppConfig {
     /// What each open document may hold and cost.
     #[must_use]
-    pub fn doc_limits(&self) -> super::docs::DocLimits {
-        super::docs::DocLimits {
+    pub fn doc_limits(&self) -> super::document::DocLimits {
+        super::document::DocLimits {
             log_ops: self.doc_log_limit,
             log_bytes: self.doc_log_bytes,
             max_len: self.max_doc_len,

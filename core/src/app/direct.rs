@@ -34,7 +34,7 @@ impl RoomService {
             "from": socket.as_str(),
             "sender": member.user.to_json(),
             "content": content,
-            "timestamp": super::clock::iso8601(io.wall_ms(now)),
+            "timestamp": super::timestamp::iso8601(io.wall_ms(now)),
         });
         io.emit(&target, &Message::new("private-message", vec![msg]), now);
         super::ack(io, socket, ack, json!({"success": true}));

@@ -3,10 +3,12 @@
 //! signed-token auth, rate limits, and the admin namespace and HTTP producer API
 //! (DESIGN.md §4–§6).
 //!
-//! Layout: [`chat`] (rooms, messages, typing), [`direct`] (private messages), [`notify`]
-//! (notifications), [`collab`] (documents, over [`docs`] and [`ot`]), [`admin`] (`/admin`
-//! and `/api/`), [`auth`] (tokens), [`presence`], [`typing`], [`ratelimit`], [`validate`],
-//! [`clock`], [`config`]. State that must survive goes through the store as effects; an
+//! Layout: [`chat`] (rooms, messages), [`typing`] (the typing table and its events),
+//! [`direct`] (private messages), [`notify`] (notifications), [`editing`] (the document
+//! events: join, edit, cursors, saving), over [`document`] (one document: text, op log,
+//! staged edits) and [`ot`] (deltas), [`admin`] (`/admin` and `/api/`), [`auth`] (tokens),
+//! [`presence`], [`ratelimit`], [`validate`] (checks and [`validate::AppError`]),
+//! [`timestamp`] (ISO 8601), [`config`]. State that must survive goes through the store as effects; an
 //! ack that says "stored" is sent only when the store confirmed it.
 //!
 //! Socket.IO rooms used inside: `chat:<room>`, `doc:<id>`, `user:<id>` (every socket of a
@@ -15,15 +17,15 @@
 pub mod admin;
 pub mod auth;
 pub mod chat;
-pub mod clock;
-pub mod collab;
 pub mod config;
 pub mod direct;
-pub mod docs;
+pub mod document;
+pub mod editing;
 pub mod notify;
 pub mod ot;
 pub mod presence;
 pub mod ratelimit;
+pub mod timestamp;
 pub mod typing;
 pub mod validate;
 
@@ -61,7 +63,7 @@ struct Member {
 struct Scope {
     presence: Presence,
     history: HashMap<String, chat::History>,
-    docs: HashMap<String, collab::DocState>,
+    docs: HashMap<String, editing::DocState>,
 }
 
 /// Work waiting for the store's answer.
@@ -95,7 +97,7 @@ enum Pending {
 
 /// Where an answer goes: an ack on a socket, or an HTTP response.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-enum Reply {
+enum ReplyTo {
     Ack { socket: SocketId, ack: Option<u64> },
     Http { conn: crate::host::ConnId },
 }
@@ -210,16 +212,16 @@ impl RoomService {
 
     /// Answers a request that waited for the store: `Ok((status, body))`, or an error
     /// with its HTTP status (an ack or an `error` event for a socket).
-    fn reply(&mut self, io: &mut Io<'_>, reply: &Reply, answer: Result<(u16, Value), (u16, AppError)>, now: Instant) {
+    fn reply(&mut self, io: &mut Io<'_>, reply: &ReplyTo, answer: Result<(u16, Value), (u16, AppError)>, now: Instant) {
         match (reply, answer) {
-            (Reply::Ack { socket, ack, .. }, Ok((_, body))) => {
+            (ReplyTo::Ack { socket, ack, .. }, Ok((_, body))) => {
                 if let Some(ack) = ack {
                     io.ack(socket, *ack, &[body], &[]);
                 }
             }
-            (Reply::Ack { socket, ack, .. }, Err((_, err))) => reply_error(io, socket, *ack, &err, now),
-            (Reply::Http { conn }, Ok((status, body))) => io.respond(*conn, status, &body),
-            (Reply::Http { conn }, Err((status, err))) => io.respond(*conn, status, &err.body()),
+            (ReplyTo::Ack { socket, ack, .. }, Err((_, err))) => reply_error(io, socket, *ack, &err, now),
+            (ReplyTo::Http { conn }, Ok((status, body))) => io.respond(*conn, status, &body),
+            (ReplyTo::Http { conn }, Err((status, err))) => io.respond(*conn, status, &err.body()),
         }
     }
 
@@ -287,7 +289,7 @@ impl RoomService {
 impl RoomService {
     /// The text of a document that is open, if it is.
     pub(crate) fn document_text(&self, nsp: &str, doc: &str) -> Option<String> {
-        self.scopes.get(nsp)?.docs.get(doc).and_then(collab::DocState::text)
+        self.scopes.get(nsp)?.docs.get(doc).and_then(editing::DocState::text)
     }
 
     /// Checks the service's own invariants against the Socket.IO layer (for simulations).
@@ -373,7 +375,7 @@ impl RoomService {
             .scopes
             .values()
             .flat_map(|s| s.docs.values())
-            .filter_map(|d| if let collab::DocState::Ready(e) = d { Some(e) } else { None })
+            .filter_map(|d| if let editing::DocState::Ready(e) = d { Some(e) } else { None })
             .fold((0, 0), |(w, b), e| (w + e.writes_waiting(), b + e.log_bytes()));
         let waiting_writes = edits
             + self.pending.values().filter(|p| matches!(p, Pending::Message(_) | Pending::MarkRead { .. })).count();
@@ -667,7 +669,7 @@ impl Handler for RoomService {
             }
             Pending::PutNotification(p) => self.notification_stored(io, p, &answer, now),
             Pending::MarkRead { socket, ack, all } => {
-                let reply = Reply::Ack { socket, ack };
+                let reply = ReplyTo::Ack { socket, ack };
                 let answer = match answer {
                     StoreAnswer::Updated(0) if !all => {
                         Err((404, AppError::new(ErrorCode::NotFound, "Notification not found")))

@@ -2,7 +2,7 @@
 //! read durably.
 
 use super::validate::{self, AppError};
-use super::{invalid, user_room, Member, Outcome, Pending, Reply, RoomService, SCOPES};
+use super::{invalid, user_room, Member, Outcome, Pending, ReplyTo, RoomService, SCOPES};
 use crate::socketio::{Io, Message, SocketId, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
@@ -14,7 +14,7 @@ pub struct PendingPut {
     user: String,
     #[serde(with = "crate::snapshot::json")]
     notification: Value,
-    reply: Reply,
+    reply: ReplyTo,
 }
 
 impl RoomService {
@@ -24,7 +24,7 @@ impl RoomService {
         &mut self,
         io: &mut Io<'_>,
         payload: Option<&Map<String, Value>>,
-        reply: Reply,
+        reply: ReplyTo,
         now: Instant,
     ) -> Result<(), AppError> {
         let Some(p) = payload else { return Err(AppError::validation("payload must be an object")) };
@@ -36,7 +36,7 @@ impl RoomService {
             "title": title,
             "message": message,
             "read": false,
-            "createdAt": super::clock::iso8601(io.wall_ms(now)),
+            "createdAt": super::timestamp::iso8601(io.wall_ms(now)),
         });
         let id = io.store(StoreRequest::PutNotification { user: user.clone(), notification: notification.clone() });
         self.pending.insert(id, Pending::PutNotification(PendingPut { user, notification, reply }));
@@ -53,8 +53,8 @@ impl RoomService {
             io.emit(&target, &Message::new("notification", vec![p.notification.clone()]), now);
         }
         let body = match p.reply {
-            Reply::Ack { .. } => json!({"success": true, "notification": p.notification}),
-            Reply::Http { .. } => p.notification.clone(),
+            ReplyTo::Ack { .. } => json!({"success": true, "notification": p.notification}),
+            ReplyTo::Http { .. } => p.notification.clone(),
         };
         self.reply(io, &p.reply, Ok((201, body)), now);
     }

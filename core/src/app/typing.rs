@@ -1,7 +1,11 @@
 //! Typing indicators that the server ends by itself: after `typing_timeout`, and on send,
 //! leave and disconnect, so no client ever shows "is typing" forever.
 
+use super::validate::{self, AppError};
+use super::{chat_room, invalid, user_room, Limited, Member, Outcome, RoomService};
+use crate::socketio::{Io, Message, Target};
 use crate::time::{Instant, Timers};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// Typing states of one node, keyed by (namespace, room, user id).
@@ -88,6 +92,58 @@ impl Typing {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
     }
+}
+
+/// The typing events, beside the table they keep.
+impl RoomService {
+    /// `typing-start` / `typing-stop {room}`.
+    pub(super) fn on_typing(
+        &mut self,
+        io: &mut Io<'_>,
+        member: &Member,
+        arg: Option<&Value>,
+        start: bool,
+        now: Instant,
+    ) -> Outcome {
+        let obj = validate::object(arg)?;
+        let room = validate::room(obj.get("room"))?;
+        if !member.chat_rooms.contains(&room) {
+            return Err(invalid(AppError::not_in_room()));
+        }
+        self.limit(member, Limited::Typing, now)?;
+        if start {
+            let until = now.plus(self.config.typing_timeout_ms);
+            if self.typing.start(&member.nsp, &room, &member.user.id, until) {
+                announce_typing(io, &member.nsp, &room, &member.user.to_json(), &member.user.id, true, now);
+            }
+        } else {
+            self.stop_typing(io, &member.nsp, &room, &member.user.id, now);
+        }
+        Ok(())
+    }
+
+    /// Ends a typing state if there is one, telling the others.
+    pub(super) fn stop_typing(&mut self, io: &mut Io<'_>, nsp: &str, room: &str, user_id: &str, now: Instant) {
+        if self.typing.stop(nsp, room, user_id) {
+            let user = self.scope(nsp).presence.user(room, user_id).map(super::presence::User::to_json);
+            let user = user.unwrap_or_else(|| json!({"id": user_id}));
+            announce_typing(io, nsp, room, &user, user_id, false, now);
+        }
+    }
+
+    pub(super) fn expire_typing(&mut self, io: &mut Io<'_>, now: Instant) {
+        for (nsp, room, user_id) in self.typing.expire(now) {
+            let user = self.scope(&nsp).presence.user(&room, &user_id).map(super::presence::User::to_json);
+            let user = user.unwrap_or_else(|| json!({"id": user_id}));
+            announce_typing(io, &nsp, &room, &user, &user_id, false, now);
+        }
+    }
+}
+
+/// `user-typing` to the room, never to the typer's own sockets.
+fn announce_typing(io: &mut Io<'_>, nsp: &str, room: &str, user: &Value, user_id: &str, is_typing: bool, now: Instant) {
+    let target = Target::all(nsp).to(chat_room(room)).except(user_room(user_id));
+    io.emit(&target, &Message::new("user-typing", vec![json!({"user": user, "isTyping": is_typing})]), now);
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use super::*;
 use crate::store::StoreRequest;
 use crate::testing::MemStore;
 
-fn doc_harness(app: AppConfig) -> (H, Client, Client) {
+fn doc_harness(app: AppConfig) -> (H, TestClient, TestClient) {
     let mut h = harness(app);
     let a = connect(&mut h, "/", json!({"username": "ann"}));
     let b = connect(&mut h, "/", json!({"username": "ben"}));
@@ -24,7 +24,7 @@ fn hundred() -> (String, usize) {
     (text, weight)
 }
 
-fn edit(h: &mut H, c: &Client, ack: u64, delta: Value, version: u64) {
+fn edit(h: &mut H, c: &TestClient, ack: u64, delta: Value, version: u64) {
     emit(h, c, Some(ack), "text-change", &[json!({"docId": "d", "delta": delta, "version": version})]);
 }
 

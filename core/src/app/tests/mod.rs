@@ -43,7 +43,7 @@ fn token(sub: &str, admin: bool) -> String {
     )
 }
 
-struct Client {
+struct TestClient {
     conn: ConnId,
     nsp: String,
     id: String,
@@ -58,7 +58,7 @@ fn prefix(nsp: &str) -> String {
 }
 
 /// Connects to `nsp` with `auth`; the CONNECT reply or the refusal message.
-fn try_connect(h: &mut H, nsp: &str, auth: Value) -> Result<Client, String> {
+fn try_connect(h: &mut H, nsp: &str, auth: Value) -> Result<TestClient, String> {
     let (conn, _) = h.open_ws();
     h.text(conn, &format!("40{}{}", prefix(nsp), auth));
     let first = h.first_frame(conn).unwrap_or_default();
@@ -66,14 +66,14 @@ fn try_connect(h: &mut H, nsp: &str, auth: Value) -> Result<Client, String> {
     if first.starts_with("44") {
         return Err(json["message"].as_str().unwrap().to_owned());
     }
-    Ok(Client { conn, nsp: nsp.to_owned(), id: json["sid"].as_str().unwrap().to_owned() })
+    Ok(TestClient { conn, nsp: nsp.to_owned(), id: json["sid"].as_str().unwrap().to_owned() })
 }
 
-fn connect(h: &mut H, nsp: &str, auth: Value) -> Client {
+fn connect(h: &mut H, nsp: &str, auth: Value) -> TestClient {
     try_connect(h, nsp, auth).unwrap()
 }
 
-fn emit(h: &mut H, c: &Client, ack: Option<u64>, event: &str, args: &[Value]) {
+fn emit(h: &mut H, c: &TestClient, ack: Option<u64>, event: &str, args: &[Value]) {
     let mut items = vec![json!(event)];
     items.extend(args.iter().cloned());
     let id = ack.map(|a| a.to_string()).unwrap_or_default();
@@ -82,7 +82,7 @@ fn emit(h: &mut H, c: &Client, ack: Option<u64>, event: &str, args: &[Value]) {
 
 /// Everything the client received since last asked: events as (name, first arg), acks
 /// as ("ack:<id>", first arg).
-fn received(h: &mut H, c: &Client) -> Vec<(String, Value)> {
+fn received(h: &mut H, c: &TestClient) -> Vec<(String, Value)> {
     h.frames(c.conn)
         .iter()
         .filter(|f| f.starts_with('4'))
@@ -105,7 +105,7 @@ fn named(events: &[(String, Value)], name: &str) -> Vec<Value> {
     events.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
 }
 
-fn join(h: &mut H, c: &Client, name: &str, room: &str) -> Vec<(String, Value)> {
+fn join(h: &mut H, c: &TestClient, name: &str, room: &str) -> Vec<(String, Value)> {
     emit(h, c, None, "join", &[json!({"username": name, "room": room})]);
     received(h, c)
 }
@@ -633,7 +633,7 @@ fn recovery_keeps_the_user_and_their_rooms() {
     h.text(conn, r#"40{"username":"ann"}"#);
     let reply = h.first_frame(conn).unwrap();
     let reply: Value = serde_json::from_str(&reply[2..]).unwrap();
-    let a = Client { conn, nsp: "/".into(), id: reply["sid"].as_str().unwrap().to_owned() };
+    let a = TestClient { conn, nsp: "/".into(), id: reply["sid"].as_str().unwrap().to_owned() };
     join(&mut h, &a, "ann", "r");
     let b = connect(&mut h, "/", json!({}));
     join(&mut h, &b, "ben", "r");
@@ -643,7 +643,7 @@ fn recovery_keeps_the_user_and_their_rooms() {
     h.text(conn2, &format!(r#"40{{"pid":"{}"}}"#, reply["pid"].as_str().unwrap()));
     let again = h.first_frame(conn2).unwrap();
     assert!(again.contains(&a.id), "same socket id: {again}");
-    let a2 = Client { conn: conn2, nsp: "/".into(), id: a.id.clone() };
+    let a2 = TestClient { conn: conn2, nsp: "/".into(), id: a.id.clone() };
     let back = &named(&received(&mut h, &b), "user-joined")[0];
     assert_eq!(back["user"], json!({"id": a.id, "username": "ann"}));
     emit(&mut h, &a2, Some(1), "send-message", &[json!({"content": "back", "room": "r"})]);
@@ -794,7 +794,7 @@ fn departed_members_stay_within_the_recovery_session_bound() {
     let config = Config { recovery_window_ms: 60_000, recovery_max_sessions: 2, ..Config::default() };
     let mut h = Harness::with_store(Service::new(config, [5; 32], Instant(0), RoomService::default()));
     h.input(Input::WallClock { unix_ms: WALL });
-    let clients: Vec<Client> = (0..4).map(|_| connect(&mut h, "/", json!({}))).collect();
+    let clients: Vec<TestClient> = (0..4).map(|_| connect(&mut h, "/", json!({}))).collect();
     for c in &clients {
         join(&mut h, c, "u", "r");
     }

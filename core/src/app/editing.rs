@@ -8,7 +8,7 @@
 //! authors get an error, nobody hears of it, nothing saves it later). So what a joiner gets
 //! is always the stored state, and the edits it hears about are exactly those after it.
 
-use super::docs::{Document, EditError, Staged};
+use super::document::{Document, EditError, Staged};
 use super::ot::Delta;
 use super::validate::{self, AppError, ErrorCode};
 use super::{doc_room, invalid, reply_error, Limited, Member, Outcome, Pending, RoomService};

@@ -281,7 +281,7 @@ mod tests {
 
     /// A client as Quill apps write them: one op in flight, later local ops queued,
     /// remote ops transformed over the pending ones (the server's ops go first).
-    struct Client {
+    struct Editor {
         text: Vec<u16>,
         version: u64,
         pending: VecDeque<Delta>,
@@ -291,7 +291,7 @@ mod tests {
         down: VecDeque<Result<Delta, u64>>,
     }
 
-    impl Client {
+    impl Editor {
         fn send_next(&mut self) -> bool {
             match self.pending.front() {
                 Some(p) if !self.sent => {
@@ -326,7 +326,7 @@ mod tests {
     }
 
     /// The server takes one op from client `c` and fans the result out.
-    fn serve_one(server: &mut Document, clients: &mut [Client], c: usize) -> bool {
+    fn serve_one(server: &mut Document, clients: &mut [Editor], c: usize) -> bool {
         let Some((delta, base)) = clients[c].up.pop_front() else { return false };
         let (t, v) = server.edit(&delta, base).unwrap_or_else(|e| panic!("{e}: {delta:?} at {base}"));
         for (o, cl) in clients.iter_mut().enumerate() {
@@ -349,8 +349,8 @@ mod tests {
         for _round in 0..200 {
             let mut server = Document::new("shared text", 0, limits(1000, 100_000));
             let n = 2 + rnd(4);
-            let mut clients: Vec<Client> = (0..n)
-                .map(|_| Client {
+            let mut clients: Vec<Editor> = (0..n)
+                .map(|_| Editor {
                     text: server.text.clone(),
                     version: 0,
                     pending: VecDeque::new(),
