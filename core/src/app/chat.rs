@@ -2,8 +2,10 @@
 //! before they are announced, room history, and typing indicators.
 
 use super::validate::{self, AppError};
-use super::{chat_room, invalid, reply_error, to_chat_room, user_room, Limited, Member, Outcome, Pending, RoomService};
-use crate::socketio::{Event, Io, Message, SocketId, Target};
+use super::{
+    chat_room, invalid, reply_error, to_chat_room, user_room, EventCx, Limited, Outcome, Pending, RoomService,
+};
+use crate::socketio::{Io, Message, SocketId, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
 use serde_json::{json, Value};
@@ -36,14 +38,8 @@ impl PendingMessage {
 
 impl RoomService {
     /// `message`: the sender hears `message-received`, the others `new-message`, all `message`.
-    pub(super) fn on_message(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        member: &Member,
-        event: &Event,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_message(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, member, event, now) = (cx.socket, cx.member, cx.event, cx.now);
         self.limit(member, Limited::Chat, now)?;
         let nsp = &member.nsp;
         let data = event.args.first().cloned().unwrap_or(Value::Null);
@@ -55,15 +51,8 @@ impl RoomService {
     }
 
     /// `join {username, room}`: joins, and answers `room-info` with the recent history.
-    pub(super) fn on_join(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        member: &Member,
-        arg: Option<&Value>,
-        ack: Option<u64>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_join(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, member, arg, ack, now) = (cx.socket, cx.member, cx.arg(), cx.ack(), cx.now);
         let obj = validate::object(arg)?;
         let username = validate::text(obj.get("username"), "username", 1, validate::MAX_USERNAME)?;
         let room = validate::room(obj.get("room"))?;
@@ -95,14 +84,8 @@ impl RoomService {
     }
 
     /// `join-room` (room, ack): joins, acks the users.
-    pub(super) fn on_join_room(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        arg: Option<&Value>,
-        ack: Option<u64>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_join_room(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, arg, ack, now) = (cx.socket, cx.arg(), cx.ack(), cx.now);
         let room = validate::room(arg)?;
         self.join_chat(io, socket, &room, now)?;
         let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return Ok(()) };
@@ -164,14 +147,8 @@ impl RoomService {
     }
 
     /// `leave-room` (room?): one room, or every chat room of the socket.
-    pub(super) fn on_leave_room(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        arg: Option<&Value>,
-        ack: Option<u64>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_leave_room(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, arg, ack, now) = (cx.socket, cx.arg(), cx.ack(), cx.now);
         let Some(member) = self.members.get(socket) else { return Ok(()) };
         let rooms: Vec<String> = match arg {
             None | Some(Value::Null) => member.chat_rooms.iter().cloned().collect(),
@@ -191,15 +168,8 @@ impl RoomService {
     }
 
     /// `send-message {content, room}`: stored first, then announced to the room and acked.
-    pub(super) fn on_send_message(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        member: &Member,
-        arg: Option<&Value>,
-        ack: Option<u64>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_send_message(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, member, arg, ack, now) = (cx.socket, cx.member, cx.arg(), cx.ack(), cx.now);
         let obj = validate::object(arg)?;
         let content = validate::trimmed(obj.get("content"), "content", 1, validate::MAX_CONTENT)?;
         let room = validate::room(obj.get("room"))?;

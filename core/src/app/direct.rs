@@ -1,22 +1,14 @@
 //! Private messages: to every socket of a user, or to one socket, never stored.
 
 use super::validate::{self, AppError, ErrorCode};
-use super::{invalid, user_room, Limited, Member, Outcome, RoomService};
+use super::{invalid, user_room, EventCx, Limited, Outcome, RoomService};
 use crate::socketio::{Io, Message, SocketId, Target};
-use crate::time::Instant;
-use serde_json::{json, Value};
+use serde_json::json;
 
 impl RoomService {
     /// `private-message {to, content}`: `to` is a user id or a socket id of this namespace.
-    pub(super) fn on_private_message(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        member: &Member,
-        arg: Option<&Value>,
-        ack: Option<u64>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_private_message(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, member, arg, ack, now) = (cx.socket, cx.member, cx.arg(), cx.ack(), cx.now);
         let obj = validate::object(arg)?;
         let to = validate::text(obj.get("to"), "to", 1, validate::MAX_ROOM)?;
         let content = validate::trimmed(obj.get("content"), "content", 1, validate::MAX_CONTENT)?;

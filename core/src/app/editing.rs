@@ -11,7 +11,7 @@
 use super::document::{Document, EditError, Staged};
 use super::ot::Delta;
 use super::validate::{self, AppError, ErrorCode};
-use super::{doc_room, invalid, reply_error, Limited, Member, Outcome, Pending, RoomService};
+use super::{doc_room, invalid, reply_error, EventCx, Limited, Member, Outcome, Pending, RoomService};
 use crate::socketio::{Io, Message, SocketId, Sockets, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
@@ -165,14 +165,8 @@ impl RoomService {
     }
 
     /// `join-document` (docId): the state to the joiner, the joiner to the others.
-    pub(super) fn on_join_document(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        arg: Option<&Value>,
-        ack: Option<u64>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_join_document(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, arg, ack, now) = (cx.socket, cx.arg(), cx.ack(), cx.now);
         let doc = doc_id(arg)?;
         let Some(member) = self.members.get_mut(socket) else { return Ok(()) };
         if !member.docs.contains(&doc) && !io.join(socket, &doc_room(&doc)) {
@@ -270,15 +264,8 @@ impl RoomService {
     }
 
     /// `text-change {docId, delta, version}`.
-    pub(super) fn on_text_change(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        member: &Member,
-        arg: Option<&Value>,
-        ack: Option<u64>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_text_change(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, member, arg, ack, now) = (cx.socket, cx.member, cx.arg(), cx.ack(), cx.now);
         let obj = validate::object(arg)?;
         let doc = validate::text(obj.get("docId"), "docId", 1, validate::MAX_ROOM)?;
         let base = validate::count(obj.get("version"), "version")?;
@@ -386,14 +373,8 @@ impl RoomService {
     }
 
     /// `cursor-move {docId, position}`.
-    pub(super) fn on_cursor_move(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        member: &Member,
-        arg: Option<&Value>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_cursor_move(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, member, arg, now) = (cx.socket, cx.member, cx.arg(), cx.now);
         let obj = validate::object(arg)?;
         let doc = validate::text(obj.get("docId"), "docId", 1, validate::MAX_ROOM)?;
         let position = validate::count(obj.get("position"), "position")?;
@@ -409,14 +390,8 @@ impl RoomService {
     }
 
     /// `selection-change {docId, selection}`.
-    pub(super) fn on_selection_change(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        member: &Member,
-        arg: Option<&Value>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_selection_change(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, member, arg, now) = (cx.socket, cx.member, cx.arg(), cx.now);
         let obj = validate::object(arg)?;
         let doc = validate::text(obj.get("docId"), "docId", 1, validate::MAX_ROOM)?;
         let selection = obj.get("selection").cloned().unwrap_or(Value::Null);
@@ -433,14 +408,8 @@ impl RoomService {
     }
 
     /// `leave-document` (docId).
-    pub(super) fn on_leave_document(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        arg: Option<&Value>,
-        ack: Option<u64>,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_leave_document(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, arg, ack, now) = (cx.socket, cx.arg(), cx.ack(), cx.now);
         let doc = doc_id(arg)?;
         let Some(member) = self.members.get(socket) else { return Ok(()) };
         if !member.docs.contains(&doc) {

@@ -422,6 +422,28 @@ fn has_duplicates<'a, T: Ord + 'a>(items: impl Iterator<Item = &'a T>) -> bool {
     items.into_iter().any(|i| !seen.insert(i))
 }
 
+/// One client event as the room service's handlers see it: who sent it, as which
+/// member, and when.
+#[derive(Clone, Copy, Debug)]
+struct EventCx<'e> {
+    socket: &'e SocketId,
+    member: &'e Member,
+    event: &'e Event,
+    now: Instant,
+}
+
+impl EventCx<'_> {
+    /// The event's first argument (the payload, for every event but the legacy `message`).
+    fn arg(&self) -> Option<&Value> {
+        self.event.args.first()
+    }
+
+    /// The ack id, when the client asked for one.
+    fn ack(&self) -> Option<u64> {
+        self.event.ack
+    }
+}
+
 /// Why an event was refused: the error its sender gets, and whether the sender is now far
 /// enough over its limit to be cut off.
 #[derive(Debug)]
@@ -601,28 +623,27 @@ impl Handler for RoomService {
         if member.nsp == ADMIN {
             return self.on_admin_event(io, socket, &event, now);
         }
-        let arg = event.args.first();
-        let ack = event.ack;
+        let cx = EventCx { socket, member: &member, event: &event, now };
         let result = match event.name.as_str() {
-            "message" => self.on_message(io, socket, &member, &event, now),
-            "join" => self.on_join(io, socket, &member, arg, ack, now),
-            "join-room" => self.on_join_room(io, socket, arg, ack, now),
-            "send-message" => self.on_send_message(io, socket, &member, arg, ack, now),
-            "typing-start" => self.on_typing(io, &member, arg, true, now),
-            "typing-stop" => self.on_typing(io, &member, arg, false, now),
-            "leave-room" => self.on_leave_room(io, socket, arg, ack, now),
-            "private-message" => self.on_private_message(io, socket, &member, arg, ack, now),
-            "notification-read" => self.on_notification_read(io, socket, &member, arg, ack),
-            "notifications-read-all" => self.on_notifications_read_all(io, socket, &member, ack),
-            "join-document" => self.on_join_document(io, socket, arg, ack, now),
-            "leave-document" => self.on_leave_document(io, socket, arg, ack, now),
-            "text-change" => self.on_text_change(io, socket, &member, arg, ack, now),
-            "cursor-move" => self.on_cursor_move(io, socket, &member, arg, now),
-            "selection-change" => self.on_selection_change(io, socket, &member, arg, now),
+            "message" => self.on_message(io, &cx),
+            "join" => self.on_join(io, &cx),
+            "join-room" => self.on_join_room(io, &cx),
+            "send-message" => self.on_send_message(io, &cx),
+            "typing-start" => self.on_typing(io, &cx, true),
+            "typing-stop" => self.on_typing(io, &cx, false),
+            "leave-room" => self.on_leave_room(io, &cx),
+            "private-message" => self.on_private_message(io, &cx),
+            "notification-read" => self.on_notification_read(io, &cx),
+            "notifications-read-all" => self.on_notifications_read_all(io, &cx),
+            "join-document" => self.on_join_document(io, &cx),
+            "leave-document" => self.on_leave_document(io, &cx),
+            "text-change" => self.on_text_change(io, &cx),
+            "cursor-move" => self.on_cursor_move(io, &cx),
+            "selection-change" => self.on_selection_change(io, &cx),
             _ => Ok(()),
         };
         if let Err(err) = result {
-            Self::fail(io, socket, ack, &err, now);
+            Self::fail(io, socket, event.ack, &err, now);
         }
     }
 

@@ -2,8 +2,8 @@
 //! read durably.
 
 use super::validate::{self, AppError};
-use super::{invalid, user_room, Member, Outcome, Pending, ReplyTo, RoomService, SCOPES};
-use crate::socketio::{Io, Message, SocketId, Target};
+use super::{invalid, user_room, EventCx, Outcome, Pending, ReplyTo, RoomService, SCOPES};
+use crate::socketio::{Io, Message, Target};
 use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
 use serde_json::{json, Map, Value};
@@ -60,14 +60,8 @@ impl RoomService {
     }
 
     /// `notification-read` (id): durable before the ack.
-    pub(super) fn on_notification_read(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        member: &Member,
-        arg: Option<&Value>,
-        ack: Option<u64>,
-    ) -> Outcome {
+    pub(super) fn on_notification_read(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, member, arg, ack) = (cx.socket, cx.member, cx.arg(), cx.ack());
         let id = match arg {
             Some(Value::String(s)) if (1..=validate::MAX_ROOM).contains(&validate::js_len(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
@@ -81,13 +75,8 @@ impl RoomService {
     }
 
     /// `notifications-read-all`.
-    pub(super) fn on_notifications_read_all(
-        &mut self,
-        io: &mut Io<'_>,
-        socket: &SocketId,
-        member: &Member,
-        ack: Option<u64>,
-    ) -> Outcome {
+    pub(super) fn on_notifications_read_all(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
+        let (socket, member, ack) = (cx.socket, cx.member, cx.ack());
         self.begin_write(socket)?;
         let sid = io.store(StoreRequest::MarkAllRead { user: member.user.id.clone() });
         self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: true });

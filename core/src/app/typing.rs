@@ -2,7 +2,7 @@
 //! leave and disconnect, so no client ever shows "is typing" forever.
 
 use super::validate::{self, AppError};
-use super::{chat_room, invalid, user_room, Limited, Member, Outcome, RoomService};
+use super::{chat_room, invalid, user_room, EventCx, Limited, Outcome, RoomService};
 use crate::socketio::{Io, Message, Target};
 use crate::time::{Instant, Timers};
 use serde_json::{json, Value};
@@ -97,14 +97,8 @@ impl Typing {
 /// The typing events, beside the table they keep.
 impl RoomService {
     /// `typing-start` / `typing-stop {room}`.
-    pub(super) fn on_typing(
-        &mut self,
-        io: &mut Io<'_>,
-        member: &Member,
-        arg: Option<&Value>,
-        start: bool,
-        now: Instant,
-    ) -> Outcome {
+    pub(super) fn on_typing(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>, start: bool) -> Outcome {
+        let (member, arg, now) = (cx.member, cx.arg(), cx.now);
         let obj = validate::object(arg)?;
         let room = validate::room(obj.get("room"))?;
         if !member.chat_rooms.contains(&room) {
