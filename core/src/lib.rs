@@ -20,6 +20,7 @@
 //! - [`outbox`]: the one ordered queue of effects every layer writes to, and its ids.
 //! - [`service`]: [`Service`], the layers wired into one [`Machine`].
 //! - [`app`]: the room service. [`conformance`]: the handlers the official suites expect.
+//! - [`kinds`]: those machines by name, for both hosts.
 //!
 //! Layers only look down: codec ← engineio ← socketio ← app.
 //!
@@ -64,6 +65,7 @@ pub mod engineio;
 pub mod errors;
 pub mod host;
 pub mod idhash;
+pub mod kinds;
 pub mod outbox;
 pub mod rng;
 pub mod service;

@@ -18,14 +18,16 @@
 wit_bindgen::generate!({ path: "wit", world: "edge" });
 
 use exports::parlor::edge::machine as wit;
-use parlor_core::app::{AppConfig, RoomService};
-use parlor_core::conformance::{ConformanceApp, EngineEcho};
+use parlor_core::app::AppConfig;
+#[cfg(feature = "test-spin")]
+use parlor_core::conformance::EngineEcho;
 use parlor_core::host::{
     ApiRequest, ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest,
     TransportEnd,
 };
+use parlor_core::kinds::Kind;
 use parlor_core::service::Machine;
-use parlor_core::{Config, Instant, Service};
+use parlor_core::{Config, Instant};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 
@@ -58,33 +60,30 @@ fn parse_config(config_json: &str) -> Result<EdgeConfig, String> {
     serde_json::from_str(config_json).map_err(|e| format!("bad config-json: {e}"))
 }
 
-const KINDS: &str = "rooms, conformance, echo";
-
 fn create(kind: &str, config_json: &str, seed: &[u8], now: Instant) -> Result<Box<dyn Machine>, String> {
     let EdgeConfig { core, app } = parse_config(config_json)?;
     let seed: [u8; 32] = seed.try_into().map_err(|_| format!("seed must be 32 bytes, not {}", seed.len()))?;
-    Ok(match kind {
-        "rooms" => Box::new(Service::new(core, seed, now, RoomService::new(app))),
-        "conformance" => Box::new(Service::new(core, seed, now, ConformanceApp::new())),
-        "echo" => Box::new(EngineEcho::new(core, seed, now)),
-        #[cfg(feature = "test-spin")]
-        "test-spin" => Box::new(spin::Spin(EngineEcho::new(core, seed, now))),
-        other => return Err(format!("unknown kind {other:?} (expected one of: {KINDS})")),
-    })
+    #[cfg(feature = "test-spin")]
+    if kind == "test-spin" {
+        return Ok(Box::new(spin::Spin(EngineEcho::new(core, seed, now))));
+    }
+    Ok(known(kind)?.create(core, app, seed, now))
 }
 
 fn restore(kind: &str, config_json: &str, bytes: &[u8], now: Instant) -> Result<Box<dyn Machine>, String> {
     // Snapshots carry their own config; the argument is only checked.
     parse_config(config_json)?;
     let e = |e: parlor_core::snapshot::SnapshotError| e.to_string();
-    Ok(match kind {
-        "rooms" => Box::new(Service::<RoomService>::restore(bytes, now).map_err(e)?),
-        "conformance" => Box::new(Service::<ConformanceApp>::restore(bytes, now).map_err(e)?),
-        "echo" => Box::new(EngineEcho::restore(bytes, now).map_err(e)?),
-        #[cfg(feature = "test-spin")]
-        "test-spin" => Box::new(spin::Spin(EngineEcho::restore(bytes, now).map_err(e)?)),
-        other => return Err(format!("unknown kind {other:?} (expected one of: {KINDS})")),
-    })
+    #[cfg(feature = "test-spin")]
+    if kind == "test-spin" {
+        return Ok(Box::new(spin::Spin(EngineEcho::restore(bytes, now).map_err(e)?)));
+    }
+    known(kind)?.restore(bytes, now).map_err(e)
+}
+
+/// The core's kind of this name.
+fn known(kind: &str) -> Result<Kind, String> {
+    Kind::from_name(kind).ok_or_else(|| format!("unknown kind {kind:?} (expected one of: {})", Kind::names()))
 }
 
 impl EdgeService {
