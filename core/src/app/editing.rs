@@ -114,7 +114,7 @@ impl DocState {
             DocState::Loading(w) => w,
             DocState::Ready(e) => &e.waiting,
         };
-        if super::has_duplicates(waiting.iter().map(|(s, _)| s)) {
+        if super::invariants::has_duplicates(waiting.iter().map(|(s, _)| s)) {
             return Err("a socket waits twice to join".into());
         }
         match self {
