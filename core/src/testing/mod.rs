@@ -1,5 +1,8 @@
 //! A test harness: a machine driven by a virtual clock that jumps straight to the next
-//! deadline, with helpers that speak HTTP-ish and WebSocket-ish to it.
+//! deadline, with helpers that speak HTTP-ish and WebSocket-ish to it; and [`nodes`],
+//! several machines on one clock joined by a deterministic bus.
+
+pub mod nodes;
 
 use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request, TransportEnd};
 use crate::service::Machine;
@@ -56,6 +59,12 @@ impl<M: Machine> Harness<M> {
     pub fn input(&mut self, input: Input<'_>) {
         self.machine.handle(input, self.now);
         self.drain();
+    }
+
+    /// Moves the clock forward to `t` (no earlier than now), firing every deadline on the
+    /// way in order.
+    pub fn advance_to(&mut self, t: Instant) {
+        self.advance(t.since(self.now));
     }
 
     /// Moves the clock forward by `ms`, firing every deadline on the way in order.
