@@ -21,6 +21,11 @@
 //! - [`service`]: [`Service`], the layers wired into one [`Machine`].
 //! - [`app`]: the room service. [`conformance`]: the handlers the official suites expect.
 //! - [`kinds`]: those machines by name, for both hosts.
+//! - [`snapshot`]: the whole state as versioned bytes, and back (a live component swap).
+//! - [`idhash`]: hash maps for server-chosen ids; [`rng`]: the seeded random stream.
+//! - `testing` (tests and fuzz targets only): a harness on a virtual clock, an in-memory
+//!   store, and `testing::nodes`, several nodes joined by a deterministic bus; `sim`
+//!   (tests only): the randomized simulation of many clients.
 //!
 //! Layers only look down: codec ← engineio ← socketio ← app.
 //!
