@@ -49,20 +49,7 @@ impl RoomService {
         if writes > waiting_writes {
             return Err(format!("{writes} writes counted in flight, {waiting_writes} waiting for the store"));
         }
-        if let Some(s) = self.event_buckets.keys().find(|s| !self.members.contains_key(*s)) {
-            return Err(format!("the event bucket of {s} outlived its socket"));
-        }
-        for (name, limit, buckets) in
-            [("chat", c.chat_limit, &self.chat_buckets), ("typing", c.typing_limit, &self.typing_buckets)]
-        {
-            for (user, b) in buckets {
-                // Idle buckets go at the next sweep after their window; one that was idle
-                // at the last sweep and is still here is a bucket that nothing removes.
-                if b.is_idle(limit, self.buckets_swept_at) && !self.user_sockets.contains_key(user) {
-                    return Err(format!("the {name} bucket of {user} outlived its window"));
-                }
-            }
-        }
+        self.limits.check_bounds(c, |s| self.members.contains_key(s), |u| self.user_sockets.contains_key(u))?;
         if self.user_sockets.values().any(|n| *n == 0) {
             return Err("a user is counted with no socket".into());
         }

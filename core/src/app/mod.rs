@@ -7,9 +7,10 @@
 //! [`direct`] (private messages), [`notify`] (notifications), [`editing`] (the document
 //! events: join, edit, cursors, saving), over [`document`] (one document: text, op log,
 //! staged edits) and [`ot`] (deltas), [`admin`] (`/admin` and `/api/`), [`auth`] (tokens),
-//! [`presence`], [`ratelimit`], [`validate`] (checks and [`validate::AppError`]),
-//! [`timestamp`] (ISO 8601), [`config`]. State that must survive goes through the store as effects; an
-//! ack that says "stored" is sent only when the store confirmed it.
+//! [`presence`], `limits` (every bucket) over [`ratelimit`], [`validate`] (checks and
+//! [`validate::AppError`]), [`timestamp`] (ISO 8601), [`config`]. State that must survive
+//! goes through the store as effects; an ack that says "stored" is sent only when the
+//! store confirmed it.
 //!
 //! Socket.IO rooms used inside: `chat:<room>`, `doc:<id>`, `user:<id>` (every socket of a
 //! user; in dev mode the user is the socket), so client-chosen names never collide.
@@ -23,6 +24,7 @@ pub mod document;
 pub mod editing;
 #[cfg(any(test, fuzzing))]
 mod invariants;
+mod limits;
 pub mod notify;
 pub mod ot;
 pub mod presence;
@@ -37,8 +39,9 @@ use crate::socketio::{ConnectRefusal, DisconnectReason, Event, Handler, Io, Mess
 use crate::store::{ApiRequest, StoreAnswer, StoreId};
 use crate::time::Instant;
 use auth::Claims;
+use limits::Limited;
 use presence::{Presence, User};
-use ratelimit::{Bucket, Limit, Verdict};
+use ratelimit::Verdict;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use validate::{AppError, ErrorCode};
@@ -112,11 +115,7 @@ pub struct RoomService {
     members: HashMap<SocketId, Member>,
     /// Sockets per user id, over all namespaces: buckets go when the last one does.
     user_sockets: HashMap<String, usize>,
-    chat_buckets: HashMap<String, Bucket>,
-    /// Every event of a socket, whatever it is, takes from its own bucket first.
-    event_buckets: HashMap<SocketId, Bucket>,
-    typing_buckets: HashMap<String, Bucket>,
-    buckets_swept_at: Instant,
+    limits: limits::Limits,
     typing: typing::Typing,
     pending: HashMap<StoreId, Pending>,
     /// Client writes waiting for the store, per socket: capped, so that a client cannot
@@ -142,10 +141,7 @@ impl RoomService {
             scopes: SCOPES.iter().map(|s| ((*s).to_owned(), Scope::default())).collect(),
             members: HashMap::new(),
             user_sockets: HashMap::new(),
-            chat_buckets: HashMap::new(),
-            event_buckets: HashMap::new(),
-            typing_buckets: HashMap::new(),
-            buckets_swept_at: Instant(0),
+            limits: limits::Limits::default(),
             typing: typing::Typing::default(),
             pending: HashMap::new(),
             in_flight: HashMap::new(),
@@ -171,12 +167,7 @@ impl RoomService {
     /// Takes a token from one of the socket's user's buckets; on a refusal the error to
     /// send, and whether the client is now far enough over to be cut off.
     fn limit(&mut self, member: &Member, kind: Limited, now: Instant) -> Outcome {
-        let (limit, buckets): (Limit, &mut HashMap<String, Bucket>) = match kind {
-            Limited::Typing => (self.config.typing_limit, &mut self.typing_buckets),
-            Limited::Chat => (self.config.chat_limit, &mut self.chat_buckets),
-        };
-        let bucket = buckets.entry(member.user.id.clone()).or_insert_with(|| Bucket::new(limit, now));
-        match bucket.take(limit, now) {
+        match self.limits.take(&self.config, kind, &member.user.id, now) {
             Verdict::Allowed => Ok(()),
             Verdict::Refused => Err(invalid(AppError::rate_limited())),
             Verdict::Disconnect => Err(Refused { error: AppError::rate_limited(), cut_off: true }),
@@ -235,21 +226,7 @@ impl RoomService {
         if n == Some(0) {
             self.user_sockets.remove(user_id);
         }
-        self.sweep_buckets(now);
-    }
-
-    /// Forgets buckets that have been idle for a whole window (they are full again, so
-    /// nothing is lost), at most once per window. A bucket is never dropped just because
-    /// its user disconnected: reconnecting must not refill it.
-    fn sweep_buckets(&mut self, now: Instant) {
-        let window = self.config.chat_limit.window_ms.max(self.config.typing_limit.window_ms);
-        if now.since(self.buckets_swept_at) < window {
-            return;
-        }
-        self.buckets_swept_at = now;
-        let (chat, typing) = (self.config.chat_limit, self.config.typing_limit);
-        self.chat_buckets.retain(|_, b| !b.is_idle(chat, now));
-        self.typing_buckets.retain(|_, b| !b.is_idle(typing, now));
+        self.limits.sweep(&self.config, now);
     }
 
     fn prune_departed(&mut self, io: &Sockets, now: Instant) {
@@ -319,15 +296,6 @@ struct Refused {
 
 /// What an event handler answers.
 type Outcome = Result<(), Refused>;
-
-/// Which of a user's buckets an event takes its token from.
-#[derive(Copy, Clone, Debug)]
-enum Limited {
-    /// Messages, private messages, edits.
-    Chat,
-    /// Typing, cursors, selections: frequent and small.
-    Typing,
-}
 
 /// An error that does not count against the client.
 fn invalid(error: AppError) -> Refused {
@@ -472,9 +440,7 @@ impl Handler for RoomService {
         }
         // Before any work on the event: a flood of cheap events (joins, leaves, unknown
         // names) is cut off here like a flood of messages.
-        let limit = self.config.event_limit;
-        let bucket = self.event_buckets.entry(socket.clone()).or_insert_with(|| Bucket::new(limit, now));
-        let verdict = bucket.take(limit, now);
+        let verdict = self.limits.event(&self.config, socket, now);
         if verdict != Verdict::Allowed {
             reply_error(io, socket, event.ack, &AppError::rate_limited(), now);
             // A client that floods on after as many refusals is cut off whole: a namespace
@@ -528,7 +494,7 @@ impl Handler for RoomService {
             self.drop_from_document(io, socket, &member.nsp, doc, now);
         }
         self.members.remove(socket);
-        self.event_buckets.remove(socket);
+        self.limits.socket_gone(socket);
         self.user_left_node(&member.user.id, now);
         if reason.is_recoverable() && io.config().recovery_window_ms > 0 {
             let mut kept = member;
