@@ -4,7 +4,7 @@
 //! [`ConnId`], hands what arrives to the core as an [`Input`], and carries out every
 //! [`Output`] it drains.
 
-pub use crate::store::{ApiRequest, StoreAnswer, StoreId, StoreRequest};
+pub use crate::store::{StoreAnswer, StoreId, StoreRequest};
 use bytes::Bytes;
 use std::net::IpAddr;
 
@@ -76,6 +76,18 @@ pub enum TransportEnd {
     Error,
     /// The host's outbound queue for it went over its limit: the client does not read.
     Backpressure,
+}
+
+/// A request on the HTTP API (`/api/...`), answered with `Output::Respond`.
+#[derive(Clone, Debug)]
+pub struct ApiRequest<'a> {
+    pub conn: ConnId,
+    pub method: Method,
+    /// The path after `/api/`, e.g. `notifications`.
+    pub path: &'a str,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    pub body: &'a [u8],
 }
 
 /// Everything the world tells the core.

@@ -45,15 +45,3 @@ pub enum StoreAnswer {
     /// The store could not do it; nothing was changed.
     Failed(String),
 }
-
-/// A request on the HTTP API (`/api/...`), answered with `Output::Respond`.
-#[derive(Clone, Debug)]
-pub struct ApiRequest<'a> {
-    pub conn: crate::host::ConnId,
-    pub method: crate::host::Method,
-    /// The path after `/api/`, e.g. `notifications`.
-    pub path: &'a str,
-    /// The `Authorization` header, if any.
-    pub authorization: Option<&'a str>,
-    pub body: &'a [u8],
-}

@@ -4,9 +4,9 @@
 use super::validate::{self, AppError, ErrorCode};
 use super::{chat_room, user_room, ReplyTo, RoomService, SCOPES};
 use crate::codec::socketio::RESERVED_EVENTS;
+use crate::host::ApiRequest;
 use crate::host::Method;
 use crate::socketio::{Event, Io, Message, SocketId, Target};
-use crate::store::ApiRequest;
 use crate::time::Instant;
 use serde_json::{json, Map, Value};
 

@@ -35,8 +35,9 @@ pub mod validate;
 
 pub use config::AppConfig;
 
+use crate::host::ApiRequest;
 use crate::socketio::{ConnectRefusal, DisconnectReason, Event, Handler, Io, Message, SocketId, Sockets, Target};
-use crate::store::{ApiRequest, StoreAnswer, StoreId};
+use crate::store::{StoreAnswer, StoreId};
 use crate::time::Instant;
 use auth::Claims;
 use limits::Limited;

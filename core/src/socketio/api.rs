@@ -1,7 +1,8 @@
 //! The Rust API applications are written against: what a [`Handler`] is told, and the
 //! values it passes back to [`Io`](super::Io) to emit, ack, join and leave.
 
-use crate::store::{ApiRequest, StoreAnswer, StoreId};
+use crate::host::ApiRequest;
+use crate::store::{StoreAnswer, StoreId};
 use crate::time::Instant;
 use bytes::Bytes;
 use serde_json::Value;

@@ -3,8 +3,8 @@
 use super::auth::{sign, AuthKey};
 use super::*;
 use crate::codec::socketio::{decode, PacketType};
+use crate::host::ApiRequest;
 use crate::host::{ConnId, Input, Method, TransportEnd};
-use crate::store::ApiRequest;
 use crate::testing::Harness;
 use crate::{Config, Machine, Service};
 use ed25519_dalek::SigningKey;
