@@ -57,7 +57,7 @@
 //!
 //! Unknown keys are an error, so a typo does not silently leave a default in place.
 
-use crate::cors::Cors;
+use crate::http::cors::Cors;
 use crate::keys::KeySpec;
 use anyhow::{bail, Context};
 use clap::Args;
@@ -508,9 +508,9 @@ impl Default for HostLimits {
     fn default() -> Self {
         HostLimits {
             inbound_budget: crate::ws::INBOUND_BUDGET,
-            body_timeout_ms: crate::bodies::BODY_TIMEOUT_MS,
-            body_min_rate: crate::bodies::BODY_MIN_RATE,
-            body_budget: crate::bodies::BODY_BUDGET,
+            body_timeout_ms: crate::http::bodies::BODY_TIMEOUT_MS,
+            body_min_rate: crate::http::bodies::BODY_MIN_RATE,
+            body_budget: crate::http::bodies::BODY_BUDGET,
             metrics_token: None,
         }
     }
