@@ -57,10 +57,10 @@
 //!
 //! Unknown keys are an error, so a typo does not silently leave a default in place.
 
-use crate::cli::ServeArgs;
-use crate::cors::Cors;
+use crate::http::cors::Cors;
 use crate::keys::KeySpec;
 use anyhow::{bail, Context};
+use clap::Args;
 use parlor_core::app::ratelimit::Limit;
 use parlor_core::app::AppConfig;
 use parlor_core::config::Config;
@@ -79,6 +79,383 @@ pub const DEFAULT_DATA_DIR: &str = "./parlor-data";
 pub const DEFAULT_HISTORY_KEEP: usize = 1000;
 /// Bytes of a `document-state` besides its text: the cursors and the framing.
 const DOC_STATE_SLACK: usize = 64 << 10;
+
+/// Declares the settings: each one is written once, as a doc comment (its help), its type,
+/// its clap attributes (`env`, `value_name`) and how it lands in [`Settings`]. From that
+/// come the clap field of its group, the [`FileConfig`] key (kebab-case, or the `as` name),
+/// the merge flag > environment > file > default, the `[default: ...]` of its help (rendered
+/// from [`Settings::default`], so it cannot go stale) and, for `nonzero` ones, the check.
+///
+/// How a value lands:
+/// - `value(a.b)`: it is `settings.a.b`, whose default the help shows;
+/// - `optional(a.b, "text")`: `settings.a.b` is `Some(value)`; the help shows `text`;
+/// - `with(f, shown)`: `f(&mut settings, value)?` converts or checks it; the help shows
+///   `shown` (no default shown without it).
+macro_rules! declare_settings {
+    ($(
+        $(#[doc = $gdoc:literal])*
+        pub struct $group:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $(#[arg($($arg:tt)*)])*
+                $field:ident $(as $key:literal)?: $ty:ty = $kind:ident($($how:tt)*) $(, $nonzero:ident)?;
+            )*
+        } $({ $($extra:tt)* })?
+    )*) => {
+        $(
+            $(#[doc = $gdoc])*
+            #[derive(Debug, Clone, Default, Args)]
+            pub struct $group {
+                $(
+                    #[arg(
+                        long $(= $key)?,
+                        help = declare_settings!(@help concat!($($doc),*), $kind($($how)*))
+                        $(, $($arg)*)*
+                    )]
+                    pub $field: Option<$ty>,
+                )*
+                $($($extra)*)?
+            }
+
+            impl $group {
+                /// Puts the settings of this group that the flags, the environment or
+                /// `file` give into `settings`: a flag (or its variable) wins over the
+                /// file. Takes the values it uses out of `file`.
+                pub fn apply(&self, file: &mut FileConfig, settings: &mut Settings) -> anyhow::Result<()> {
+                    $(
+                        let given: Option<$ty> =
+                            self.$field.clone().or_else(|| file.$field.take().map(FromFile::from_file));
+                        declare_settings!(@apply settings, given, $kind($($how)*));
+                    )*
+                    Ok(())
+                }
+            }
+        )*
+
+        /// The TOML file's contents: the flags' names in kebab-case, every key optional.
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+        pub struct FileConfig {
+            $($(
+                #[doc = concat!($($doc),*)]
+                $(#[serde(rename = $key)])?
+                pub $field: Option<<$ty as FromFile>::Raw>,
+            )*)*
+        }
+
+        impl FileConfig {
+            /// Every key the file may have, in declaration order.
+            pub fn keys() -> Vec<String> {
+                vec![$($(key_name(stringify!($field), None $(.or(Some($key)))?),)*)*]
+            }
+
+            /// The keys this file leaves out.
+            pub fn missing_keys(&self) -> Vec<String> {
+                let mut missing = Vec::new();
+                $($(
+                    if self.$field.is_none() {
+                        missing.push(key_name(stringify!($field), None $(.or(Some($key)))?));
+                    }
+                )*)*
+                missing
+            }
+        }
+
+        /// Refuses a 0 in a setting declared `nonzero`, naming it.
+        fn check_nonzero(settings: &Settings) -> anyhow::Result<()> {
+            $($(
+                declare_settings!(@check settings, stringify!($field), $kind($($how)*) $($nonzero)?);
+            )*)*
+            Ok(())
+        }
+    };
+
+    (@help $doc:expr, value($($p:ident).+)) => {
+        with_default($doc, Show::show(&Settings::default().$($p).+))
+    };
+    (@help $doc:expr, optional($($p:ident).+, $shown:literal)) => { with_default($doc, $shown) };
+    (@help $doc:expr, optional($($p:ident).+)) => { $doc.trim_start() };
+    (@help $doc:expr, with($f:expr, $shown:expr)) => { with_default($doc, $shown) };
+    (@help $doc:expr, with($f:expr)) => { $doc.trim_start() };
+
+    (@apply $s:ident, $given:ident, value($($p:ident).+)) => {
+        if let Some(v) = $given {
+            $s.$($p).+ = v;
+        }
+    };
+    (@apply $s:ident, $given:ident, optional($($p:ident).+ $(, $shown:literal)?)) => {
+        if let Some(v) = $given {
+            $s.$($p).+ = Some(v);
+        }
+    };
+    (@apply $s:ident, $given:ident, with($f:expr $(, $shown:expr)?)) => {
+        if let Some(v) = $given {
+            $f($s, v)?;
+        }
+    };
+
+    (@check $s:ident, $field:expr, value($($p:ident).+) nonzero) => {
+        let value = $s.$($p).+ as u128;
+        if value == 0 {
+            bail!("{} must be greater than 0 (got {value})", key_name($field, None));
+        }
+    };
+    (@check $($t:tt)*) => {};
+}
+
+declare_settings! {
+    /// The flags of `parlor serve`. Turn them into [`Settings`] with [`ServeArgs::settings`].
+    pub struct ServeArgs {
+        /// Address to listen on, `host:port`
+        #[arg(env = "PARLOR_LISTEN", value_name = "ADDR")]
+        listen: String = value(listen);
+        /// The Engine.IO path
+        #[arg(env = "PARLOR_PATH", value_name = "PATH")]
+        path: String = with(set_path, Settings::default().path);
+        /// Heartbeat: a ping every MS milliseconds
+        #[arg(env = "PARLOR_PING_INTERVAL", value_name = "MS")]
+        ping_interval: u64 = value(core.ping_interval_ms), nonzero;
+        /// Close a session whose pong is this late
+        #[arg(env = "PARLOR_PING_TIMEOUT", value_name = "MS")]
+        ping_timeout: u64 = value(core.ping_timeout_ms), nonzero;
+        /// Largest packet, WebSocket message or polling POST body
+        #[arg(env = "PARLOR_MAX_PAYLOAD", value_name = "BYTES")]
+        max_payload: usize = value(core.max_payload), nonzero;
+        /// A browser origin allowed to connect (repeatable; `*` = any, without credentials).
+        /// None: same-origin pages only
+        #[arg(env = "PARLOR_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
+        cors_origin: Vec<String> = with(set_cors);
+        /// Connection state recovery window (e.g. 120000); 0 = off. With it on, every event without
+        /// an ack carries one more, trailing argument (an offset only socket.io-client uses)
+        #[arg(env = "PARLOR_RECOVERY_WINDOW", value_name = "MS")]
+        recovery_window: u64 = value(core.recovery_window_ms);
+        /// A client must CONNECT to a namespace within this time
+        #[arg(env = "PARLOR_CONNECT_TIMEOUT", value_name = "MS")]
+        connect_timeout: u64 = value(core.connect_timeout_ms), nonzero;
+        /// A transport upgrade must complete within this time
+        #[arg(env = "PARLOR_UPGRADE_TIMEOUT", value_name = "MS")]
+        upgrade_timeout: u64 = value(core.upgrade_timeout_ms), nonzero;
+        /// Open connections at most; beyond it new ones get HTTP 503
+        #[arg(env = "PARLOR_MAX_CONNECTIONS", value_name = "N")]
+        max_connections: usize = value(core.max_connections), nonzero;
+        /// Bytes queued for one WebSocket client before it is closed as too slow
+        #[arg(env = "PARLOR_OUTBOUND_LIMIT", value_name = "BYTES")]
+        outbound_limit: usize = value(outbound_limit), nonzero;
+        /// Binary attachments per packet
+        #[arg(env = "PARLOR_MAX_ATTACHMENTS", value_name = "N")]
+        max_attachments: usize = value(core.max_attachments);
+        /// Rooms one socket may join
+        #[arg(env = "PARLOR_MAX_ROOMS_PER_SOCKET", value_name = "N")]
+        max_rooms_per_socket: usize = value(core.max_rooms_per_socket);
+        /// Namespaces one connection may join
+        #[arg(env = "PARLOR_MAX_NAMESPACES_PER_CONNECTION", value_name = "N")]
+        max_namespaces_per_connection: usize = value(core.max_namespaces_per_connection), nonzero;
+        /// Bytes of one WebSocket's frames waiting for the server; past it the server stops
+        /// reading that socket (TCP slows the sender)
+        #[arg(env = "PARLOR_INBOUND_BUDGET", value_name = "BYTES")]
+        inbound_budget: usize = value(host.inbound_budget), nonzero;
+        /// A request body (polling POST, /api/) must arrive whole within this time, or 408 and
+        /// the connection closed
+        #[arg(env = "PARLOR_BODY_TIMEOUT", value_name = "MS")]
+        body_timeout: u64 = value(host.body_timeout_ms), nonzero;
+        /// After its first 2 s, a request body must keep arriving at this many bytes per second
+        /// on average, or 408 and the connection closed; 0: any rate
+        #[arg(env = "PARLOR_BODY_MIN_RATE", value_name = "BYTES_PER_SEC")]
+        body_min_rate: u64 = value(host.body_min_rate);
+        /// Bytes of partly read request bodies over the whole node; past it 503
+        #[arg(env = "PARLOR_BODY_BUDGET", value_name = "BYTES")]
+        body_budget: usize = value(host.body_budget), nonzero;
+        /// A binary packet's attachments must all arrive within this time, or the session is
+        /// closed
+        #[arg(env = "PARLOR_ATTACHMENT_TIMEOUT", value_name = "MS")]
+        attachment_timeout: u64 = value(core.attachment_timeout_ms), nonzero;
+        /// Bytes of attachments of incomplete binary packets over the whole node; the one that
+        /// would pass it closes its session
+        #[arg(env = "PARLOR_ATTACHMENT_BUDGET", value_name = "BYTES")]
+        attachment_budget: usize = value(core.attachment_budget_bytes), nonzero;
+        /// New connections per client IP per minute, 0 = unlimited; over it 403
+        #[arg(env = "PARLOR_MAX_HANDSHAKES_PER_IP", value_name = "N")]
+        max_handshakes_per_ip: u32 = value(core.max_new_connections_per_ip_per_min);
+        /// Sessions open at once per client IP, 0 = unlimited; over it 403
+        #[arg(env = "PARLOR_MAX_SESSIONS_PER_IP", value_name = "N")]
+        max_sessions_per_ip: u32 = value(core.max_sessions_per_ip);
+        /// `/metrics` answers only requests with `Authorization: Bearer TOKEN` (else 401)
+        #[arg(env = "PARLOR_METRICS_TOKEN", value_name = "TOKEN")]
+        metrics_token: String = optional(host.metrics_token, "open to anyone who reaches the port");
+        /// A public key that may sign tokens, PEM (repeatable): `FILE`, whose kid is the file's
+        /// stem (`keys/2025.pub` → `2025`), or `KID=FILE`. None: dev mode, anyone may connect
+        #[arg(env = "PARLOR_AUTH_KEY", value_name = "[KID=]FILE", value_delimiter = ',')]
+        auth_key: Vec<String> = with(set_auth_keys);
+        /// Seconds of slack when checking a token's `exp` and `nbf`
+        #[arg(env = "PARLOR_AUTH_LEEWAY", value_name = "SECS")]
+        auth_leeway: u64 = value(room.auth_leeway_secs);
+        /// A typing state ends by itself after this long without `typing-start`
+        #[arg(env = "PARLOR_TYPING_TIMEOUT", value_name = "MS")]
+        typing_timeout: u64 = value(room.typing_timeout_ms), nonzero;
+        /// Chat messages, private messages and document edits per user per window
+        #[arg(env = "PARLOR_RATE_LIMIT", value_name = "N")]
+        rate_limit: u32 = value(room.rate_limit), nonzero;
+        /// Typing, cursor and selection events per user per window
+        #[arg(env = "PARLOR_TYPING_RATE_LIMIT", value_name = "N")]
+        typing_rate_limit: u32 = value(room.typing_rate_limit), nonzero;
+        /// The rate limits' window
+        #[arg(env = "PARLOR_RATE_WINDOW", value_name = "MS")]
+        rate_window: u64 = value(room.rate_window_ms), nonzero;
+        /// Events of any kind per socket per event window, before the buckets above
+        #[arg(env = "PARLOR_EVENT_RATE_LIMIT", value_name = "N")]
+        event_rate_limit: u32 = value(room.event_rate_limit), nonzero;
+        /// The per-socket event limit's window
+        #[arg(env = "PARLOR_EVENT_RATE_WINDOW", value_name = "MS")]
+        event_rate_window: u64 = value(room.event_rate_window_ms), nonzero;
+        /// Largest collaborative document, in UTF-16 code units; 6 bytes per unit must fit the
+        /// outbound limit
+        #[arg(env = "PARLOR_MAX_DOCUMENT_LEN", value_name = "UNITS")]
+        max_document_len: usize = value(room.max_doc_len), nonzero;
+        /// Bytes of recent ops kept per open document for late edits
+        #[arg(env = "PARLOR_DOCUMENT_LOG_BYTES", value_name = "BYTES")]
+        document_log_bytes: usize = value(room.doc_log_bytes), nonzero;
+        /// Bytes of recent ops kept over all open documents
+        #[arg(env = "PARLOR_DOCUMENT_LOG_TOTAL", value_name = "BYTES")]
+        document_log_total: usize = value(room.doc_log_total_bytes), nonzero;
+        /// Op steps one late edit may cost to catch up; past it `STALE_VERSION`
+        #[arg(env = "PARLOR_DOCUMENT_TRANSFORM_WORK", value_name = "N")]
+        document_transform_work: usize = value(room.doc_transform_work), nonzero;
+        /// Where the embedded store keeps `parlor.db`; created on first start
+        #[arg(env = "PARLOR_DATA_DIR", value_name = "DIR")]
+        data_dir: PathBuf = value(data_dir);
+        /// Messages kept per room; older ones are deleted
+        #[arg(env = "PARLOR_HISTORY_KEEP", value_name = "N")]
+        history_keep: usize = value(history_keep), nonzero;
+        /// Serve this folder at `/` (the demo web app: `native/web/dist`); the routes above keep
+        /// their paths, and no path outside the folder is ever served
+        #[arg(env = "PARLOR_STATIC", value_name = "DIR")]
+        static_dir as "static": PathBuf = optional(static_dir, "off");
+        /// Log filter: a level (`info`, `debug`) or tracing directives
+        #[arg(env = "PARLOR_LOG", value_name = "LEVEL")]
+        log: String = optional(log, "RUST_LOG, else info");
+    } {
+        #[command(flatten)]
+        pub component: ComponentArgs,
+        /// TOML file with any of these settings (kebab-case keys, e.g. `ping-interval = 25000`)
+        #[arg(long, env = "PARLOR_CONFIG", value_name = "FILE")]
+        pub config: Option<PathBuf>,
+        #[command(flatten)]
+        pub runtime: RuntimeArgs,
+    }
+
+    /// Where the logic runs from, when not from the linked core: flags of `serve` and
+    /// `conformance`.
+    pub struct ComponentArgs {
+        /// Run the logic from this WebAssembly component (parlor_edge.wasm) instead of the
+        /// linked core; SIGHUP or `POST /admin/reload` swaps in the file's new version live
+        #[arg(env = "PARLOR_COMPONENT", value_name = "FILE")]
+        component: PathBuf = optional(component);
+        /// The component's memory cap
+        #[arg(env = "PARLOR_COMPONENT_MEMORY_MB", value_name = "MB")]
+        component_memory_mb: u64 = with(set_component_memory, ComponentLimits::default().memory_bytes >> 20);
+        /// A component step that runs longer traps (and the state is restored)
+        #[arg(env = "PARLOR_COMPONENT_STEP_TIMEOUT", value_name = "MS")]
+        component_step_timeout: u64 =
+            with(set_component_step_timeout, ComponentLimits::default().step_timeout.as_millis());
+    }
+
+    /// How many threads serve: a flag of `serve` and `conformance`.
+    pub struct RuntimeArgs {
+        /// Threads serving connections; 1 runs everything on one thread
+        #[arg(env = "PARLOR_THREADS", value_name = "N")]
+        threads: usize = optional(threads, "the CPUs this process may run on");
+    }
+}
+
+/// A key or flag name from a field's name (`ping_interval` → `ping-interval`), unless the
+/// declaration names it (`static`).
+fn key_name(field: &str, named: Option<&str>) -> String {
+    named.map_or_else(|| field.replace('_', "-"), str::to_owned)
+}
+
+/// A help text (doc comments start with a space) followed by the default it shows.
+fn with_default(doc: &str, shown: impl std::fmt::Display) -> String {
+    format!("{} [default: {shown}]", doc.trim_start())
+}
+
+/// How a default reads in `--help`.
+trait Show {
+    fn show(&self) -> String;
+}
+
+macro_rules! show_by_display {
+    ($($t:ty),*) => {$(
+        impl Show for $t {
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+show_by_display!(u32, u64, usize, String);
+
+impl Show for PathBuf {
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+/// How a value is written in the file: mostly as on the command line, but a list may also
+/// be one string.
+pub trait FromFile: Sized {
+    type Raw;
+    fn from_file(raw: Self::Raw) -> Self;
+}
+
+macro_rules! from_file_as_is {
+    ($($t:ty),*) => {$(
+        impl FromFile for $t {
+            type Raw = $t;
+            fn from_file(raw: $t) -> $t {
+                raw
+            }
+        }
+    )*};
+}
+from_file_as_is!(u32, u64, usize, String, PathBuf);
+
+impl FromFile for Vec<String> {
+    type Raw = OneOrMany;
+    fn from_file(raw: OneOrMany) -> Vec<String> {
+        raw.into_vec()
+    }
+}
+
+fn set_path(s: &mut Settings, path: String) -> anyhow::Result<()> {
+    s.path = normalize_path(&path)?;
+    Ok(())
+}
+
+fn set_cors(s: &mut Settings, origins: Vec<String>) -> anyhow::Result<()> {
+    s.cors = Cors::from_origins(&origins);
+    Ok(())
+}
+
+fn set_auth_keys(s: &mut Settings, specs: Vec<String>) -> anyhow::Result<()> {
+    s.room.auth_keys = specs.iter().map(|k| KeySpec::parse(k)).collect::<anyhow::Result<_>>()?;
+    Ok(())
+}
+
+fn set_component_memory(s: &mut Settings, mb: u64) -> anyhow::Result<()> {
+    if mb == 0 {
+        bail!("component-memory-mb must be greater than 0 (got 0)");
+    }
+    s.component_limits.memory_bytes = usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    Ok(())
+}
+
+fn set_component_step_timeout(s: &mut Settings, ms: u64) -> anyhow::Result<()> {
+    if ms == 0 {
+        bail!("component-step-timeout must be greater than 0 (got 0)");
+    }
+    s.component_limits.step_timeout = std::time::Duration::from_millis(ms);
+    Ok(())
+}
 
 /// Everything the server runs with, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,9 +508,9 @@ impl Default for HostLimits {
     fn default() -> Self {
         HostLimits {
             inbound_budget: crate::ws::INBOUND_BUDGET,
-            body_timeout_ms: crate::bodies::BODY_TIMEOUT_MS,
-            body_min_rate: crate::bodies::BODY_MIN_RATE,
-            body_budget: crate::bodies::BODY_BUDGET,
+            body_timeout_ms: crate::http::bodies::BODY_TIMEOUT_MS,
+            body_min_rate: crate::http::bodies::BODY_MIN_RATE,
+            body_budget: crate::http::bodies::BODY_BUDGET,
             metrics_token: None,
         }
     }
@@ -247,138 +624,22 @@ impl Settings {
 
     /// Applies the precedence rule: `args` (flags, with clap having filled in the
     /// environment) over `file` over defaults. Checks the result.
-    pub fn resolve(args: &ServeArgs, file: FileConfig) -> anyhow::Result<Settings> {
-        let d = Settings::default();
-        let dc = &d.core;
-        let core = Config {
-            ping_interval_ms: args.ping_interval.or(file.ping_interval).unwrap_or(dc.ping_interval_ms),
-            ping_timeout_ms: args.ping_timeout.or(file.ping_timeout).unwrap_or(dc.ping_timeout_ms),
-            upgrade_timeout_ms: args.upgrade_timeout.or(file.upgrade_timeout).unwrap_or(dc.upgrade_timeout_ms),
-            connect_timeout_ms: args.connect_timeout.or(file.connect_timeout).unwrap_or(dc.connect_timeout_ms),
-            max_payload: args.max_payload.or(file.max_payload).unwrap_or(dc.max_payload),
-            max_attachments: args.max_attachments.or(file.max_attachments).unwrap_or(dc.max_attachments),
-            max_rooms_per_socket: args
-                .max_rooms_per_socket
-                .or(file.max_rooms_per_socket)
-                .unwrap_or(dc.max_rooms_per_socket),
-            max_namespaces_per_connection: args
-                .max_namespaces_per_connection
-                .or(file.max_namespaces_per_connection)
-                .unwrap_or(dc.max_namespaces_per_connection),
-            max_connections: args.max_connections.or(file.max_connections).unwrap_or(dc.max_connections),
-            attachment_timeout_ms: args
-                .attachment_timeout
-                .or(file.attachment_timeout)
-                .unwrap_or(dc.attachment_timeout_ms),
-            attachment_budget_bytes: args
-                .attachment_budget
-                .or(file.attachment_budget)
-                .unwrap_or(dc.attachment_budget_bytes),
-            max_new_connections_per_ip_per_min: args
-                .max_handshakes_per_ip
-                .or(file.max_handshakes_per_ip)
-                .unwrap_or(dc.max_new_connections_per_ip_per_min),
-            max_sessions_per_ip: args
-                .max_sessions_per_ip
-                .or(file.max_sessions_per_ip)
-                .unwrap_or(dc.max_sessions_per_ip),
-            recovery_window_ms: args.recovery_window.or(file.recovery_window).unwrap_or(dc.recovery_window_ms),
-            ..dc.clone()
-        };
-        let origins = if args.cors_origin.is_empty() {
-            file.cors_origin.map(OneOrMany::into_vec).unwrap_or_default()
-        } else {
-            args.cors_origin.clone()
-        };
-        let path = args.path.clone().or(file.path).unwrap_or(d.path);
-        let key_specs = if args.auth_key.is_empty() {
-            file.auth_key.map(OneOrMany::into_vec).unwrap_or_default()
-        } else {
-            args.auth_key.clone()
-        };
-        let dr = &d.room;
-        let room = RoomSettings {
-            auth_keys: key_specs.iter().map(|k| KeySpec::parse(k)).collect::<anyhow::Result<_>>()?,
-            auth_leeway_secs: args.auth_leeway.or(file.auth_leeway).unwrap_or(dr.auth_leeway_secs),
-            typing_timeout_ms: args.typing_timeout.or(file.typing_timeout).unwrap_or(dr.typing_timeout_ms),
-            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(dr.rate_limit),
-            typing_rate_limit: args.typing_rate_limit.or(file.typing_rate_limit).unwrap_or(dr.typing_rate_limit),
-            rate_window_ms: args.rate_window.or(file.rate_window).unwrap_or(dr.rate_window_ms),
-            event_rate_limit: args.event_rate_limit.or(file.event_rate_limit).unwrap_or(dr.event_rate_limit),
-            event_rate_window_ms: args.event_rate_window.or(file.event_rate_window).unwrap_or(dr.event_rate_window_ms),
-            max_doc_len: args.max_document_len.or(file.max_document_len).unwrap_or(dr.max_doc_len),
-            doc_log_bytes: args.document_log_bytes.or(file.document_log_bytes).unwrap_or(dr.doc_log_bytes),
-            doc_log_total_bytes: args.document_log_total.or(file.document_log_total).unwrap_or(dr.doc_log_total_bytes),
-            doc_transform_work: args
-                .document_transform_work
-                .or(file.document_transform_work)
-                .unwrap_or(dr.doc_transform_work),
-        };
-        let dh = &d.host;
-        let host = HostLimits {
-            inbound_budget: args.inbound_budget.or(file.inbound_budget).unwrap_or(dh.inbound_budget),
-            body_timeout_ms: args.body_timeout.or(file.body_timeout).unwrap_or(dh.body_timeout_ms),
-            body_min_rate: args.body_min_rate.or(file.body_min_rate).unwrap_or(dh.body_min_rate),
-            body_budget: args.body_budget.or(file.body_budget).unwrap_or(dh.body_budget),
-            metrics_token: args.metrics_token.clone().or(file.metrics_token),
-        };
-        let settings = Settings {
-            listen: args.listen.clone().or(file.listen).unwrap_or(d.listen),
-            path: normalize_path(&path)?,
-            core,
-            cors: Cors::from_origins(&origins),
-            outbound_limit: args.outbound_limit.or(file.outbound_limit).unwrap_or(d.outbound_limit),
-            log: args.log.clone().or(file.log),
-            room,
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
-            history_keep: args.history_keep.or(file.history_keep).unwrap_or(d.history_keep),
-            component: args.component.component.clone().or(file.component),
-            component_limits: ComponentLimits::resolve(
-                args.component.component_memory_mb.or(file.component_memory_mb),
-                args.component.component_step_timeout.or(file.component_step_timeout),
-            )?,
-            threads: args.runtime.threads.or(file.threads),
-            host,
-            static_dir: args.static_dir.clone().or(file.static_dir),
-        };
+    pub fn resolve(args: &ServeArgs, mut file: FileConfig) -> anyhow::Result<Settings> {
+        let mut settings = Settings::default();
+        args.apply(&mut file, &mut settings)?;
+        args.component.apply(&mut file, &mut settings)?;
+        args.runtime.apply(&mut file, &mut settings)?;
         settings.check()?;
         Ok(settings)
     }
 
     /// Rejects values the server cannot run with, naming the offending one.
     pub fn check(&self) -> anyhow::Result<()> {
-        let c = &self.core;
-        for (name, value) in [
-            ("ping-interval", c.ping_interval_ms as u128),
-            ("ping-timeout", c.ping_timeout_ms as u128),
-            ("upgrade-timeout", c.upgrade_timeout_ms as u128),
-            ("connect-timeout", c.connect_timeout_ms as u128),
-            ("max-payload", c.max_payload as u128),
-            ("max-connections", c.max_connections as u128),
-            ("max-namespaces-per-connection", c.max_namespaces_per_connection as u128),
-            ("outbound-limit", self.outbound_limit as u128),
-            ("typing-timeout", self.room.typing_timeout_ms as u128),
-            ("rate-limit", self.room.rate_limit as u128),
-            ("typing-rate-limit", self.room.typing_rate_limit as u128),
-            ("rate-window", self.room.rate_window_ms as u128),
-            ("history-keep", self.history_keep as u128),
-            ("threads", self.threads.unwrap_or(1) as u128),
-            ("inbound-budget", self.host.inbound_budget as u128),
-            ("body-timeout", u128::from(self.host.body_timeout_ms)),
-            ("body-budget", self.host.body_budget as u128),
-            ("attachment-timeout", u128::from(c.attachment_timeout_ms)),
-            ("attachment-budget", c.attachment_budget_bytes as u128),
-            ("event-rate-limit", u128::from(self.room.event_rate_limit)),
-            ("event-rate-window", u128::from(self.room.event_rate_window_ms)),
-            ("max-document-len", self.room.max_doc_len as u128),
-            ("document-log-bytes", self.room.doc_log_bytes as u128),
-            ("document-log-total", self.room.doc_log_total_bytes as u128),
-            ("document-transform-work", self.room.doc_transform_work as u128),
-        ] {
-            if value == 0 {
-                bail!("{name} must be greater than 0 (got {value})");
-            }
+        check_nonzero(self)?;
+        if self.threads == Some(0) {
+            bail!("threads must be greater than 0 (got 0)");
         }
+        let c = &self.core;
         // A joiner gets a document's state in one message: at its longest and with every
         // character escaped (6 JSON bytes per UTF-16 unit), plus room for the cursors, it
         // must fit what the node queues for one client.
@@ -401,78 +662,8 @@ impl Settings {
     }
 }
 
-/// The TOML file's contents: the flags' names in kebab-case, every key optional.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<String>,
-    pub path: Option<String>,
-    pub ping_interval: Option<u64>,
-    pub ping_timeout: Option<u64>,
-    pub max_payload: Option<usize>,
-    pub cors_origin: Option<OneOrMany>,
-    pub recovery_window: Option<u64>,
-    pub connect_timeout: Option<u64>,
-    pub upgrade_timeout: Option<u64>,
-    pub max_connections: Option<usize>,
-    pub outbound_limit: Option<usize>,
-    pub max_attachments: Option<usize>,
-    pub max_rooms_per_socket: Option<usize>,
-    pub max_namespaces_per_connection: Option<usize>,
-    pub inbound_budget: Option<usize>,
-    pub body_timeout: Option<u64>,
-    pub body_min_rate: Option<u64>,
-    pub body_budget: Option<usize>,
-    pub attachment_timeout: Option<u64>,
-    pub attachment_budget: Option<usize>,
-    pub max_handshakes_per_ip: Option<u32>,
-    pub max_sessions_per_ip: Option<u32>,
-    pub metrics_token: Option<String>,
-    pub event_rate_limit: Option<u32>,
-    pub event_rate_window: Option<u64>,
-    pub max_document_len: Option<usize>,
-    pub document_log_bytes: Option<usize>,
-    pub document_log_total: Option<usize>,
-    pub document_transform_work: Option<usize>,
-    pub log: Option<String>,
-    pub auth_key: Option<OneOrMany>,
-    pub auth_leeway: Option<u64>,
-    pub typing_timeout: Option<u64>,
-    pub rate_limit: Option<u32>,
-    pub typing_rate_limit: Option<u32>,
-    pub rate_window: Option<u64>,
-    pub data_dir: Option<PathBuf>,
-    pub history_keep: Option<usize>,
-    pub component: Option<PathBuf>,
-    pub component_memory_mb: Option<u64>,
-    pub component_step_timeout: Option<u64>,
-    pub threads: Option<usize>,
-    /// `static = "DIR"`: `static` is a Rust keyword, hence the rename.
-    #[serde(rename = "static")]
-    pub static_dir: Option<PathBuf>,
-}
-
 /// The component's limits; the name `crate::component::Limits` has the same fields.
 pub type ComponentLimits = crate::component::Limits;
-
-impl crate::component::Limits {
-    /// The limits from `--component-memory-mb` and `--component-step-timeout` (ms), each
-    /// defaulted when absent and refused when 0.
-    pub fn resolve(memory_mb: Option<u64>, step_timeout_ms: Option<u64>) -> anyhow::Result<Self> {
-        let d = Self::default();
-        let memory_bytes = match memory_mb {
-            None => d.memory_bytes,
-            Some(0) => bail!("component-memory-mb must be greater than 0 (got 0)"),
-            Some(mb) => usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
-        };
-        let step_timeout = match step_timeout_ms {
-            None => d.step_timeout,
-            Some(0) => bail!("component-step-timeout must be greater than 0 (got 0)"),
-            Some(ms) => std::time::Duration::from_millis(ms),
-        };
-        Ok(Self { memory_bytes, step_timeout })
-    }
-}
 
 /// `cors-origin` or `auth-key` in the file: one string or a list.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -845,6 +1036,134 @@ mod tests {
         assert_eq!(normalize_path("/x/").unwrap(), "/x/");
         assert!(normalize_path("socket.io").is_err());
         assert!(normalize_path("/a?b").is_err());
+    }
+
+    /// The serve command's flags as clap sees them, without clap's own `--help`/`--version`.
+    fn serve_flags() -> Vec<clap::Arg> {
+        let cli = <Cli as clap::CommandFactory>::command();
+        let serve = cli.find_subcommand("serve").expect("serve").clone();
+        serve.get_arguments().filter(|a| a.get_long().is_some_and(|l| l != "help" && l != "version")).cloned().collect()
+    }
+
+    /// What `[default: ...]` says in a flag's help, if it says anything.
+    fn shown_default(arg: &clap::Arg) -> Option<String> {
+        let help = arg.get_help()?.to_string();
+        let (_, rest) = help.split_once("[default: ")?;
+        Some(rest.strip_suffix(']').unwrap_or(rest).to_owned())
+    }
+
+    #[test]
+    fn every_setting_is_a_flag_with_its_variable_and_a_file_key() {
+        let flags = serve_flags();
+        let keys = FileConfig::keys();
+        for key in &keys {
+            let arg = flags.iter().find(|a| a.get_long() == Some(key)).unwrap_or_else(|| panic!("no --{key}"));
+            let env = format!("PARLOR_{}", key.replace('-', "_").to_uppercase());
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env.as_str()), "--{key}");
+        }
+        // Besides the settings, only --config (which names the file) is a flag.
+        let extra: Vec<&str> =
+            flags.iter().filter_map(clap::Arg::get_long).filter(|l| !keys.iter().any(|k| k == l)).collect();
+        assert_eq!(extra, ["config"]);
+    }
+
+    #[test]
+    fn help_shows_the_real_defaults() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let flags = serve_flags();
+        let help = |flag: &str| {
+            let arg = flags.iter().find(|a| a.get_long() == Some(flag)).expect(flag);
+            shown_default(arg).unwrap_or_else(|| panic!("--{flag} shows no default"))
+        };
+        // Resolved from nothing, the settings are the defaults the help must show.
+        let s = Settings::resolve(&serve_args(&[], &[]), FileConfig::default()).unwrap();
+        let (c, r, h) = (&s.core, &s.room, &s.host);
+        for (flag, value) in [
+            ("listen", s.listen.clone()),
+            ("path", s.path.clone()),
+            ("ping-interval", c.ping_interval_ms.to_string()),
+            ("ping-timeout", c.ping_timeout_ms.to_string()),
+            ("max-payload", c.max_payload.to_string()),
+            ("recovery-window", c.recovery_window_ms.to_string()),
+            ("connect-timeout", c.connect_timeout_ms.to_string()),
+            ("upgrade-timeout", c.upgrade_timeout_ms.to_string()),
+            ("max-connections", c.max_connections.to_string()),
+            ("outbound-limit", s.outbound_limit.to_string()),
+            ("max-attachments", c.max_attachments.to_string()),
+            ("max-rooms-per-socket", c.max_rooms_per_socket.to_string()),
+            ("max-namespaces-per-connection", c.max_namespaces_per_connection.to_string()),
+            ("inbound-budget", h.inbound_budget.to_string()),
+            ("body-timeout", h.body_timeout_ms.to_string()),
+            ("body-min-rate", h.body_min_rate.to_string()),
+            ("body-budget", h.body_budget.to_string()),
+            ("attachment-timeout", c.attachment_timeout_ms.to_string()),
+            ("attachment-budget", c.attachment_budget_bytes.to_string()),
+            ("max-handshakes-per-ip", c.max_new_connections_per_ip_per_min.to_string()),
+            ("max-sessions-per-ip", c.max_sessions_per_ip.to_string()),
+            ("auth-leeway", r.auth_leeway_secs.to_string()),
+            ("typing-timeout", r.typing_timeout_ms.to_string()),
+            ("rate-limit", r.rate_limit.to_string()),
+            ("typing-rate-limit", r.typing_rate_limit.to_string()),
+            ("rate-window", r.rate_window_ms.to_string()),
+            ("event-rate-limit", r.event_rate_limit.to_string()),
+            ("event-rate-window", r.event_rate_window_ms.to_string()),
+            ("max-document-len", r.max_doc_len.to_string()),
+            ("document-log-bytes", r.doc_log_bytes.to_string()),
+            ("document-log-total", r.doc_log_total_bytes.to_string()),
+            ("document-transform-work", r.doc_transform_work.to_string()),
+            ("data-dir", s.data_dir.display().to_string()),
+            ("history-keep", s.history_keep.to_string()),
+            ("component-memory-mb", (s.component_limits.memory_bytes >> 20).to_string()),
+            ("component-step-timeout", s.component_limits.step_timeout.as_millis().to_string()),
+        ] {
+            assert_eq!(help(flag), value, "--{flag}");
+        }
+        assert_eq!(help("ping-interval"), "25000", "Socket.IO's default");
+        // The settings without a value by default say what happens instead.
+        for (flag, shown) in [
+            ("metrics-token", "open to anyone who reaches the port"),
+            ("static", "off"),
+            ("log", "RUST_LOG, else info"),
+            ("threads", "the CPUs this process may run on"),
+        ] {
+            assert_eq!(help(flag), shown, "--{flag}");
+        }
+    }
+
+    #[test]
+    fn the_toml_sample_in_the_docs_parses_and_has_every_key() {
+        let source = include_str!("config.rs");
+        let doc: Vec<&str> = source.lines().map_while(|l| l.strip_prefix("//!")).collect();
+        let start = doc.iter().position(|l| l.trim() == "```toml").expect("a TOML sample") + 1;
+        let len = doc[start..].iter().position(|l| l.trim() == "```").expect("its end");
+        let sample: String = doc[start..start + len].iter().map(|l| format!("{}\n", l.trim_start())).collect();
+        let file = FileConfig::parse(&sample).unwrap_or_else(|e| panic!("the sample does not parse: {e:#}"));
+        assert_eq!(file.missing_keys(), Vec::<String>::new(), "keys the sample leaves out");
+    }
+
+    #[test]
+    fn the_readme_lists_every_serve_flag_with_its_default() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        // Rows of the options tables: | `--flag VALUE` | default | meaning |
+        let rows: Vec<(&str, &str)> = readme
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix("| `--")?.split(" | ");
+                let flag = cells.next()?.split([' ', '`']).next()?;
+                Some((flag, cells.next()?))
+            })
+            .collect();
+        for arg in serve_flags() {
+            let flag = arg.get_long().unwrap();
+            let (_, default) = rows.iter().find(|(f, _)| *f == flag).unwrap_or_else(|| panic!("README lacks --{flag}"));
+            // A default the README writes as a plain value (`25000`) is the one the help shows.
+            let plain = default.strip_prefix('`').and_then(|d| d.split('`').next());
+            if let (Some(readme), Some(help)) = (plain, shown_default(&arg)) {
+                if !help.contains(' ') {
+                    assert_eq!(readme, help, "--{flag}: README vs --help");
+                }
+            }
+        }
     }
 
     #[test]

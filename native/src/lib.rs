@@ -7,22 +7,34 @@
 //!
 //! # Layout
 //!
+//! Settings and the command line:
 //! - [`cli`]: the `parlor` command line; [`ServeArgs`] is reusable by other binaries.
-//! - [`config`]: [`Settings`], resolved flag > environment > TOML file > default.
-//! - [`clock`]: the core's `Instant` (milliseconds since the process started).
-//! - `server`: listener, accept loop, connection cap, graceful shutdown.
-//! - `http`: routing: `/healthz`, `/metrics`, Engine.IO polling and upgrades, `/api/`.
-//! - `static_files`: the folder `--static` serves at `/` (never a path outside it).
-//! - [`cors`]: the CORS policy of the Engine.IO paths.
-//! - `driver`: one task per mount that owns the machine (the drain rule lives here).
-//! - [`outbound`]: the bounded per-WebSocket queue between the driver and the writer.
-//! - `ws`: one WebSocket's reader, writer and close handshake.
-//! - `metrics`: the Prometheus text for `/metrics`.
-//! - `sync`: the shared-state primitives, swapped for loom's under `--cfg loom`.
-//! - [`store`]: the embedded store (SQLite, one thread) behind the core's storage requests.
+//! - [`config`]: [`Settings`], each setting declared once and resolved flag > environment >
+//!   TOML file > default.
 //! - [`keys`]: key files and tokens (`parlor keygen`, `parlor token`, `--auth-key`).
+//!
+//! Serving, from the socket inwards:
+//! - `server`: listener, accept loop, connection cap, graceful shutdown.
+//! - `http`: routing (`/healthz`, `/metrics`, `/admin/reload`, Engine.IO polling and
+//!   upgrades, `/api/`); `http::bodies` (request bodies within their time and byte
+//!   budgets), [`cors`] (the CORS policy of the Engine.IO paths), `http::static_files`
+//!   (the folder `--static` serves at `/`, never a path outside it).
+//! - `ws`: one WebSocket's reader, writer and close handshake; `ws::frame`, the RFC 6455
+//!   framing.
+//! - `driver`: one task per mount that owns the machine and follows the drain rule;
+//!   `driver::commands` (what connections send it, and the handle they send it through),
+//!   `driver::routing` (outputs to the connections they name), `driver::effects` (storage
+//!   requests to the store).
+//! - [`queues`]: what tasks share, and all that loom checks: the driver's inbox, the
+//!   per-WebSocket outbound queue, the inbound credit, the `sync` facade.
+//! - [`store`]: the embedded store (SQLite, one thread) behind the core's storage requests.
 //! - [`component`]: the wasmtime host that runs the core from a WebAssembly component
-//!   (`--component`), its compiled cache, limits, trap recovery and live swap.
+//!   (`--component`): its runtime, compile cache, machine (trap recovery), the conversion
+//!   to and from WIT, and the live swap (`reload`).
+//! - `metrics`: the Prometheus text for `/metrics`.
+//! - [`clock`]: the core's `Instant` (milliseconds since the process started).
+//!
+//! And [`bench`]: `parlor bench`, the load generator.
 //!
 //! # Running your own handler
 //!
@@ -53,190 +65,168 @@
 //! }
 //! ```
 
-#[cfg(not(loom))]
-pub mod bench;
-#[cfg(not(loom))]
-mod bodies;
-#[cfg(not(loom))]
-pub mod cli;
-#[cfg(not(loom))]
-pub mod clock;
-#[cfg(not(loom))]
-pub mod component;
-#[cfg(not(loom))]
-pub mod config;
-#[cfg(not(loom))]
-pub mod cors;
-#[cfg(not(loom))]
-mod driver;
-#[cfg(not(loom))]
-mod http;
-mod inbox;
-mod inflow;
-#[cfg(not(loom))]
-pub mod keys;
-#[cfg(not(loom))]
-mod metrics;
-pub mod outbound;
-#[cfg(not(loom))]
-mod server;
-#[cfg(not(loom))]
-mod static_files;
-#[cfg(not(loom))]
-pub mod store;
-mod sync;
-#[cfg(not(loom))]
-mod ws;
-#[cfg(not(loom))]
-mod wsframe;
-
-#[cfg(not(loom))]
-pub use self::{cli::ServeArgs, config::Settings, cors::Cors, server::shutdown_signal};
-
-#[cfg(not(loom))]
-use parlor_core::service::Machine;
-
-/// A machine served at an Engine.IO path. Each mount gets its own driver task.
-#[cfg(not(loom))]
-pub struct Mount {
-    /// The Engine.IO path, e.g. `/socket.io/` (also served without the trailing `/`).
-    pub path: String,
-    pub machine: Box<dyn Machine + Send>,
-    /// Carries out the machine's storage requests. `None`: every request fails.
-    pub store: Option<store::Store>,
-    /// The machine also answers the HTTP API, `/api/...` (the first such mount does).
-    pub api: bool,
-    /// The machine runs from this component, which SIGHUP and `POST /admin/reload` load
-    /// again and swap in live.
-    pub component: Option<component::ComponentSpec>,
+/// Applies `#[cfg(not(loom))]` to every item inside: a loom build checks [`queues`] only,
+/// and leaves out the host around it (tokio's networking, hyper, wasmtime).
+macro_rules! not_under_loom {
+    ($($item:item)*) => { $(#[cfg(not(loom))] $item)* };
 }
 
-#[cfg(not(loom))]
-impl Mount {
-    pub fn new(path: impl Into<String>, machine: impl Machine + Send + 'static) -> Mount {
-        Mount::boxed(path, Box::new(machine))
+pub mod queues;
+
+not_under_loom! {
+    pub mod bench;
+    pub mod cli;
+    pub mod clock;
+    pub mod component;
+    pub mod config;
+    mod driver;
+    mod http;
+    pub mod keys;
+    mod metrics;
+    mod server;
+    pub mod store;
+    mod ws;
+
+    pub use self::{cli::ServeArgs, config::Settings, http::cors, http::cors::Cors, server::shutdown_signal};
+
+    use parlor_core::service::Machine;
+
+    /// A machine served at an Engine.IO path. Each mount gets its own driver task.
+    pub struct Mount {
+        /// The Engine.IO path, e.g. `/socket.io/` (also served without the trailing `/`).
+        pub path: String,
+        pub machine: Box<dyn Machine + Send>,
+        /// Carries out the machine's storage requests. `None`: every request fails.
+        pub store: Option<store::Store>,
+        /// The machine also answers the HTTP API, `/api/...` (the first such mount does).
+        pub api: bool,
+        /// The machine runs from this component, which SIGHUP and `POST /admin/reload` load
+        /// again and swap in live.
+        pub component: Option<component::ComponentSpec>,
     }
 
-    /// [`Mount::new`] for a machine already boxed.
-    pub fn boxed(path: impl Into<String>, machine: Box<dyn Machine + Send>) -> Mount {
-        Mount { path: path.into(), machine, store: None, api: false, component: None }
+    impl Mount {
+        pub fn new(path: impl Into<String>, machine: impl Machine + Send + 'static) -> Mount {
+            Mount::boxed(path, Box::new(machine))
+        }
+
+        /// [`Mount::new`] for a machine already boxed.
+        pub fn boxed(path: impl Into<String>, machine: Box<dyn Machine + Send>) -> Mount {
+            Mount { path: path.into(), machine, store: None, api: false, component: None }
+        }
+
+        /// Storage requests go to `store`. The server closes it on shutdown, after the
+        /// mount's connections (it finishes what is queued).
+        #[must_use]
+        pub fn with_store(mut self, store: store::Store) -> Mount {
+            self.store = Some(store);
+            self
+        }
+
+        /// Routes `/api/...` to this mount's machine as `Input::Api`.
+        #[must_use]
+        pub fn with_api(mut self) -> Mount {
+            self.api = true;
+            self
+        }
+
+        /// The machine came from `spec` (a [`component::ComponentMachine`]): reloads swap in
+        /// the file's new version.
+        #[must_use]
+        pub fn with_component(mut self, spec: component::ComponentSpec) -> Mount {
+            self.component = Some(spec);
+            self
+        }
     }
 
-    /// Storage requests go to `store`. The server closes it on shutdown, after the
-    /// mount's connections (it finishes what is queued).
+    /// Serves `mounts` on `settings.listen` until `shutdown` resolves, then shuts down
+    /// gracefully (bounded to a few seconds) and returns.
+    ///
+    /// Once bound it prints exactly one line to stdout, `parlor listening on http://ADDR`
+    /// with the actual address (so `--listen 127.0.0.1:0` is usable); logs go to stderr.
+    /// Besides the mounts it serves `GET /healthz`, `GET /metrics`, and `/api/...` for the mount
+    /// that wants it. On the way out it closes the mounts' stores (queued requests finish).
+    pub async fn run(
+        settings: Settings,
+        mounts: Vec<Mount>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        server::run(settings, mounts, shutdown).await
+    }
+
+    /// The whole program for a binary that serves one machine at `settings.path`: installs
+    /// logging (`settings.log`), starts a multi-threaded runtime, builds the machine with
+    /// `make(core_config, seed, now)` and serves it until SIGINT/SIGTERM.
+    ///
+    /// ```no_run
+    /// # use parlor_core::service::Machine;
+    /// # fn machine(_: parlor_core::config::Config, _: [u8; 32], _: parlor_core::time::Instant)
+    /// #     -> Box<dyn Machine + Send> { unimplemented!() }
+    /// fn main() -> anyhow::Result<()> {
+    ///     let settings = parlor::ServeArgs::parse_from_env().settings()?;
+    ///     // e.g. Box::new(parlor_core::Service::new(config, seed, now, MyHandler::default()))
+    ///     parlor::run_blocking(settings, |config, seed, now| machine(config, seed, now))
+    /// }
+    /// ```
+    pub fn run_blocking<F>(settings: Settings, make: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(parlor_core::config::Config, [u8; 32], parlor_core::time::Instant) -> Box<dyn Machine + Send>,
+    {
+        init_tracing(settings.log.as_deref())?;
+        runtime(settings.threads)?.block_on(async move {
+            let machine = make(settings.core.clone(), random_seed(), clock::now());
+            let mounts = vec![Mount::boxed(settings.path.clone(), machine)];
+            run(settings, mounts, shutdown_signal()).await
+        })
+    }
+
+    /// The tokio runtime for `threads` threads (`None`: one per CPU this process may run on,
+    /// which honours `taskset` and cgroup CPU limits; `Settings::check` refuses 0). One thread
+    /// gets tokio's current-thread runtime: on a single CPU the multi-thread scheduler only adds
+    /// cross-thread bookkeeping to every wake-up (measured with the server pinned to one core:
+    /// echo 6.1 → 5.1 µs of CPU per ack, see BENCHMARKS.md).
+    ///
+    /// # Errors
+    ///
+    /// If the runtime cannot be built (the OS refuses threads or an epoll instance).
+    pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+        let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+        }
+    }
+
+    /// 32 bytes from the OS random number generator: the seed of a core's randomness
+    /// (session ids, socket ids), so it must be unguessable.
+    ///
+    /// # Panics
+    ///
+    /// If the OS has no random number generator; serving guessable session ids is worse.
     #[must_use]
-    pub fn with_store(mut self, store: store::Store) -> Mount {
-        self.store = Some(store);
-        self
+    pub fn random_seed() -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        if let Err(e) = getrandom::getrandom(&mut seed) {
+            panic!("the OS random number generator failed: {e}");
+        }
+        seed
     }
 
-    /// Routes `/api/...` to this mount's machine as `Input::Api`.
-    #[must_use]
-    pub fn with_api(mut self) -> Mount {
-        self.api = true;
-        self
+    /// Logs to stderr with `filter` (a level or tracing directives); without one, `RUST_LOG`,
+    /// else `info`. Does nothing if a subscriber is already installed.
+    pub fn init_tracing(filter: Option<&str>) -> anyhow::Result<()> {
+        use std::io::IsTerminal;
+        use tracing_subscriber::EnvFilter;
+        let filter = match filter {
+            Some(f) => EnvFilter::try_new(f).map_err(|e| anyhow::anyhow!("bad log filter {f:?}: {e}"))?,
+            None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init();
+        Ok(())
     }
-
-    /// The machine came from `spec` (a [`component::ComponentMachine`]): reloads swap in
-    /// the file's new version.
-    #[must_use]
-    pub fn with_component(mut self, spec: component::ComponentSpec) -> Mount {
-        self.component = Some(spec);
-        self
-    }
-}
-
-/// Serves `mounts` on `settings.listen` until `shutdown` resolves, then shuts down
-/// gracefully (bounded to a few seconds) and returns.
-///
-/// Once bound it prints exactly one line to stdout, `parlor listening on http://ADDR`
-/// with the actual address (so `--listen 127.0.0.1:0` is usable); logs go to stderr.
-/// Besides the mounts it serves `GET /healthz`, `GET /metrics`, and `/api/...` for the mount
-/// that wants it. On the way out it closes the mounts' stores (queued requests finish).
-#[cfg(not(loom))]
-pub async fn run(
-    settings: Settings,
-    mounts: Vec<Mount>,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    server::run(settings, mounts, shutdown).await
-}
-
-/// The whole program for a binary that serves one machine at `settings.path`: installs
-/// logging (`settings.log`), starts a multi-threaded runtime, builds the machine with
-/// `make(core_config, seed, now)` and serves it until SIGINT/SIGTERM.
-///
-/// ```no_run
-/// # use parlor_core::service::Machine;
-/// # fn machine(_: parlor_core::config::Config, _: [u8; 32], _: parlor_core::time::Instant)
-/// #     -> Box<dyn Machine + Send> { unimplemented!() }
-/// fn main() -> anyhow::Result<()> {
-///     let settings = parlor::ServeArgs::parse_from_env().settings()?;
-///     // e.g. Box::new(parlor_core::Service::new(config, seed, now, MyHandler::default()))
-///     parlor::run_blocking(settings, |config, seed, now| machine(config, seed, now))
-/// }
-/// ```
-#[cfg(not(loom))]
-pub fn run_blocking<F>(settings: Settings, make: F) -> anyhow::Result<()>
-where
-    F: FnOnce(parlor_core::config::Config, [u8; 32], parlor_core::time::Instant) -> Box<dyn Machine + Send>,
-{
-    init_tracing(settings.log.as_deref())?;
-    runtime(settings.threads)?.block_on(async move {
-        let machine = make(settings.core.clone(), random_seed(), clock::now());
-        let mounts = vec![Mount::boxed(settings.path.clone(), machine)];
-        run(settings, mounts, shutdown_signal()).await
-    })
-}
-
-/// The tokio runtime for `threads` threads (`None`: one per CPU this process may run on,
-/// which honours `taskset` and cgroup CPU limits; `Settings::check` refuses 0). One thread
-/// gets tokio's current-thread runtime: on a single CPU the multi-thread scheduler only adds
-/// cross-thread bookkeeping to every wake-up (measured with the server pinned to one core:
-/// echo 6.1 → 5.1 µs of CPU per ack, see BENCHMARKS.md).
-///
-/// # Errors
-///
-/// If the runtime cannot be built (the OS refuses threads or an epoll instance).
-#[cfg(not(loom))]
-pub fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
-    }
-}
-
-/// 32 bytes from the OS random number generator: the seed of a core's randomness
-/// (session ids, socket ids), so it must be unguessable.
-///
-/// # Panics
-///
-/// If the OS has no random number generator; serving guessable session ids is worse.
-#[must_use]
-pub fn random_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    if let Err(e) = getrandom::getrandom(&mut seed) {
-        panic!("the OS random number generator failed: {e}");
-    }
-    seed
-}
-
-/// Logs to stderr with `filter` (a level or tracing directives); without one, `RUST_LOG`,
-/// else `info`. Does nothing if a subscriber is already installed.
-#[cfg(not(loom))]
-pub fn init_tracing(filter: Option<&str>) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = match filter {
-        Some(f) => EnvFilter::try_new(f).map_err(|e| anyhow::anyhow!("bad log filter {f:?}: {e}"))?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-    Ok(())
 }

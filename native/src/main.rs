@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use parlor::cli::{Cli, Command, KeygenArgs, TokenArgs};
 use parlor::component::{ComponentSpec, Runtime};
-use parlor::config::ComponentLimits;
+use parlor::config::FileConfig;
 use parlor::keys::{self, TokenSpec};
 use parlor::store::Store;
 use parlor::{clock, Mount, Settings};
@@ -21,11 +21,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Conformance(args) => {
             let mut settings = Settings::conformance(args.listen, args.log);
-            settings.component = args.component.component;
-            settings.threads = args.runtime.threads;
+            // No file: conformance takes these few flags (or their variables) only.
+            let mut none = FileConfig::default();
+            args.component.apply(&mut none, &mut settings)?;
+            args.runtime.apply(&mut none, &mut settings)?;
             settings.check()?;
-            settings.component_limits =
-                ComponentLimits::resolve(args.component.component_memory_mb, args.component.component_step_timeout)?;
             parlor::runtime(settings.threads)?.block_on(conformance(settings))
         }
         Command::Keygen(args) => keygen(&args),

@@ -11,7 +11,7 @@
 //! "stored" is on disk before `run` returns.
 
 use crate::component::reload;
-use crate::cors::Cors;
+use crate::http::cors::Cors;
 use crate::driver;
 use crate::http::{ConnCtx, Route, Router};
 use crate::Mount;
@@ -55,7 +55,7 @@ pub(crate) async fn run(
     // A missing folder stops startup before the port is taken.
     let static_files = match &settings.static_dir {
         Some(dir) => {
-            let files = crate::static_files::StaticFiles::new(dir)?;
+            let files = crate::http::static_files::StaticFiles::new(dir)?;
             tracing::info!(dir = %dir.display(), "serving static files at /");
             Some(files)
         }
@@ -108,7 +108,7 @@ pub(crate) async fn run(
         limit: limit.clone(),
         max_connections,
         reload: reloader,
-        bodies: crate::bodies::BodyBudget::new(settings.host.body_budget),
+        bodies: crate::http::bodies::BodyBudget::new(settings.host.body_budget),
         body_timeout: std::time::Duration::from_millis(settings.host.body_timeout_ms),
         body_min_rate: settings.host.body_min_rate,
         inbound_budget: settings.host.inbound_budget,

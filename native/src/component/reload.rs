@@ -12,7 +12,7 @@
 //! failure is logged and reported.
 
 use super::{ComponentMachine, ComponentSpec};
-use crate::driver::DriverHandle;
+use crate::driver::{DriverHandle, SwapResult};
 use hyper::StatusCode;
 use parlor_core::app::auth::{self, AuthKey};
 use parlor_core::service::Machine;
@@ -41,7 +41,7 @@ pub(crate) struct Reloader {
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub mount: String,
-    pub result: Result<String, String>,
+    pub result: SwapResult,
 }
 
 impl Reloader {
@@ -123,7 +123,7 @@ pub(crate) fn on_sighup(reloader: &Arc<Reloader>) {
     let _ = reloader;
 }
 
-async fn swap(target: &Target) -> Result<String, String> {
+async fn swap(target: &Target) -> SwapResult {
     let spec = target.spec.clone();
     let program = tokio::task::spawn_blocking(move || spec.load())
         .await

@@ -8,11 +8,13 @@
 //! idle socket holds its `TcpStream`, a few counters and this task, not 8 KiB of read
 //! buffer and 64 KiB of write buffer. fastwebsockets still does the HTTP upgrade.
 
-use crate::driver::{Command, DriverHandle, OwnedFrame};
-use crate::inflow::{Credit, FRAME_OVERHEAD};
-use crate::outbound::{close_payload, Item, Outbound, PushError, Take, OVERFLOW_CODE, OVERFLOW_REASON};
-use crate::sync::Arc;
-use crate::wsframe::{self, OpCode, Violation, INVALID_DATA, PROTOCOL_ERROR, TOO_BIG};
+pub(crate) mod frame;
+
+use crate::driver::{Command, DriverHandle, NotQueued, OwnedFrame};
+use crate::queues::inflow::{Credit, FRAME_OVERHEAD};
+use crate::queues::outbound::{close_payload, Item, Outbound, PushError, Take, OVERFLOW_CODE, OVERFLOW_REASON};
+use crate::queues::sync::Arc;
+use self::frame::{OpCode, Violation, INVALID_DATA, PROTOCOL_ERROR, TOO_BIG};
 use bytes::Bytes;
 use fastwebsockets::upgrade::UpgradeFut;
 use hyper::upgrade::Upgraded;
@@ -204,7 +206,7 @@ impl Conn {
 
     /// Hands the parsed messages to the driver, in order; `false` when the driver is gone
     /// (the server is stopping). Past the connection's inbound budget it first waits for
-    /// the driver to handle what it already has (see [`crate::inflow`]).
+    /// the driver to handle what it already has (see [`crate::queues::inflow`]).
     async fn forward(&mut self) -> bool {
         let mut ok = true;
         for frame in std::mem::take(&mut self.inbound) {
@@ -222,8 +224,8 @@ impl Conn {
                 Ok(()) => true,
                 // A full inbox: wait in a boxed future, so that only a waiting task
                 // carries one.
-                Err(Ok(cmd)) => Box::pin(self.driver.push(cmd)).await.is_ok(),
-                Err(Err(_gone)) => false,
+                Err(NotQueued::Full(cmd)) => Box::pin(self.driver.push(cmd)).await.is_ok(),
+                Err(NotQueued::Gone) => false,
             };
             if !ok {
                 self.queue.abort();
@@ -239,7 +241,7 @@ impl Conn {
             self.reported = true;
             // After every frame this connection forwarded: the inbox keeps them in order.
             let cmd = Command::Ended { conn: self.conn, how };
-            if let Err(Ok(cmd)) = self.driver.try_push(cmd) {
+            if let Err(NotQueued::Full(cmd)) = self.driver.try_push(cmd) {
                 let _ = Box::pin(self.driver.push(cmd)).await;
             }
         }
@@ -304,7 +306,7 @@ impl Conn {
                         Item::Pong(b) => (OpCode::Pong, b),
                         Item::Close(b) => (OpCode::Close, b),
                     };
-                    wsframe::write_frame(&mut self.out, opcode, payload);
+                    frame::write_frame(&mut self.out, opcode, payload);
                     if opcode == OpCode::Close {
                         // Nothing may follow a close; the queue refuses more already.
                         self.close_in_out = true;
@@ -317,7 +319,7 @@ impl Conn {
                 tracing::debug!(conn = ?self.conn, "websocket outbound queue overflowed");
                 // Frames already encoded go out first (one may be half written); the
                 // queue dropped the rest.
-                wsframe::write_frame(&mut self.out, OpCode::Close, &close_payload(OVERFLOW_CODE, OVERFLOW_REASON));
+                frame::write_frame(&mut self.out, OpCode::Close, &close_payload(OVERFLOW_CODE, OVERFLOW_REASON));
                 self.close_in_out = true;
                 // Usually the driver saw the overflow and told the core already; if a
                 // pong overflowed, only we know. A second report is ignored.
@@ -410,7 +412,7 @@ impl Conn {
     fn parse(&mut self, buf: &[u8]) -> (ReadEnd, usize, usize) {
         let mut at = 0;
         loop {
-            let header = match wsframe::parse_header(&buf[at..], self.max_payload) {
+            let header = match frame::parse_header(&buf[at..], self.max_payload) {
                 Ok(Some(h)) => h,
                 Ok(None) => return (ReadEnd::More, at, 0),
                 Err(v) => return (ReadEnd::Violation(v), at, 0),
@@ -428,9 +430,9 @@ impl Conn {
     }
 
     /// Acts on one complete frame.
-    fn frame(&mut self, h: wsframe::Header, masked: &[u8]) -> ReadEnd {
+    fn frame(&mut self, h: frame::Header, masked: &[u8]) -> ReadEnd {
         let mut payload = Vec::with_capacity(masked.len());
-        wsframe::unmask_into(&mut payload, masked, h.mask);
+        frame::unmask_into(&mut payload, masked, h.mask);
         let message = match h.opcode {
             OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
@@ -467,7 +469,7 @@ impl Conn {
             }
             OpCode::Pong => return ReadEnd::More,
             OpCode::Close => {
-                if let Err(v) = wsframe::check_close(&payload) {
+                if let Err(v) = frame::check_close(&payload) {
                     return ReadEnd::Violation(v);
                 }
                 // Echo it (RFC 6455 §5.5.1); if our own close is queued, that one stands.

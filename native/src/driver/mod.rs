@@ -3,11 +3,13 @@
 //! Connection tasks never touch the machine. They send [`Command`]s through the mount's
 //! [`inbox`] (bounded, so a flood of frames slows the readers down instead of growing
 //! memory). The driver takes everything queued at once and, for each command: calls
-//! `handle`, drains `poll_output` until `None` routing every output by its `ConnId`, and re-arms its one timer at `poll_timeout`. When that timer fires it
-//! calls `handle_timeout` and drains again. Nothing else moves the machine's state.
+//! `handle`, drains `poll_output` until `None` routing every output by its `ConnId`, and
+//! re-arms its one timer at `poll_timeout`. When that timer fires it calls
+//! `handle_timeout` and drains again. Nothing else moves the machine's state.
 //!
 //! Routing: an HTTP request waits on a oneshot for its first output ([`Reply`]). A
-//! `Respond` ends it; an `Accept` turns the route into the WebSocket's [`Outbound`] queue,
+//! `Respond` ends it; an `Accept` turns the route into the WebSocket's
+//! [`Outbound`](crate::queues::outbound::Outbound) queue,
 //! created here and handed to the request task, so frames the core emits in the same drain
 //! are already queued in order. Pushing never blocks; an overflowing queue becomes
 //! `Ended{Backpressure}` fed back to the machine after the drain.
@@ -17,230 +19,35 @@
 //! `Input::Stored`. A mount without a store answers every request `Failed` at once.
 //!
 //! Wall clock: `Input::WallClock` is fed before anything else and then every second.
+//!
+//! Parts: [`commands`] (what connections send, and [`DriverHandle`]), [`routing`]
+//! (outputs to connections), [`effects`] (outputs to the store).
 
-use crate::clock;
-use crate::inbox::{self, PushError as InboxFull, Taken, Weigh};
-use crate::inflow::Credit;
-use crate::metrics::MountMetrics;
-use crate::outbound::{Outbound, PushError};
-use crate::store::Store;
-use crate::sync::Arc;
-use bytes::Bytes;
-use parlor_core::host::{
-    ApiRequest, ConnId, Frame, Input, Method, Output, Request, StoreAnswer, StoreId, TransportEnd,
+mod commands;
+mod effects;
+mod routing;
+
+pub(crate) use self::commands::{
+    Command, DriverHandle, NotQueued, OwnedApi, OwnedFrame, OwnedRequest, Reply, SwapResult,
 };
+use self::commands::{Control, INBOX_BYTES, INBOX_CAPACITY};
+use self::routing::Route;
+use crate::clock;
+use crate::queues::inbox::{self, Taken};
+use crate::metrics::MountMetrics;
+use crate::store::Store;
+use parlor_core::host::{ApiRequest, ConnId, Frame, Input, Request, StoreAnswer, StoreId, TransportEnd};
 use parlor_core::idhash::IdMap;
 use parlor_core::service::Machine;
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-/// Commands a mount's inbox holds at most; senders wait beyond it.
-const INBOX_CAPACITY: usize = 1024;
-/// Bytes a mount's inbox holds at most (past its first command): with 1 MB frames, 16 of
-/// them wait at a time, not a thousand.
-const INBOX_BYTES: usize = 16 << 20;
-/// What a command weighs besides its body: the command itself and its bookkeeping.
-const COMMAND_OVERHEAD: usize = 256;
 /// How often the machine is told the wall clock (at least).
 const WALL_CLOCK_EVERY: Duration = Duration::from_secs(1);
 
 /// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
 fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// A request on the HTTP API (`/api/...`), owned.
-#[derive(Debug)]
-pub(crate) struct OwnedApi {
-    pub conn: ConnId,
-    pub method: Method,
-    /// The path after `/api/`.
-    pub path: String,
-    pub authorization: Option<String>,
-    pub body: Bytes,
-}
-
-/// An HTTP request on the Engine.IO path, owned so it can cross to the driver task.
-#[derive(Debug)]
-pub(crate) struct OwnedRequest {
-    pub conn: ConnId,
-    pub method: Method,
-    pub query: String,
-    pub body: Bytes,
-    pub too_large: bool,
-    pub websocket: bool,
-    pub remote: Option<IpAddr>,
-}
-
-/// A received WebSocket message, owned. Text is already checked to be UTF-8.
-#[derive(Debug)]
-pub(crate) enum OwnedFrame {
-    Text(String),
-    Binary(Bytes),
-}
-
-/// The first (and for HTTP, only) answer to a request.
-#[derive(Debug)]
-pub(crate) enum Reply {
-    Respond {
-        status: u16,
-        content_type: &'static str,
-        body: Bytes,
-    },
-    /// Upgrade to WebSocket; the core's frames for it go into this queue.
-    Accept(Arc<Outbound>),
-}
-
-/// What connection tasks tell the driver, in order per connection.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Request {
-        req: OwnedRequest,
-        reply: oneshot::Sender<Reply>,
-    },
-    Api {
-        req: OwnedApi,
-        reply: oneshot::Sender<Reply>,
-    },
-    /// `credit` goes back to the connection once the frame is handled.
-    Frame {
-        conn: ConnId,
-        frame: OwnedFrame,
-        credit: Credit,
-    },
-    Ended {
-        conn: ConnId,
-        how: TransportEnd,
-    },
-}
-
-impl Weigh for Command {
-    fn weight(&self) -> usize {
-        match self {
-            Command::Request { req, .. } => COMMAND_OVERHEAD + req.body.len() + req.query.len(),
-            Command::Api { req, .. } => COMMAND_OVERHEAD + req.body.len() + req.path.len(),
-            Command::Frame { credit, .. } => credit.cost(),
-            Command::Ended { .. } => COMMAND_OVERHEAD,
-        }
-    }
-}
-
-/// Replaces the machine between two inputs (a live component swap): it gets the running
-/// machine and the time, and either puts a new one in its place or leaves it and says why.
-pub(crate) type Swap =
-    Box<dyn FnOnce(&mut Box<dyn Machine + Send>, parlor_core::time::Instant) -> Result<String, String> + Send>;
-
-/// Out-of-band requests: few, and never stuck behind a full inbox.
-enum Control {
-    Metrics(oneshot::Sender<MountMetrics>),
-    Shutdown,
-    Swap(Swap, oneshot::Sender<Result<String, String>>),
-}
-
-impl std::fmt::Debug for Control {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Control::Metrics(_) => "Metrics",
-            Control::Shutdown => "Shutdown",
-            Control::Swap(..) => "Swap",
-        })
-    }
-}
-
-/// The driver task is gone (the server is stopping).
-#[derive(Copy, Clone, Debug)]
-pub(crate) struct Gone;
-
-/// A cheap, cloneable way to talk to one mount's driver: commands go through the
-/// mount's bounded inbox, control requests through its urgent lane.
-#[derive(Clone, Debug)]
-pub(crate) struct DriverHandle {
-    inbox: inbox::Sender<Command, Control>,
-}
-
-impl DriverHandle {
-    /// Hands a request to the core; the receiver gets its first output.
-    pub async fn request(&self, req: OwnedRequest) -> Result<oneshot::Receiver<Reply>, Gone> {
-        let (reply, rx) = oneshot::channel();
-        self.inbox.push(Command::Request { req, reply }).await.map_err(|_| Gone)?;
-        Ok(rx)
-    }
-
-    /// Hands an HTTP API request to the core; the receiver gets its answer.
-    pub async fn api(&self, req: OwnedApi) -> Result<oneshot::Receiver<Reply>, Gone> {
-        let (reply, rx) = oneshot::channel();
-        self.inbox.push(Command::Api { req, reply }).await.map_err(|_| Gone)?;
-        Ok(rx)
-    }
-
-    /// Queues a command at once if the inbox has room; a full inbox hands it back for
-    /// [`DriverHandle::push`]. Lets a connection task skip holding a push future (and the
-    /// command in it) in its own state while the inbox has room, as it nearly always has.
-    pub fn try_push(&self, cmd: Command) -> Result<(), Result<Command, Gone>> {
-        match self.inbox.try_push(cmd) {
-            Ok(()) => Ok(()),
-            Err(InboxFull::Full(cmd)) => Err(Ok(cmd)),
-            Err(InboxFull::Closed(_)) => Err(Err(Gone)),
-        }
-    }
-
-    /// Queues a command, waiting for room.
-    pub async fn push(&self, cmd: Command) -> Result<(), Gone> {
-        self.inbox.push(cmd).await.map_err(|_| Gone)
-    }
-
-    /// Reports a transport that ended on its own. Goes through the inbox, so it arrives
-    /// after every frame this connection sent before it.
-    pub async fn ended(&self, conn: ConnId, how: TransportEnd) {
-        let _ = self.inbox.push(Command::Ended { conn, how }).await;
-    }
-
-    /// [`DriverHandle::ended`] from synchronous code (a `Drop`): tries the inbox at once
-    /// and, when it is full, finishes the send on a spawned task — an `Ended` must not be
-    /// lost, or the core would keep a long-poll open for a client that left.
-    pub fn ended_now(&self, conn: ConnId, how: TransportEnd) {
-        match self.inbox.try_push(Command::Ended { conn, how }) {
-            Ok(()) | Err(InboxFull::Closed(_)) => {}
-            Err(InboxFull::Full(cmd)) => {
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    let inbox = self.inbox.clone();
-                    rt.spawn(async move {
-                        let _ = inbox.push(cmd).await;
-                    });
-                }
-            }
-        }
-    }
-
-    /// The mount's numbers, or `None` if the driver is gone.
-    pub async fn metrics(&self) -> Option<MountMetrics> {
-        let (tx, rx) = oneshot::channel();
-        self.inbox.push_urgent(Control::Metrics(tx)).ok()?;
-        rx.await.ok()
-    }
-
-    /// Feeds `Input::Shutdown` to the machine: it tells its clients and closes them.
-    pub fn shutdown(&self) {
-        let _ = self.inbox.push_urgent(Control::Shutdown);
-    }
-
-    /// Runs `swap` on the machine between two inputs (after the current drain), then
-    /// drains whatever the new machine has to say; returns what `swap` returned.
-    pub async fn swap(&self, swap: Swap) -> Result<String, String> {
-        let (tx, rx) = oneshot::channel();
-        self.inbox.push_urgent(Control::Swap(swap, tx)).map_err(|_| "the server is stopping".to_owned())?;
-        rx.await.map_err(|_| "the server is stopping".to_owned())?
-    }
-}
-
-/// Where an output for a connection goes.
-#[derive(Debug)]
-enum Route {
-    /// An HTTP request waiting for its answer.
-    Pending(oneshot::Sender<Reply>),
-    /// An accepted WebSocket.
-    Ws(Arc<Outbound>),
 }
 
 /// Starts the driver task for `machine`. It runs until every handle is dropped; `done`
@@ -410,106 +217,35 @@ impl Driver {
         self.drain();
     }
 
-    /// Drains every output, then feeds back transports that died while routing (and
-    /// drains after each of those too), until the machine is quiet.
+    /// Drains every output, then feeds back what routing found (storage requests without
+    /// a store, transports that died) and drains after each of those too, until the
+    /// machine is quiet.
     fn drain(&mut self) {
+        self.route_outputs();
         loop {
-            while let Some(output) = self.machine.poll_output() {
-                self.route(output);
-            }
             for id in std::mem::take(&mut self.unstored) {
                 let answer = StoreAnswer::Failed("no store configured".into());
-                self.machine.handle(Input::Stored { id, answer }, clock::now());
-                while let Some(output) = self.machine.poll_output() {
-                    self.route(output);
-                }
+                self.feed_back(Input::Stored { id, answer });
             }
             if self.ended.is_empty() && self.unstored.is_empty() {
                 return;
             }
             for (conn, how) in std::mem::take(&mut self.ended) {
-                self.machine.handle(Input::Ended { conn, how }, clock::now());
-                while let Some(output) = self.machine.poll_output() {
-                    self.route(output);
-                }
+                self.feed_back(Input::Ended { conn, how });
             }
         }
     }
 
-    fn route(&mut self, output: Output) {
-        match output {
-            Output::Respond { conn, status, content_type, body } => match self.routes.remove(&conn) {
-                Some(Route::Pending(reply)) => {
-                    // A closed receiver means the client left; its drop guard reports that.
-                    let _ = reply.send(Reply::Respond { status, content_type, body });
-                }
-                Some(ws @ Route::Ws(_)) => {
-                    tracing::warn!(?conn, "core answered an accepted WebSocket over HTTP; ignored");
-                    self.routes.insert(conn, ws);
-                }
-                None => tracing::trace!(?conn, "response for a request that is gone"),
-            },
-            Output::Accept { conn } => match self.routes.remove(&conn) {
-                Some(Route::Pending(reply)) => {
-                    let queue = Arc::new(Outbound::new(self.outbound_limit));
-                    match reply.send(Reply::Accept(queue.clone())) {
-                        Ok(()) => {
-                            self.routes.insert(conn, Route::Ws(queue));
-                        }
-                        // The upgrade request was abandoned before we could accept it.
-                        Err(_) => self.ended.push((conn, TransportEnd::Closed)),
-                    }
-                }
-                Some(ws @ Route::Ws(_)) => {
-                    self.routes.insert(conn, ws);
-                }
-                None => tracing::trace!(?conn, "accept for a request that is gone"),
-            },
-            Output::Send { conn, frame } => {
-                let Some(Route::Ws(queue)) = self.routes.get(&conn) else {
-                    tracing::trace!(?conn, "frame for a connection that is gone");
-                    return;
-                };
-                match queue.push(frame) {
-                    Ok(()) => {}
-                    Err(PushError::Overflow) => {
-                        tracing::info!(?conn, mount = %self.mount, "outbound queue full; closing the connection");
-                        self.overflows += 1;
-                        self.routes.remove(&conn);
-                        self.ended.push((conn, TransportEnd::Backpressure));
-                    }
-                    Err(PushError::Closed) => {
-                        tracing::trace!(?conn, "frame for a closing connection");
-                    }
-                }
-            }
-            Output::Close { conn, code, reason } => match self.routes.remove(&conn) {
-                Some(Route::Ws(queue)) => {
-                    let _ = queue.push_close(code, reason);
-                }
-                // Closing a request that was never accepted: answering nothing would leave
-                // the client hanging, so refuse the upgrade.
-                Some(Route::Pending(reply)) => {
-                    let _ = reply.send(Reply::Respond {
-                        status: 400,
-                        content_type: parlor_core::host::TEXT_PLAIN,
-                        body: Bytes::from_static(b"closed"),
-                    });
-                }
-                None => {}
-            },
-            // Never waits: the store queues it and answers on `answers`. Without a store
-            // the request fails cleanly after this drain, so the core never waits forever.
-            Output::Store { id, request } => match &self.store {
-                Some(store) => {
-                    let answers = self.answers.clone();
-                    store.submit(request, move |answer| {
-                        // The driver is gone only when the server is stopping.
-                        let _ = answers.send((id, answer));
-                    });
-                }
-                None => self.unstored.push(id),
-            },
+    /// One input found while draining: handled, and its outputs routed at once.
+    fn feed_back(&mut self, input: Input<'_>) {
+        self.machine.handle(input, clock::now());
+        self.route_outputs();
+    }
+
+    /// The poll-and-route loop: every output the machine has, to where it goes.
+    fn route_outputs(&mut self) {
+        while let Some(output) = self.machine.poll_output() {
+            self.route(output);
         }
     }
 }
@@ -517,8 +253,12 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queues::inflow::Credit;
+    use crate::queues::outbound::Outbound;
+    use crate::queues::sync::Arc;
     use crate::store::test_dir::TestDir;
-    use parlor_core::host::StoreRequest;
+    use bytes::Bytes;
+    use parlor_core::host::{Method, Output, StoreRequest};
     use parlor_core::service::Metrics;
     use parlor_core::time::Instant;
     use std::collections::VecDeque;

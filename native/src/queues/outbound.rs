@@ -13,8 +13,8 @@
 //! whatever its size: the bound is `limit + one frame`, and a large message to a reader
 //! that keeps up is never refused.
 
-use crate::inflow::Inflow;
-use crate::sync::{lock, Mutex, MutexGuard, Wake};
+use crate::queues::inflow::Inflow;
+use crate::queues::sync::{lock, Mutex, MutexGuard, Wake};
 use bytes::Bytes;
 use parlor_core::host::OutFrame;
 use std::collections::VecDeque;
@@ -268,7 +268,7 @@ impl Outbound {
         lock(&self.state).failed
     }
 
-    /// The connection's inbound credit (see [`crate::inflow`]).
+    /// The connection's inbound credit (see [`crate::queues::inflow`]).
     pub(crate) fn inflow(&self) -> &Inflow {
         &self.inflow
     }
@@ -400,7 +400,7 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_models {
     use super::*;
-    use crate::sync::Arc;
+    use crate::queues::sync::Arc;
 
     /// The driver pushes while the writer takes and releases: every frame is taken exactly
     /// once, in order, and the byte count returns to zero.

@@ -8,11 +8,11 @@
 //! ones could. A command is always accepted into an empty lane, whatever its weight.
 //!
 //! The driver takes everything queued in one lock and handles it as a batch, so a busy
-//! mount pays one wake-up and one lock per batch, not per frame. Built on the [`crate::sync`]
+//! mount pays one wake-up and one lock per batch, not per frame. Built on the [`crate::queues::sync`]
 //! facade so that the loom models below explore the real code: per-sender order, nothing
 //! lost or taken twice, the urgent lane's priority, and the end when every sender is gone.
 
-use crate::sync::{lock, Arc, Mutex, Wake};
+use crate::queues::sync::{lock, Arc, Mutex, Wake};
 use std::collections::VecDeque;
 
 /// What a command holds in memory, for the lane's byte bound.

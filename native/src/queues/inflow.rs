@@ -15,16 +15,16 @@
 // The loom models exercise the queues, not the credit (the reader's wait needs tokio).
 #![cfg_attr(loom, allow(dead_code))]
 
-use crate::outbound::Outbound;
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use crate::sync::{Arc, Wake};
+use crate::queues::outbound::Outbound;
+use crate::queues::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::queues::sync::{Arc, Wake};
 
 /// What a forwarded frame costs beyond its payload: the command, its queue slot and the
 /// allocation it lives in. Without it, empty frames would be free.
 pub(crate) const FRAME_OVERHEAD: usize = 64;
 
 /// One connection's inbound account; lives in the connection's shared queue
-/// ([`crate::outbound::Outbound`]), so it costs no allocation of its own.
+/// ([`crate::queues::outbound::Outbound`]), so it costs no allocation of its own.
 pub(crate) struct Inflow {
     /// Bytes forwarded to the driver and not yet handled.
     held: AtomicUsize,
