@@ -87,7 +87,9 @@ not_under_loom! {
     pub mod store;
     mod ws;
 
-    pub use self::{cli::ServeArgs, config::Settings, http::cors, http::cors::Cors, server::shutdown_signal};
+    pub use self::{
+        cli::ServeArgs, component::AdminAuth, config::Settings, http::cors, http::cors::Cors, server::shutdown_signal,
+    };
 
     use parlor_core::service::Machine;
 
@@ -103,6 +105,9 @@ not_under_loom! {
         /// The machine runs from this component, which SIGHUP and `POST /admin/reload` load
         /// again and swap in live.
         pub component: Option<component::ComponentSpec>,
+        /// Who may use the host's admin routes (`POST /admin/reload`); `None`: this mount
+        /// does not say (with no mount saying, the routes are refused).
+        pub admin: Option<AdminAuth>,
     }
 
     impl Mount {
@@ -112,7 +117,7 @@ not_under_loom! {
 
         /// [`Mount::new`] for a machine already boxed.
         pub fn boxed(path: impl Into<String>, machine: Box<dyn Machine + Send>) -> Mount {
-            Mount { path: path.into(), machine, store: None, api: false, component: None }
+            Mount { path: path.into(), machine, store: None, api: false, component: None, admin: None }
         }
 
         /// Storage requests go to `store`. The server closes it on shutdown, after the
@@ -127,6 +132,13 @@ not_under_loom! {
         #[must_use]
         pub fn with_api(mut self) -> Mount {
             self.api = true;
+            self
+        }
+
+        /// Admin tokens signed by `admin`'s keys may use the host's admin routes.
+        #[must_use]
+        pub fn with_admin(mut self, admin: AdminAuth) -> Mount {
+            self.admin = Some(admin);
             self
         }
 

@@ -7,7 +7,7 @@ use parlor::component::{ComponentSpec, Runtime};
 use parlor::config::FileConfig;
 use parlor::keys::{self, TokenSpec};
 use parlor::store::Store;
-use parlor::{clock, Mount, Settings};
+use parlor::{clock, AdminAuth, Mount, Settings};
 use parlor_core::app::RoomService;
 use parlor_core::conformance::{ConformanceApp, EngineEcho};
 use parlor_core::Service;
@@ -44,6 +44,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let kids: Vec<&str> = app.auth_keys.iter().filter_map(|k| k.kid.as_deref()).collect();
         tracing::info!(?kids, "token keys loaded");
     }
+    // The room service's signing keys also say who may use the host's admin routes.
+    let admin = AdminAuth { keys: app.auth_keys.clone(), leeway_secs: app.auth_leeway_secs };
     let store = Store::open(&settings.data_dir, settings.history_keep)?;
     let mount = match &settings.component {
         Some(path) => {
@@ -57,7 +59,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             Service::new(settings.core.clone(), parlor::random_seed(), clock::now(), RoomService::new(app)),
         ),
     };
-    let mounts = vec![mount.with_store(store).with_api()];
+    let mounts = vec![mount.with_store(store).with_api().with_admin(admin)];
     parlor::run(settings, mounts, parlor::shutdown_signal()).await
 }
 

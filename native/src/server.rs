@@ -79,6 +79,7 @@ pub(crate) async fn run(
     let mut routes = Vec::with_capacity(mounts.len());
     let mut stores = Vec::new();
     let mut components = Vec::new();
+    let mut admin = None;
     for mount in mounts {
         let path = crate::config::normalize_path(&mount.path)?;
         tracing::info!(%addr, path = %path, api = mount.api, "serving Engine.IO");
@@ -86,6 +87,8 @@ pub(crate) async fn run(
             stores.push(store.clone());
         }
         let driver = driver::spawn(mount.machine, mount.store, settings.outbound_limit, path.clone(), done_tx.clone());
+        // The first mount that says who its admins are guards the host's admin routes.
+        admin = admin.or(mount.admin);
         if let Some(spec) = mount.component {
             components.push(reload::Target { mount: path.clone(), driver: driver.clone(), spec });
         }
@@ -94,9 +97,7 @@ pub(crate) async fn run(
     let reloader = if components.is_empty() {
         None
     } else {
-        // The admin token of `POST /admin/reload` is checked against the serve keys.
-        let keys = settings.room.app_config().map(|app| app.auth_keys).unwrap_or_default();
-        let reloader = Arc::new(reload::Reloader::new(components, keys, settings.room.auth_leeway_secs));
+        let reloader = Arc::new(reload::Reloader::new(components, admin.unwrap_or_default()));
         reload::on_sighup(&reloader);
         Some(reloader)
     };

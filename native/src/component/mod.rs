@@ -32,6 +32,7 @@ pub(crate) mod reload;
 mod runtime;
 
 pub use self::machine::ComponentMachine;
+pub use self::reload::AdminAuth;
 pub use self::runtime::{Limits, Program, Runtime};
 
 use parlor_core::time::Instant;

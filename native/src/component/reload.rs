@@ -2,7 +2,8 @@
 //! closing a connection.
 //!
 //! Triggered by SIGHUP, or by `POST /admin/reload` with `Authorization: Bearer <token>`
-//! where the token is an admin token (`admin: true`) signed by one of the `--auth-key`s.
+//! where the token is an admin token (`admin: true`) signed by one of the keys of the
+//! [`AdminAuth`] a mount carries (`parlor serve` gives its `--auth-key`s).
 //! For each mount that runs a component: the file is loaded (compiled or from its cache)
 //! off the driver; then, inside the driver task and between two inputs, the running
 //! machine is snapshotted, the snapshot is restored in a fresh instance of the new
@@ -27,12 +28,21 @@ pub(crate) struct Target {
     pub spec: ComponentSpec,
 }
 
+/// Who may use the host's admin routes (`POST /admin/reload`): the keys that may sign an
+/// admin token (`admin: true`), and the slack on its `exp`/`nbf`. The application that
+/// signs its users' tokens knows these; the host only checks them. No keys: the routes are
+/// refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdminAuth {
+    pub keys: Vec<AuthKey>,
+    pub leeway_secs: u64,
+}
+
 /// Reloads every component mount; shared by the SIGHUP task and the HTTP route.
 pub(crate) struct Reloader {
     targets: Vec<Target>,
-    /// Keys that may sign the admin token of `POST /admin/reload`; none = the route is refused.
-    keys: Vec<AuthKey>,
-    leeway_secs: u64,
+    /// Who may ask over HTTP.
+    admin: AdminAuth,
     /// One reload at a time.
     busy: tokio::sync::Mutex<()>,
 }
@@ -45,8 +55,8 @@ pub(crate) struct Outcome {
 }
 
 impl Reloader {
-    pub(crate) fn new(targets: Vec<Target>, keys: Vec<AuthKey>, leeway_secs: u64) -> Reloader {
-        Reloader { targets, keys, leeway_secs, busy: tokio::sync::Mutex::new(()) }
+    pub(crate) fn new(targets: Vec<Target>, admin: AdminAuth) -> Reloader {
+        Reloader { targets, admin, busy: tokio::sync::Mutex::new(()) }
     }
 
     /// Swaps every component mount; each result is logged.
@@ -71,14 +81,14 @@ impl Reloader {
     /// `POST /admin/reload`: status and JSON body.
     pub(crate) async fn http(&self, authorization: Option<&str>) -> (StatusCode, String) {
         let denied = |status: StatusCode, why: &str| (status, json!({ "error": why }).to_string());
-        if self.keys.is_empty() {
+        if self.admin.keys.is_empty() {
             return denied(StatusCode::FORBIDDEN, "no --auth-key configured: reload with SIGHUP");
         }
         let Some(token) = authorization.and_then(parlor_core::host::bearer_token) else {
             return denied(StatusCode::UNAUTHORIZED, "an admin token is required (Authorization: Bearer)");
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        match auth::verify(token, &self.keys, now, self.leeway_secs) {
+        match auth::verify(token, &self.admin.keys, now, self.admin.leeway_secs) {
             Ok(claims) if claims.admin => {
                 tracing::info!(sub = %claims.sub, "component reload requested over HTTP");
             }
@@ -144,4 +154,32 @@ async fn swap(target: &Target) -> SwapResult {
         ))
     });
     target.driver.swap(swap).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{mint, TokenSpec};
+    use ed25519_dalek::SigningKey;
+
+    fn token(key: &SigningKey, admin: bool) -> String {
+        let spec = TokenSpec { sub: "u", name: None, ttl_secs: 60, admin, kid: None };
+        format!("Bearer {}", mint(key, &spec).unwrap())
+    }
+
+    #[tokio::test]
+    async fn reload_over_http_takes_an_admin_token_of_the_mounts_admin_auth() {
+        let refused = Reloader::new(Vec::new(), AdminAuth::default());
+        assert_eq!(refused.http(None).await.0, StatusCode::FORBIDDEN, "no keys: SIGHUP only");
+
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let admin = AdminAuth { keys: vec![AuthKey { kid: None, key: key.verifying_key().to_bytes() }], leeway_secs: 0 };
+        let reloader = Reloader::new(Vec::new(), admin);
+        assert_eq!(reloader.http(None).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(reloader.http(Some(&token(&key, false))).await.0, StatusCode::FORBIDDEN);
+        let other = SigningKey::from_bytes(&[8; 32]);
+        assert_eq!(reloader.http(Some(&token(&other, true))).await.0, StatusCode::UNAUTHORIZED);
+        // No component mount to swap: every one (none) swapped.
+        assert_eq!(reloader.http(Some(&token(&key, true))).await.0, StatusCode::OK);
+    }
 }
