@@ -10,6 +10,7 @@ use parlor::store::Store;
 use parlor::{clock, AdminAuth, Mount, Settings};
 use parlor_core::app::RoomService;
 use parlor_core::conformance::{ConformanceApp, EngineEcho};
+use parlor_core::kinds::Kind;
 use parlor_core::Service;
 
 fn main() -> anyhow::Result<()> {
@@ -51,7 +52,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(path) => {
             let config = serde_json::json!({ "core": settings.core, "app": app }).to_string();
             let runtime = Runtime::new(settings.component_limits)?;
-            let spec = ComponentSpec { runtime, path: path.clone(), kind: "rooms".into(), config_json: config };
+            let spec =
+                ComponentSpec { runtime, path: path.clone(), kind: Kind::Rooms.name().into(), config_json: config };
             component_mount(&settings.path, spec)?
         }
         None => Mount::new(
@@ -72,13 +74,16 @@ async fn conformance(settings: Settings) -> anyhow::Result<()> {
         Some(path) => {
             let runtime = Runtime::new(settings.component_limits)?;
             let config_json = serde_json::json!({ "core": config }).to_string();
-            let spec = |kind: &str| ComponentSpec {
+            let spec = |kind: Kind| ComponentSpec {
                 runtime: runtime.clone(),
                 path: path.clone(),
-                kind: kind.into(),
+                kind: kind.name().into(),
                 config_json: config_json.clone(),
             };
-            vec![component_mount("/engine.io/", spec("echo"))?, component_mount("/socket.io/", spec("conformance"))?]
+            vec![
+                component_mount("/engine.io/", spec(Kind::Echo))?,
+                component_mount("/socket.io/", spec(Kind::Conformance))?,
+            ]
         }
         None => vec![
             Mount::new("/engine.io/", EngineEcho::new(config.clone(), parlor::random_seed(), clock::now())),
