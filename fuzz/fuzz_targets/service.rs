@@ -31,6 +31,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use parlor_core::app::ratelimit::Limit;
+use parlor_core::app::records::RoomAnswer;
 use parlor_core::app::{AppConfig, RoomService};
 use parlor_core::codec::payload;
 use parlor_core::codec::socketio::{self as sio, encode, encode_args, PacketType};
@@ -179,7 +180,10 @@ enum Answer {
     Failed,
     Updated(u8),
     Records(Vec<J>),
+    Notifications(Vec<(J, bool)>),
     Document(Option<(Str, u8)>),
+    /// Bytes that are no room-service answer.
+    Garbage(Vec<u8>),
     /// Never answer it.
     Drop,
 }
@@ -545,12 +549,21 @@ impl Run {
         let (id, request) = self.outstanding.remove(usize::from(i) % self.outstanding.len());
         let answer = match answer {
             Answer::Proper => self.store.answer(&request),
-            Answer::Done => StoreAnswer::Done,
+            Answer::Done => RoomAnswer::Done.into(),
             Answer::Failed => StoreAnswer::Failed("store is down".into()),
-            Answer::Updated(n) => StoreAnswer::Updated(u64::from(*n)),
-            Answer::Records(r) => StoreAnswer::Records(r.iter().map(|j| j.render(&self.seen)).collect()),
-            Answer::Document(None) => StoreAnswer::Document(None),
-            Answer::Document(Some((text, v))) => StoreAnswer::Document(Some((text.render(&self.seen), u64::from(*v)))),
+            Answer::Updated(n) => RoomAnswer::Updated(u64::from(*n)).into(),
+            Answer::Records(r) => {
+                RoomAnswer::Messages(r.iter().map(|j| j.render(&self.seen).to_string()).collect()).into()
+            }
+            Answer::Notifications(r) => {
+                RoomAnswer::Notifications(r.iter().map(|(j, read)| (j.render(&self.seen).to_string(), *read)).collect())
+                    .into()
+            }
+            Answer::Document(None) => RoomAnswer::Document(None).into(),
+            Answer::Document(Some((text, v))) => {
+                RoomAnswer::Document(Some((text.render(&self.seen), u64::from(*v)))).into()
+            }
+            Answer::Garbage(bytes) => StoreAnswer::Done(bytes.clone().into()),
             Answer::Drop => return,
         };
         self.input(Input::Stored { id, answer });
@@ -840,7 +853,7 @@ impl Run {
             Op::Store { i, answer } => self.answer(*i, answer),
             Op::StaleStore { id } => {
                 let id = StoreId(u64::from(*id) + 1_000_000);
-                self.input(Input::Stored { id, answer: StoreAnswer::Done });
+                self.input(Input::Stored { id, answer: RoomAnswer::Done.into() });
             }
             Op::Wall { at } => {
                 let unix_ms = match at {
