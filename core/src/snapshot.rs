@@ -15,7 +15,7 @@ use thiserror::Error;
 
 const MAGIC: &[u8; 6] = b"PARLOR";
 /// Bumped whenever the encoded state changes shape.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum SnapshotError {

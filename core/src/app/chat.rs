@@ -75,8 +75,8 @@ impl RoomService {
             None => {
                 scope.history.insert(room.clone(), History::Loading(vec![socket.clone()]));
                 let limit = self.config.recent_limit as u64;
-                let id = io.store(RoomRequest::LoadHistory { scope: nsp.clone(), room: room.clone(), limit });
-                self.pending.insert(id, Pending::History { nsp, room });
+                let load = RoomRequest::LoadHistory { scope: nsp.clone(), room: room.clone(), limit };
+                self.writes.ask(io, load, Pending::History { nsp, room });
             }
         }
         super::ack(io, socket, ack, json!({"success": true}));
@@ -148,8 +148,7 @@ impl RoomService {
 
     /// `leave-room` (room?): one room, or every chat room of the socket.
     pub(super) fn on_leave_room(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
-        let (socket, arg, ack, now) = (cx.socket, cx.arg(), cx.ack(), cx.now);
-        let Some(member) = self.members.get(socket) else { return Ok(()) };
+        let (socket, member, arg, ack, now) = (cx.socket, cx.member, cx.arg(), cx.ack(), cx.now);
         let rooms: Vec<String> = match arg {
             None | Some(Value::Null) => member.chat_rooms.iter().cloned().collect(),
             some => {
@@ -186,13 +185,10 @@ impl RoomService {
             "timestamp": super::timestamp::iso8601(io.wall_ms(now)),
             "room": room,
         });
-        let id = io.store(RoomRequest::AppendMessage {
-            scope: member.nsp.clone(),
-            room: room.clone(),
-            message: message.to_string(),
-        });
+        let append =
+            RoomRequest::AppendMessage { scope: member.nsp.clone(), room: room.clone(), message: message.to_string() };
         let pending = PendingMessage { nsp: member.nsp.clone(), room, message, socket: socket.clone(), ack };
-        self.pending.insert(id, Pending::Message(pending));
+        self.writes.ask(io, append, Pending::Message(pending));
         Ok(())
     }
 

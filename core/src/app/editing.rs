@@ -184,8 +184,8 @@ impl RoomService {
             Some(DocState::Loading(w)) => Self::wait_once(w, socket, ack)?,
             None => {
                 self.scope(&nsp).docs.insert(doc.clone(), DocState::Loading(vec![(socket.clone(), ack)]));
-                let id = io.store(RoomRequest::LoadDocument { scope: nsp.clone(), doc: doc.clone() });
-                self.pending.insert(id, Pending::LoadDocument { nsp, doc });
+                let load = RoomRequest::LoadDocument { scope: nsp.clone(), doc: doc.clone() };
+                self.writes.ask(io, load, Pending::LoadDocument { nsp, doc });
             }
         }
         Ok(())
@@ -315,12 +315,11 @@ impl RoomService {
             let version = last.version;
             let content = String::from_utf16_lossy(staged.text());
             entry.saving = Some(Saving { staged, edits: batch });
-            let request = RoomRequest::SaveDocument { scope: nsp.to_owned(), doc: doc.to_owned(), content, version };
-            let id = io.store(request);
-            self.pending.insert(id, Pending::SaveDocument { nsp: nsp.to_owned(), doc: doc.to_owned() });
+            let save = RoomRequest::SaveDocument { scope: nsp.to_owned(), doc: doc.to_owned(), content, version };
+            self.writes.ask(io, save, Pending::SaveDocument { nsp: nsp.to_owned(), doc: doc.to_owned() });
         }
         for (socket, ack, err) in refused {
-            self.end_write(&socket);
+            self.writes.end(&socket);
             let code = match err {
                 EditError::Stale(_) => ErrorCode::StaleVersion,
                 EditError::TooLarge(_) => ErrorCode::PayloadTooLarge,
@@ -352,7 +351,7 @@ impl RoomService {
         entry.queued_bytes = 0;
         self.doc_log_bytes = total_after;
         for e in edits {
-            self.end_write(&e.socket);
+            self.writes.end(&e.socket);
             if stored {
                 let others = Target::all(nsp).to(doc_room(doc)).except_socket(&e.socket);
                 let change = json!({"delta": e.delta, "author": e.author, "version": e.version});
@@ -409,14 +408,12 @@ impl RoomService {
 
     /// `leave-document` (docId).
     pub(super) fn on_leave_document(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
-        let (socket, arg, ack, now) = (cx.socket, cx.arg(), cx.ack(), cx.now);
+        let (socket, member, arg, ack, now) = (cx.socket, cx.member, cx.arg(), cx.ack(), cx.now);
         let doc = doc_id(arg)?;
-        let Some(member) = self.members.get(socket) else { return Ok(()) };
         if !member.docs.contains(&doc) {
             return Err(invalid(AppError::not_in_room()));
         }
-        let nsp = member.nsp.clone();
-        self.drop_from_document(io, socket, &nsp, &doc, now);
+        self.drop_from_document(io, socket, &member.nsp, &doc, now);
         super::ack(io, socket, ack, json!({"success": true}));
         Ok(())
     }

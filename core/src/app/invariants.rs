@@ -25,12 +25,6 @@ impl RoomService {
                 state.check_bounds().map_err(|e| format!("document {nsp} {doc}: {e}"))?;
             }
         }
-        for (socket, n) in &self.in_flight {
-            if *n == 0 || *n > MAX_IN_FLIGHT {
-                return Err(format!("{socket} has {n} writes waiting for the store (at most {MAX_IN_FLIGHT})"));
-            }
-        }
-        let writes: usize = self.in_flight.values().sum();
         // One pass over the open documents: their waiting edits and their logs' bytes.
         let (edits, log_bytes) = self
             .scopes
@@ -38,33 +32,20 @@ impl RoomService {
             .flat_map(|s| s.docs.values())
             .filter_map(|d| if let editing::DocState::Ready(e) = d { Some(e) } else { None })
             .fold((0, 0), |(w, b), e| (w + e.writes_waiting(), b + e.log_bytes()));
-        let waiting_writes = edits
-            + self.pending.values().filter(|p| matches!(p, Pending::Message(_) | Pending::MarkRead { .. })).count();
         if log_bytes != self.doc_log_bytes || log_bytes > c.doc_log_total_bytes {
             return Err(format!(
                 "document logs hold {log_bytes} bytes (counted {}, budget {})",
                 self.doc_log_bytes, c.doc_log_total_bytes
             ));
         }
-        if writes > waiting_writes {
-            return Err(format!("{writes} writes counted in flight, {waiting_writes} waiting for the store"));
-        }
-        self.limits.check_bounds(c, |s| self.members.contains_key(s), |u| self.user_sockets.contains_key(u))?;
-        if self.user_sockets.values().any(|n| *n == 0) {
-            return Err("a user is counted with no socket".into());
-        }
-        let max_departed = io.config().recovery_max_sessions;
-        if self.departed.len() > max_departed {
-            return Err(format!("{} departed members kept, over {max_departed}", self.departed.len()));
-        }
-        if self.members.len() > io.metrics().namespaces.iter().map(|n| n.1).sum::<usize>() {
-            return Err(format!("{} members for fewer sockets", self.members.len()));
-        }
+        self.writes.check_bounds(edits)?;
+        self.limits.check_bounds(c, |s| self.members.contains(s), |u| self.members.has_user(u))?;
+        let sockets = io.metrics().namespaces.iter().map(|n| n.1).sum::<usize>();
+        self.members.check_bounds(io.config().recovery_max_sessions, sockets)?;
         self.typing.check_bounds()
     }
 }
 
-#[cfg(test)]
 #[cfg(test)]
 impl RoomService {
     /// The text of a document that is open, if it is.
@@ -74,7 +55,7 @@ impl RoomService {
 
     /// Checks the service's own invariants against the Socket.IO layer (for simulations).
     pub(crate) fn check_invariants(&self, io: &Sockets, now: Instant) -> Result<(), String> {
-        for (socket, m) in &self.members {
+        for (socket, m) in self.members.iter() {
             if io.nsp_of(socket) != Some(m.nsp.as_str()) {
                 return Err(format!("member {socket} is not a live socket of {}", m.nsp));
             }
@@ -90,7 +71,8 @@ impl RoomService {
                 let mut listed: Vec<String> = scope.presence.users(room).into_iter().map(|u| u.id).collect();
                 let mut live: Vec<String> = self
                     .members
-                    .values()
+                    .iter()
+                    .map(|(_, m)| m)
                     .filter(|m| &m.nsp == nsp && m.chat_rooms.contains(room))
                     .map(|m| m.user.id.clone())
                     .collect();
@@ -101,7 +83,7 @@ impl RoomService {
                     return Err(format!("presence of {nsp} {room} is {listed:?} but live sockets are {live:?}"));
                 }
             }
-            for m in self.members.values().filter(|m| &m.nsp == nsp) {
+            for (_, m) in self.members.iter().filter(|(_, m)| &m.nsp == nsp) {
                 for r in &m.chat_rooms {
                     if scope.presence.user(r, &m.user.id).is_none() {
                         return Err(format!("{} is in {r} but not in its presence", m.user.id));

@@ -26,6 +26,7 @@ pub mod editing;
 #[cfg(any(test, fuzzing))]
 mod invariants;
 mod limits;
+mod members;
 pub mod notify;
 pub mod ot;
 pub mod presence;
@@ -34,8 +35,10 @@ pub mod records;
 pub mod timestamp;
 pub mod typing;
 pub mod validate;
+mod writes;
 
 pub use config::AppConfig;
+pub use writes::MAX_IN_FLIGHT;
 
 use crate::host::ApiRequest;
 use crate::socketio::{ConnectRefusal, DisconnectReason, Event, Handler, Io, Message, SocketId, Sockets, Target};
@@ -43,29 +46,20 @@ use crate::store::{StoreAnswer, StoreId};
 use crate::time::Instant;
 use auth::Claims;
 use limits::Limited;
+use members::{Member, Members, Recovery};
 use presence::{Presence, User};
 use ratelimit::Verdict;
 use records::{RoomAnswer, RoomRequest};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use validate::{AppError, ErrorCode};
+use writes::{Pending, Writes};
 
 /// The namespaces the room service serves; each has its own rooms, presence and history.
 pub const SCOPES: [&str; 2] = ["/", "/chat"];
 pub const ADMIN: &str = "/admin";
 /// The kind name of room-service snapshots.
 const KIND: &str = "rooms";
-/// Writes one socket may have waiting for the store.
-pub const MAX_IN_FLIGHT: usize = 256;
-
-/// What the service knows about one connected socket.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct Member {
-    nsp: String,
-    user: User,
-    chat_rooms: BTreeSet<String>,
-    docs: BTreeSet<String>,
-}
 
 /// Rooms, presence, history and documents of one namespace.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -73,35 +67,6 @@ struct Scope {
     presence: Presence,
     history: HashMap<String, chat::History>,
     docs: HashMap<String, editing::DocState>,
-}
-
-/// Work waiting for the store's answer.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-enum Pending {
-    Message(chat::PendingMessage),
-    History {
-        nsp: String,
-        room: String,
-    },
-    NotificationList {
-        socket: SocketId,
-    },
-    PutNotification(notify::PendingPut),
-    /// `all`: read-all, where nothing to mark is still a success.
-    MarkRead {
-        socket: SocketId,
-        ack: Option<u64>,
-        all: bool,
-    },
-    LoadDocument {
-        nsp: String,
-        doc: String,
-    },
-    /// A batch of edits to a document (the batch itself is the document's).
-    SaveDocument {
-        nsp: String,
-        doc: String,
-    },
 }
 
 /// Where an answer goes: an ack on a socket, or an HTTP response.
@@ -116,17 +81,10 @@ enum ReplyTo {
 pub struct RoomService {
     config: AppConfig,
     scopes: HashMap<String, Scope>,
-    members: HashMap<SocketId, Member>,
-    /// Sockets per user id, over all namespaces: buckets go when the last one does.
-    user_sockets: HashMap<String, usize>,
+    members: Members,
     limits: limits::Limits,
     typing: typing::Typing,
-    pending: HashMap<StoreId, Pending>,
-    /// Client writes waiting for the store, per socket: capped, so that a client cannot
-    /// queue unbounded work for the store (reads are bounded by the rooms it may join).
-    in_flight: HashMap<SocketId, usize>,
-    /// Members that dropped in a way recovery can undo, by socket id, with when.
-    departed: HashMap<SocketId, (Member, Instant)>,
+    writes: Writes,
     /// Bytes in the op logs of all open documents (bounded by `doc_log_total_bytes`).
     doc_log_bytes: usize,
 }
@@ -143,13 +101,10 @@ impl RoomService {
         RoomService {
             config,
             scopes: SCOPES.iter().map(|s| ((*s).to_owned(), Scope::default())).collect(),
-            members: HashMap::new(),
-            user_sockets: HashMap::new(),
+            members: Members::default(),
             limits: limits::Limits::default(),
             typing: typing::Typing::default(),
-            pending: HashMap::new(),
-            in_flight: HashMap::new(),
-            departed: HashMap::new(),
+            writes: Writes::default(),
             doc_log_bytes: 0,
         }
     }
@@ -189,22 +144,7 @@ impl RoomService {
 
     /// Counts a write the socket is about to make; refused past [`MAX_IN_FLIGHT`].
     fn begin_write(&mut self, socket: &SocketId) -> Outcome {
-        let n = self.in_flight.entry(socket.clone()).or_default();
-        if *n >= MAX_IN_FLIGHT {
-            return Err(invalid(AppError::new(ErrorCode::RateLimited, "Too many requests waiting for the store")));
-        }
-        *n += 1;
-        Ok(())
-    }
-
-    /// The store answered one of the socket's writes.
-    fn end_write(&mut self, socket: &SocketId) {
-        if let Some(n) = self.in_flight.get_mut(socket) {
-            *n -= 1;
-            if *n == 0 {
-                self.in_flight.remove(socket);
-            }
-        }
+        self.writes.begin(socket).map_err(invalid)
     }
 
     /// Answers a request that waited for the store: `Ok((status, body))`, or an error
@@ -222,32 +162,6 @@ impl RoomService {
         }
     }
 
-    fn user_left_node(&mut self, user_id: &str, now: Instant) {
-        let n = self.user_sockets.get_mut(user_id).map(|n| {
-            *n = n.saturating_sub(1);
-            *n
-        });
-        if n == Some(0) {
-            self.user_sockets.remove(user_id);
-        }
-        self.limits.sweep(&self.config, now);
-    }
-
-    fn prune_departed(&mut self, io: &Sockets, now: Instant) {
-        let window = io.config().recovery_window_ms;
-        let max = io.config().recovery_max_sessions;
-        self.departed.retain(|_, (_, at)| now.since(*at) <= window);
-        // Over the bound the oldest go first, as the Socket.IO layer's recovery does.
-        while self.departed.len() > max {
-            let oldest =
-                self.departed.iter().min_by_key(|(id, (_, at))| (*at, (*id).clone())).map(|(id, _)| id.clone());
-            match oldest {
-                Some(id) => self.departed.remove(&id),
-                None => break,
-            };
-        }
-    }
-
     /// Numbers for `/admin` `stats`.
     fn stats(&self, io: &Sockets) -> Value {
         let metrics = io.metrics();
@@ -261,7 +175,7 @@ impl RoomService {
         json!({
             "connections": metrics.connections,
             "namespaces": namespaces,
-            "users": self.user_sockets.len(),
+            "users": self.members.users(),
             "chatRooms": chat_rooms,
             "documents": documents,
         })
@@ -326,6 +240,12 @@ fn ack(io: &mut Io<'_>, socket: &SocketId, ack: Option<u64>, body: Value) {
     }
 }
 
+/// How long the room service keeps departed members: as long as the Socket.IO layer keeps
+/// their sessions.
+fn recovery(io: &Sockets) -> Recovery {
+    Recovery { window_ms: io.config().recovery_window_ms, max_sessions: io.config().recovery_max_sessions }
+}
+
 fn chat_room(room: &str) -> String {
     format!("chat:{room}")
 }
@@ -371,7 +291,7 @@ impl Handler for RoomService {
             return true;
         }
         // With auth on, only the user whose socket it was may resume it.
-        let owner = self.departed.get(socket).map(|(m, _)| m.user.id.as_str());
+        let owner = self.members.departed_user(socket);
         owner.is_some() && owner == claims.as_ref().map(|c| c.sub.as_str())
     }
 
@@ -385,36 +305,25 @@ impl Handler for RoomService {
         now: Instant,
     ) {
         let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return };
-        self.prune_departed(io, now);
-        let restored = if recovered { self.departed.remove(socket).map(|(m, _)| m) } else { None };
+        self.members.prune(now, recovery(io));
+        let restored = if recovered { self.members.recover(socket) } else { None };
         let member = match (restored, claims) {
             (Some(m), _) => m,
-            (None, Some(c)) => Member {
-                nsp: nsp.clone(),
-                user: User { id: c.sub, username: c.name },
-                chat_rooms: BTreeSet::new(),
-                docs: BTreeSet::new(),
-            },
+            (None, Some(c)) => Member::new(nsp.clone(), User { id: c.sub, username: c.name }),
             (None, None) if self.dev_mode() => {
                 let username = match auth.get("username") {
                     Some(Value::String(u)) if (1..=validate::MAX_USERNAME).contains(&validate::js_len(u)) => u.clone(),
                     _ => socket.to_string(),
                 };
-                Member {
-                    nsp: nsp.clone(),
-                    user: User { id: socket.to_string(), username },
-                    chat_rooms: BTreeSet::new(),
-                    docs: BTreeSet::new(),
-                }
+                Member::new(nsp.clone(), User { id: socket.to_string(), username })
             }
             // A recovered socket whose identity is gone: it must connect afresh.
             (None, None) => return io.disconnect(socket, now),
         };
-        *self.user_sockets.entry(member.user.id.clone()).or_default() += 1;
         io.join(socket, &user_room(&member.user.id));
         let authed = !self.dev_mode();
         let user_id = member.user.id.clone();
-        let rooms = std::mem::take(&mut self.members.entry(socket.clone()).or_insert(member).chat_rooms);
+        let rooms = std::mem::take(&mut self.members.arrive(socket, member).chat_rooms);
         if recovered {
             // The socket layer gave back its rooms; presence follows them again. Documents
             // need a fresh `join-document` (the client gets the current state that way).
@@ -430,13 +339,13 @@ impl Handler for RoomService {
             }
         }
         if authed && nsp != ADMIN {
-            let id = io.store(RoomRequest::LoadNotifications { user: user_id, limit: self.config.recent_limit as u64 });
-            self.pending.insert(id, Pending::NotificationList { socket: socket.clone() });
+            let load = RoomRequest::LoadNotifications { user: user_id, limit: self.config.recent_limit as u64 };
+            self.writes.ask(io, load, Pending::NotificationList { socket: socket.clone() });
         }
     }
 
     fn on_event(&mut self, io: &mut Io<'_>, socket: &SocketId, event: Event, now: Instant) {
-        if !self.members.contains_key(socket) {
+        if !self.members.contains(socket) {
             return;
         }
         // Before any work on the event: a flood of cheap events (joins, leaves, unknown
@@ -494,25 +403,17 @@ impl Handler for RoomService {
         for doc in &member.docs {
             self.drop_from_document(io, socket, &member.nsp, doc, now);
         }
-        self.members.remove(socket);
+        self.members.leave(socket);
         self.limits.socket_gone(socket);
-        self.user_left_node(&member.user.id, now);
+        self.limits.sweep(&self.config, now);
         if reason.is_recoverable() && io.config().recovery_window_ms > 0 {
-            let mut kept = member;
-            kept.docs.clear();
-            self.departed.insert(socket.clone(), (kept, now));
-            self.prune_departed(io, now);
+            self.members.depart(socket, member, now, recovery(io));
         }
     }
 
     fn on_store(&mut self, io: &mut Io<'_>, id: StoreId, answer: StoreAnswer, now: Instant) {
-        let Some(pending) = self.pending.remove(&id) else { return };
+        let Some(pending) = self.writes.answered(id) else { return };
         let answer = RoomAnswer::from_store(answer);
-        match &pending {
-            Pending::Message(p) => self.end_write(p.socket()),
-            Pending::MarkRead { socket, .. } => self.end_write(socket),
-            _ => {}
-        }
         match pending {
             Pending::Message(p) => self.message_stored(io, p, &answer, now),
             Pending::History { nsp, room } => self.history_loaded(io, &nsp, &room, answer, now),

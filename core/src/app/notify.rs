@@ -43,8 +43,7 @@ impl RoomService {
             id: notification["id"].as_str().unwrap_or_default().to_owned(),
             notification: notification.to_string(),
         };
-        let id = io.store(put);
-        self.pending.insert(id, Pending::PutNotification(PendingPut { user, notification, reply }));
+        self.writes.ask(io, put, Pending::PutNotification(PendingPut { user, notification, reply }));
         Ok(())
     }
 
@@ -73,9 +72,8 @@ impl RoomService {
             _ => return Err(invalid(AppError::validation("id must be a notification id"))),
         };
         self.begin_write(socket)?;
-        let req = RoomRequest::MarkRead { user: member.user.id.clone(), id };
-        let sid = io.store(req);
-        self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: false });
+        let mark = RoomRequest::MarkRead { user: member.user.id.clone(), id };
+        self.writes.ask(io, mark, Pending::MarkRead { socket: socket.clone(), ack, all: false });
         Ok(())
     }
 
@@ -83,8 +81,8 @@ impl RoomService {
     pub(super) fn on_notifications_read_all(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
         let (socket, member, ack) = (cx.socket, cx.member, cx.ack());
         self.begin_write(socket)?;
-        let sid = io.store(RoomRequest::MarkAllRead { user: member.user.id.clone() });
-        self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: true });
+        let mark = RoomRequest::MarkAllRead { user: member.user.id.clone() };
+        self.writes.ask(io, mark, Pending::MarkRead { socket: socket.clone(), ack, all: true });
         Ok(())
     }
 }
