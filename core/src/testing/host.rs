@@ -12,7 +12,9 @@
 
 use super::MemStore;
 use crate::config::Config;
-use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreId, StoreRequest, TransportEnd};
+use crate::host::{
+    ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest, TransportEnd,
+};
 use crate::service::Machine;
 use crate::time::Instant;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -77,7 +79,7 @@ struct Conn {
 ///   accepted or that the host reported ended; every request but a long poll is answered
 ///   (or accepted) in its own step, and no more long polls wait than there are sessions;
 /// - `Accept` only to a WebSocket request, once, before any answer; `Send`/`Close` only
-///   on an accepted conn that is not closed or ended, `Close` once;
+///   on an accepted conn that is not closed or ended, `Close` once; text frames are UTF-8;
 /// - storage ids are never reused;
 /// - after `handle_timeout(t)`, `poll_timeout()` is `None` or later than `t`;
 /// - with [`Host::limits`]: sessions within `max_connections`, sockets per namespace
@@ -156,8 +158,11 @@ impl Contract {
                 assert!(!c.accepted && !c.responded && !c.ended, "{conn:?} accepted twice or late");
                 c.accepted = true;
             }
-            Output::Send { conn, .. } => {
+            Output::Send { conn, frame } => {
                 self.websocket(*conn, "Send");
+                if let OutFrame::Text(t) = frame {
+                    assert!(std::str::from_utf8(t).is_ok(), "text frame on {conn:?} not UTF-8");
+                }
             }
             Output::Close { conn, .. } => {
                 self.websocket(*conn, "Close").closed = true;
@@ -366,14 +371,21 @@ impl<M: Machine> Host<M> {
         (!self.held.is_empty()).then(|| self.held.remove(i % self.held.len()))
     }
 
-    /// Answers the `i`-th held storage request (counted round) from the store, as a
-    /// failure when `fail`; false when none is held.
-    pub fn answer_held(&mut self, i: usize, fail: bool) -> bool {
-        let Some((id, request)) = self.take_held(i) else { return false };
+    /// Takes the `i`-th held storage request (counted round) with the store's answer to
+    /// it, a failure when `fail`, for the test to hand in; `None` when none is held.
+    pub fn take_answered(&mut self, i: usize, fail: bool) -> Option<(StoreId, StoreAnswer)> {
+        let (id, request) = self.take_held(i)?;
         let failing = self.store.failing;
         self.store.failing |= fail;
         let answer = self.store.answer(&request);
         self.store.failing = failing;
+        Some((id, answer))
+    }
+
+    /// Answers the `i`-th held storage request (counted round) from the store, as a
+    /// failure when `fail`; false when none is held.
+    pub fn answer_held(&mut self, i: usize, fail: bool) -> bool {
+        let Some((id, answer)) = self.take_answered(i, fail) else { return false };
         self.input(Input::Stored { id, answer });
         true
     }
@@ -445,6 +457,13 @@ impl<M: Machine> Host<M> {
     /// the order made; none for an adopted machine.
     pub fn open_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.contract.iter().flat_map(|c| c.open.iter().copied())
+    }
+
+    /// Whether `conn` is an accepted WebSocket that is neither closed nor ended.
+    #[must_use]
+    pub fn websocket_open(&self, conn: ConnId) -> bool {
+        let c = self.contract.as_ref().and_then(|c| c.conns.get(&conn));
+        c.is_some_and(|c| c.accepted && !c.closed && !c.ended)
     }
 
     /// Takes the HTTP answer of `conn`, if it came: (status, body as text).
