@@ -18,7 +18,7 @@ use crate::app::ot::{Delta, Op};
 use crate::app::ratelimit::Limit;
 use crate::app::{AppConfig, RoomService};
 use crate::codec::socketio::{decode, PacketType};
-use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request, TransportEnd};
+use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, TransportEnd};
 use crate::service::Machine;
 use crate::testing::{Host, Rng, WALL_MS};
 use crate::time::Instant;
@@ -295,8 +295,7 @@ impl Sim {
     }
 
     fn request(&mut self, conn: ConnId, method: Method, query: &str, body: &[u8], websocket: bool) {
-        let req = Request { conn, method, query, body, too_large: false, websocket, remote: None };
-        self.input(Input::Request(req));
+        self.step_host(|h| h.request_on(conn, method, query, body, websocket));
     }
 
     /// A long-poll GET, as socket.io-client keeps one waiting at all times.

@@ -81,20 +81,7 @@ fn exercise<M: Machine>(
     if consistent {
         m = m.bounds(bounds);
     }
-    let step = |m: &mut Host<M>, input: Input<'_>| {
-        m.input(input);
-        m.outputs.clear();
-    };
-    step(&mut m, Input::WallClock { unix_ms: WALL_MS });
-    let req = |conn: u64, method: Method, query: &'static str, body: &'static [u8], websocket: bool| Request {
-        conn: ConnId(conn),
-        method,
-        query,
-        body,
-        too_large: false,
-        websocket,
-        remote: None,
-    };
+    m.input(Input::WallClock { unix_ms: WALL_MS });
     let mut next = 1_000_000u64;
     for sid in sids {
         let queries = [
@@ -104,20 +91,11 @@ fn exercise<M: Machine>(
         ];
         for (q, method, ws, body) in &queries {
             next += 1;
-            let r = Request {
-                conn: ConnId(next),
-                method: *method,
-                query: q,
-                body,
-                too_large: false,
-                websocket: *ws,
-                remote: None,
-            };
-            step(&mut m, Input::Request(r));
+            m.request_on(ConnId(next), *method, q, body, *ws);
         }
     }
     next += 1;
-    step(&mut m, Input::Request(req(next, Method::Get, "EIO=4&transport=websocket", b"", true)));
+    m.request_on(ConnId(next), Method::Get, "EIO=4&transport=websocket", b"", true);
     for c in (0..24).chain(1_000_001..=next) {
         let conn = ConnId(c);
         for text in [
@@ -130,26 +108,25 @@ fn exercise<M: Machine>(
             "42[\"join\",{\"room\":\"r\",\"username\":\"u\"}]",
             "41",
         ] {
-            step(&mut m, Input::Frame { conn, frame: Frame::Text(text) });
+            m.text(conn, text);
         }
-        step(&mut m, Input::Frame { conn, frame: Frame::Binary(b"\x01\x02") });
+        m.binary(conn, b"\x01\x02");
     }
     for i in 0..8 {
-        step(&mut m, Input::Stored { id: StoreId(i), answer: StoreAnswer::Failed("down".into()) });
+        m.input(Input::Stored { id: StoreId(i), answer: StoreAnswer::Failed("down".into()) });
     }
     for c in (0..24).chain(1_000_001..=next) {
-        step(&mut m, Input::Ended { conn: ConnId(c), how: TransportEnd::Error });
+        m.end(ConnId(c), TransportEnd::Error);
     }
     // Every timer, in order; each fires once (the host checks each leaves a later one).
     for _ in 0..200 {
         let Some(t) = m.machine.poll_timeout() else { break };
         m.timeout_at(t);
-        m.outputs.clear();
     }
     if consistent {
         again(&m.machine, "driven");
     }
-    step(&mut m, Input::Shutdown);
+    m.input(Input::Shutdown);
     // Whatever it restored from, a machine snapshots, and that snapshot restores.
     let snap = m.machine.snapshot().expect("a restored machine snapshots");
     let twin = restore(&snap, Instant(0)).expect("a restored machine's snapshot restores");

@@ -422,11 +422,17 @@ impl<M: Machine> Host<M> {
         self.timeout_at(end);
     }
 
+    /// A request on a fresh conn.
     pub fn request(&mut self, method: Method, query: &str, body: &[u8], websocket: bool) -> ConnId {
         let conn = self.conn();
+        self.request_on(conn, method, query, body, websocket);
+        conn
+    }
+
+    /// A request on a conn of the test's choosing.
+    pub fn request_on(&mut self, conn: ConnId, method: Method, query: &str, body: &[u8], websocket: bool) {
         let req = Request { conn, method, query, body, too_large: false, websocket, remote: None };
         self.input(Input::Request(req));
-        conn
     }
 
     pub fn get(&mut self, query: &str) -> ConnId {
