@@ -536,3 +536,129 @@ impl<M: Machine> Host<M> {
         (c, super::sid_of(&frames[0]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Metrics;
+    use crate::snapshot::SnapshotError;
+    use bytes::Bytes;
+    use std::collections::VecDeque;
+
+    /// A machine that answers each input with the next batch of outputs it was given.
+    #[derive(Default)]
+    struct Scripted {
+        batches: VecDeque<Vec<Output>>,
+        queue: VecDeque<Output>,
+        connections: usize,
+        timeout: Option<Instant>,
+    }
+
+    impl Machine for Scripted {
+        fn handle(&mut self, _: Input<'_>, _: Instant) {
+            self.queue.extend(self.batches.pop_front().unwrap_or_default());
+        }
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn poll_output(&mut self) -> Option<Output> {
+            self.queue.pop_front()
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.timeout
+        }
+        fn metrics(&self) -> Metrics {
+            Metrics { connections: self.connections, ..Metrics::default() }
+        }
+        fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+            Err(SnapshotError::Unsupported)
+        }
+    }
+
+    fn host(batches: Vec<Vec<Output>>) -> Host<Scripted> {
+        Host::new(Scripted { batches: batches.into(), connections: 1, ..Scripted::default() })
+    }
+
+    fn respond(conn: u64) -> Output {
+        Output::Respond { conn: ConnId(conn), status: 200, content_type: "", body: Bytes::new() }
+    }
+
+    /// Any storage request: the host does not look inside.
+    fn store(id: u64) -> Output {
+        Output::Store { id: StoreId(id), request: StoreRequest::MarkAllRead { user: "u".into() } }
+    }
+
+    fn send(conn: u64) -> Output {
+        Output::Send { conn: ConnId(conn), frame: OutFrame::Text(Bytes::from_static(b"2")) }
+    }
+
+    #[test]
+    fn a_contract_kept_passes_and_leaves_the_outputs_to_the_test() {
+        let accept = Output::Accept { conn: ConnId(2) };
+        let close = Output::Close { conn: ConnId(2), code: 1000, reason: "" };
+        let mut h = host(vec![vec![accept, send(2)], vec![close], vec![]]);
+        let ws = h.ws("EIO=4&transport=websocket");
+        assert_eq!(h.open_conns().collect::<Vec<_>>(), [ws]);
+        assert!(h.websocket_open(ws));
+        h.text(ws, "3");
+        assert!(!h.websocket_open(ws) && h.open_conns().next().is_none(), "closed");
+        let poll = h.get("EIO=4&transport=polling&sid=x");
+        assert_eq!(h.open_conns().collect::<Vec<_>>(), [poll], "a long poll may wait");
+        assert_eq!((h.accepted(ws), h.frames(ws), h.closed(ws)), (true, vec!["2".to_owned()], Some(1000)));
+    }
+
+    #[test]
+    #[should_panic(expected = "never accepted")]
+    fn a_send_on_a_request_never_accepted_breaks_it() {
+        let mut h = host(vec![vec![send(2)]]);
+        h.ws("EIO=4&transport=websocket");
+    }
+
+    #[test]
+    #[should_panic(expected = "not answered in its step")]
+    fn a_request_left_waiting_that_is_no_long_poll_breaks_it() {
+        host(vec![vec![]]).get("EIO=4&transport=polling");
+    }
+
+    #[test]
+    #[should_panic(expected = "answered twice")]
+    fn a_second_answer_breaks_it() {
+        host(vec![vec![respond(2), respond(2)]]).get("EIO=4&transport=polling");
+    }
+
+    #[test]
+    #[should_panic(expected = "after the host said it ended")]
+    fn an_answer_to_an_ended_request_breaks_it() {
+        let mut h = host(vec![vec![], vec![], vec![respond(2)]]);
+        let poll = h.get("EIO=4&transport=polling&sid=x");
+        h.end(poll, TransportEnd::Closed);
+        h.text(poll, "2");
+    }
+
+    #[test]
+    #[should_panic(expected = "reused")]
+    fn a_store_id_used_twice_breaks_it() {
+        let mut h = host(vec![vec![store(1)], vec![store(1)]]);
+        h.input(Input::WallClock { unix_ms: WALL_MS });
+        h.input(Input::WallClock { unix_ms: WALL_MS });
+    }
+
+    #[test]
+    #[should_panic(expected = "not after handle_timeout")]
+    fn a_deadline_that_does_not_move_breaks_it() {
+        let mut h = Host::new(Scripted { timeout: Some(Instant(5)), ..Scripted::default() });
+        h.advance(10);
+    }
+
+    #[test]
+    fn held_requests_are_answered_once_from_the_store() {
+        let mut h = host(vec![vec![store(1), store(2)], vec![], vec![]]);
+        h.input(Input::WallClock { unix_ms: WALL_MS });
+        assert_eq!(h.held().iter().map(|(id, _)| id.0).collect::<Vec<_>>(), [1, 2]);
+        assert!(h.answer_held(1, false));
+        assert_eq!(
+            h.take_answered(0, true).map(|(id, a)| (id.0, a)),
+            Some((1, StoreAnswer::Failed("store is down".into())))
+        );
+        assert!(h.held().is_empty() && !h.answer_held(0, false));
+        assert!(!h.store.failing, "a failure is for one answer only");
+    }
+}
