@@ -20,7 +20,7 @@ use crate::app::{AppConfig, RoomService};
 use crate::codec::socketio::{decode, PacketType};
 use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, TransportEnd};
 use crate::service::Machine;
-use crate::testing::{Host, Rng, WALL_MS};
+use crate::testing::{open_sid, Host, Rng, WALL_MS};
 use crate::time::Instant;
 use crate::{Config, Service};
 use serde_json::{json, Value};
@@ -223,9 +223,7 @@ impl Sim {
         if let Some((h, c)) = self.handshake {
             if h == conn {
                 self.handshake = None;
-                let open: Value = serde_json::from_str(body.get(1..).unwrap_or_default()).unwrap_or(Value::Null);
-                if let (200, Some(sid)) = (status, open["sid"].as_str()) {
-                    let sid = sid.to_owned();
+                if let (200, Some(sid)) = (status, open_sid(body.as_bytes())) {
                     self.clients[c].polling = Some(Polling { sid, get: None, probe: None, lag: 0, ping_due: false });
                 }
                 return;

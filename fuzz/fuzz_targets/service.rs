@@ -38,7 +38,7 @@ use parlor_core::codec::socketio::{self as sio, encode, encode_args, PacketType}
 use parlor_core::host::{
     ApiRequest, ConnId, Frame, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest, TransportEnd,
 };
-use parlor_core::testing::Host;
+use parlor_core::testing::{open_sid, Host};
 use parlor_core::{Config, Input, Instant, Machine, Service};
 use parlor_fuzz::{auth_key, small_app, tokens, MemStore, Str, J, WALL_MS};
 use serde_json::{json, Value};
@@ -494,7 +494,7 @@ impl Run {
                 }
                 // A handshake answer: learn the sid. A long-poll answer: read its packets.
                 if body.first() == Some(&b'0') {
-                    if let Some(sid) = sid_of(&body) {
+                    if let Some(sid) = open_sid(&body) {
                         self.sessions.push(Session { sid, ws: None, next_ack: 1_000_000 });
                     }
                 } else if let Some(&s) = self.conn_session.get(&conn) {
@@ -508,7 +508,7 @@ impl Run {
             Output::Send { conn, frame: OutFrame::Text(t) } => {
                 if let Ok(text) = std::str::from_utf8(&t) {
                     if text.starts_with('0') && !self.conn_session.contains_key(&conn) {
-                        if let Some(sid) = sid_of(text.as_bytes()) {
+                        if let Some(sid) = open_sid(text.as_bytes()) {
                             self.conn_session.insert(conn, self.sessions.len());
                             self.sessions.push(Session { sid, ws: Some(conn), next_ack: 1_000_000 });
                         }
@@ -814,11 +814,6 @@ fn store_answer(store: &mut MemStore, request: &StoreRequest, answer: &Answer, s
         Answer::Document(Some((text, v))) => StoreAnswer::Document(Some((text.render(seen), u64::from(*v)))),
         Answer::Drop => return None,
     })
-}
-
-fn sid_of(open: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(open.get(1..)?).ok()?;
-    Some(v.get("sid")?.as_str()?.to_owned())
 }
 
 fuzz_target!(|input: (Setup, Vec<Op>)| {

@@ -34,11 +34,10 @@ use parlor_core::engineio::{Engine, SessionId};
 use parlor_core::host::{Frame, Method, OutFrame, Request, StoreAnswer, StoreId, TransportEnd};
 use parlor_core::snapshot::SnapshotError;
 use parlor_core::testing::host::Bounds;
-use parlor_core::testing::{Host, WALL_MS};
+use parlor_core::testing::{open_sid, per_conn, Host, WALL_MS};
 use parlor_core::{Config, ConnId, Input, Instant, Machine, Output, Service};
 use parlor_fuzz::small_app;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 // ---- any bytes ----
 
@@ -278,15 +277,6 @@ impl In {
     }
 }
 
-/// Outputs per connection (the store's under `None`), in order: what must be alike.
-fn per_conn(outs: &[Output]) -> BTreeMap<Option<ConnId>, Vec<String>> {
-    let mut per: BTreeMap<_, Vec<String>> = BTreeMap::new();
-    for o in outs {
-        per.entry(o.conn()).or_default().push(format!("{o:?}"));
-    }
-    per
-}
-
 struct Run {
     /// The service in its host (clock, conns, store, held storage requests, contract).
     a: Host<Service<RoomService>>,
@@ -371,11 +361,10 @@ impl Run {
 
     fn packets(&mut self, _conn: Option<ConnId>, body: &str) {
         for p in body.split('\x1e') {
-            if let Some(open) = p.strip_prefix("0{") {
+            if p.starts_with("0{") {
                 // A handshake answer: the newest client without a sid takes it.
-                let v: Value = serde_json::from_str(&format!("{{{open}")).unwrap_or(Value::Null);
                 if let Some(cl) = self.clients.iter_mut().rev().find(|c| c.open && c.sid.is_none()) {
-                    cl.sid = v["sid"].as_str().map(str::to_owned);
+                    cl.sid = open_sid(p.as_bytes());
                 }
             } else if let Some(rest) = p.strip_prefix("40") {
                 let v: Value = serde_json::from_str(rest.trim_start_matches("/chat,")).unwrap_or(Value::Null);

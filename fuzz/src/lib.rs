@@ -1,6 +1,7 @@
 //! Shared pieces of the fuzz targets: structured JSON and strings biased towards what the
-//! room service looks at, the signing key and tokens, and an in-memory store that answers
-//! storage requests the way the host's store does.
+//! room service looks at, the signing key and tokens, and the room service's small limits.
+//! The host the service targets drive it through (with its in-memory store and the output
+//! contract) is parlor-core's own `testing::Host`, exported under `cfg(fuzzing)`.
 //!
 //! Everything here goes through parlor-core's public API only.
 

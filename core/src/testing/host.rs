@@ -17,7 +17,7 @@ use crate::host::{
 };
 use crate::service::Machine;
 use crate::time::Instant;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// 2026-11-25T16:40:00.000Z: the wall clock every simulated host starts from.
 pub const WALL_MS: u64 = 1_795_624_800_000;
@@ -199,6 +199,18 @@ impl Contract {
             }
         }
     }
+}
+
+/// Outputs by connection (storage requests under `None`), each list in order: what a
+/// machine restored from a snapshot must answer exactly alike (across connections the
+/// order is not part of the contract).
+#[must_use]
+pub fn per_conn(outs: &[Output]) -> BTreeMap<Option<ConnId>, Vec<String>> {
+    let mut per: BTreeMap<_, Vec<String>> = BTreeMap::new();
+    for o in outs {
+        per.entry(o.conn()).or_default().push(format!("{o:?}"));
+    }
+    per
 }
 
 /// A check of a machine's own bounds, e.g. `Service::check_bounds`.

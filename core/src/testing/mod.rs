@@ -7,15 +7,21 @@
 pub mod host;
 pub mod nodes;
 
-pub use host::{Host, Rng, WALL_MS};
+pub use host::{per_conn, Host, Rng, WALL_MS};
 
 use crate::store::{StoreAnswer, StoreRequest};
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// The sid of an Engine.IO open packet (`0{"sid":...}`), if that is what `packet` is.
+pub fn open_sid(packet: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(packet.strip_prefix(b"0")?).ok()?;
+    Some(v.get("sid")?.as_str()?.to_owned())
+}
+
+/// The sid of an open packet that must be one.
 pub fn sid_of(open: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&open[1..]).expect("open packet JSON");
-    v["sid"].as_str().expect("sid").to_owned()
+    open_sid(open.as_bytes()).unwrap_or_else(|| panic!("not an open packet with a sid: {open:?}"))
 }
 
 /// A store in memory with the semantics the host's store has (see `store.rs`).

@@ -717,20 +717,8 @@ fn a_restored_snapshot_behaves_exactly_like_the_original() {
     h.advance(25_000);
     g.advance(25_000);
     assert!(!h.outputs.is_empty());
-    // Per connection (what a client can observe) and for the store, in order. Across
-    // connections the order of sends is not part of the contract.
-    let per_conn = |outs: &[crate::Output]| {
-        let mut m: std::collections::BTreeMap<Option<ConnId>, Vec<String>> = Default::default();
-        for o in outs {
-            let key = o.conn();
-            let text = match o {
-                crate::Output::Store { request, .. } => format!("{request:?}"),
-                other => format!("{other:?}"),
-            };
-            m.entry(key).or_default().push(text);
-        }
-        m
-    };
+    // Per connection (what a client can observe) and for the store, in order.
+    let per_conn = crate::testing::per_conn;
     assert_eq!(per_conn(&h.outputs), per_conn(&g.outputs), "same outputs after the swap");
 }
 
