@@ -75,7 +75,7 @@ struct Conn {
 
 /// The output contract, checked on every output and after every step:
 ///
-/// - `Respond` only to a request or API conn the host made, once, never to one that was
+/// - `Respond` only to a request or API conn the host handed in, once, never to one that was
 ///   accepted or that the host reported ended; every request but a long poll is answered
 ///   (or accepted) in its own step, and no more long polls wait than there are sessions;
 /// - `Accept` only to a WebSocket request, once, before any answer; `Send`/`Close` only
