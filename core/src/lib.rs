@@ -16,7 +16,8 @@
 //! - [`socketio`]: namespaces, sockets, rooms, acks, recovery, and the application API
 //!   ([`Handler`], [`Io`]); [`Sockets`] is the layer, [`Io`] the handle applications act
 //!   through.
-//! - [`store`]: storage as an effect: requests the core makes, answers it waits for.
+//! - [`store`]: storage as an effect: an application's records, encoded, in requests and
+//!   answers that know no application (the room service's records are `app::records`).
 //! - [`outbox`]: the one ordered queue of effects every layer writes to, and its ids.
 //! - [`service`]: [`Service`], the layers wired into one [`Machine`].
 //! - [`app`]: the room service. [`conformance`]: the handlers the official suites expect.

@@ -1,47 +1,56 @@
-//! Storage as an effect: the records the core keeps durable, the requests it makes of the
-//! host's store, and the answers it waits for.
+//! Storage as an effect, in a form that knows no application: the core's contract carries
+//! an application's storage requests and the store's answers as encoded records, so that
+//! adding a record changes the application and the store that serves it, never the
+//! contract, the component's interface or its converters.
+//!
+//! An application defines its own typed records (the room service's are in
+//! [`crate::app::records`]) and encodes them with [`Record`]; a store that serves that
+//! application decodes them back into the same types and stays typed.
 //!
 //! The host must carry out requests in the order the core emits them and answer each one
-//! (in any order is allowed, but in order is what the embedded store does). The core sends
-//! an ack that says "stored" only after the answer came back `Done`/`Updated`.
+//! (in any order is allowed, but in order is what the embedded store does). The room
+//! service sends an ack that says "stored" only after the store's answer came back.
 
-use serde_json::Value;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Names one request; the answer carries it back.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct StoreId(pub u64);
 
-/// What the core asks the store to do. `scope` is the Socket.IO namespace: rooms and
-/// documents of `/` and `/chat` are separate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreRequest {
-    /// Appends a chat message (its JSON as clients see it) to a room's history.
-    AppendMessage { scope: String, room: String, message: Value },
-    /// The newest `limit` messages of a room, oldest first. Answer: `Records`.
-    LoadHistory { scope: String, room: String, limit: usize },
-    /// Stores a notification for a user. Answer: `Done`.
-    PutNotification { user: String, notification: Value },
-    /// The newest `limit` notifications of a user, newest first, with their `read` flags.
-    /// Answer: `Records`.
-    LoadNotifications { user: String, limit: usize },
-    /// Marks one notification read. Answer: `Updated(n)`, 0 if there is no such one.
-    MarkRead { user: String, id: String },
-    /// Marks all of a user's notifications read. Answer: `Updated(n)`.
-    MarkAllRead { user: String },
-    /// Saves a document's text at a version. Answer: `Done`.
-    SaveDocument { scope: String, doc: String, content: String, version: u64 },
-    /// Loads a document. Answer: `Document`.
-    LoadDocument { scope: String, doc: String },
+/// What the core asks the store to do: an application's request, encoded with [`Record`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreRequest(pub Bytes);
+
+impl std::fmt::Debug for StoreRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreRequest({} bytes)", self.0.len())
+    }
 }
 
 /// The store's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreAnswer {
-    Done,
-    Updated(u64),
-    Records(Vec<Value>),
-    /// The text and version of a document, or `None` if it was never saved.
-    Document(Option<(String, u64)>),
-    /// The store could not do it; nothing was changed.
+    /// It was done: the application's answer, encoded with [`Record`].
+    Done(Bytes),
+    /// The store could not do it (or is closed, or could not read the request); nothing
+    /// was changed.
     Failed(String),
+}
+
+/// A typed record that crosses the contract as bytes (postcard). Records hold JSON as
+/// text, not as `serde_json::Value`: postcard is not self-describing.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The record's bytes.
+    fn encode(&self) -> Bytes {
+        // Serializing to a Vec only fails for types postcard cannot express (maps with
+        // unknown lengths, `deserialize_any`); records have none of them.
+        postcard::to_allocvec(self).map(Bytes::from).unwrap_or_default()
+    }
+
+    /// The record these bytes hold, or why they hold none.
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        postcard::from_bytes(bytes).map_err(|e| format!("undecodable record: {e}"))
+    }
 }

@@ -17,18 +17,18 @@
 
 wit_bindgen::generate!({ path: "wit", world: "edge" });
 
+use bytes::Bytes;
 use exports::parlor::edge::machine as wit;
 use parlor_core::app::AppConfig;
 #[cfg(feature = "test-spin")]
 use parlor_core::conformance::EngineEcho;
 use parlor_core::host::{
-    ApiRequest, ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest,
-    TransportEnd,
+    ApiRequest, ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer, StoreId, TransportEnd,
 };
 use parlor_core::kinds::Kind;
 use parlor_core::service::Machine;
 use parlor_core::{Config, Instant};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::cell::RefCell;
 
 struct Component;
@@ -209,15 +209,7 @@ fn input(i: &wit::Input) -> Option<Input<'_>> {
 
 fn store_answer(a: &wit::StoreAnswer) -> StoreAnswer {
     match a {
-        wit::StoreAnswer::Done => StoreAnswer::Done,
-        wit::StoreAnswer::Updated(n) => StoreAnswer::Updated(*n),
-        wit::StoreAnswer::Records(records) => {
-            match records.iter().map(|r| serde_json::from_str(r)).collect::<Result<Vec<Value>, _>>() {
-                Ok(records) => StoreAnswer::Records(records),
-                Err(e) => StoreAnswer::Failed(format!("a stored record is not JSON: {e}")),
-            }
-        }
-        wit::StoreAnswer::Document(d) => StoreAnswer::Document(d.as_ref().map(|d| (d.content.clone(), d.version))),
+        wit::StoreAnswer::Done(bytes) => StoreAnswer::Done(Bytes::copy_from_slice(bytes)),
         wit::StoreAnswer::Failed(why) => StoreAnswer::Failed(why.clone()),
     }
 }
@@ -262,35 +254,7 @@ fn output(o: Output) -> wit::Output {
         Output::Close { conn, code, reason } => {
             wit::Output::Close(wit::CloseConn { conn: conn.0, code, reason: reason.to_owned() })
         }
-        Output::Store { id, request } => wit::Output::Store(wit::StoreOp { id: id.0, request: store_request(request) }),
-    }
-}
-
-fn limit(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
-fn store_request(r: StoreRequest) -> wit::StoreRequest {
-    use wit::StoreRequest as W;
-    match r {
-        StoreRequest::AppendMessage { scope, room, message } => {
-            W::AppendMessage(wit::AppendMessage { scope, room, message: message.to_string() })
-        }
-        StoreRequest::LoadHistory { scope, room, limit: n } => {
-            W::LoadHistory(wit::LoadHistory { scope, room, limit: limit(n) })
-        }
-        StoreRequest::PutNotification { user, notification } => {
-            W::PutNotification(wit::PutNotification { user, notification: notification.to_string() })
-        }
-        StoreRequest::LoadNotifications { user, limit: n } => {
-            W::LoadNotifications(wit::LoadNotifications { user, limit: limit(n) })
-        }
-        StoreRequest::MarkRead { user, id } => W::MarkRead(wit::MarkRead { user, id }),
-        StoreRequest::MarkAllRead { user } => W::MarkAllRead(user),
-        StoreRequest::SaveDocument { scope, doc, content, version } => {
-            W::SaveDocument(wit::SaveDocument { scope, doc, content, version })
-        }
-        StoreRequest::LoadDocument { scope, doc } => W::LoadDocument(wit::LoadDocument { scope, doc }),
+        Output::Store { id, request } => wit::Output::Store(wit::StoreOp { id: id.0, request: Vec::from(request.0) }),
     }
 }
 

@@ -32,6 +32,7 @@ use arbitrary::Arbitrary;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
+use parlor_core::app::records::RoomAnswer;
 use parlor_core::app::{AppConfig, RoomService};
 use parlor_core::codec::payload;
 use parlor_core::codec::socketio::{self as sio, encode, encode_args, PacketType};
@@ -181,7 +182,10 @@ enum Answer {
     Failed,
     Updated(u8),
     Records(Vec<J>),
+    Notifications(Vec<(J, bool)>),
     Document(Option<(Str, u8)>),
+    /// Bytes that are no room-service answer.
+    Garbage(Vec<u8>),
     /// Never answer it.
     Drop,
 }
@@ -692,7 +696,7 @@ impl Run {
             Op::Store { i, answer } => self.answer(*i, answer),
             Op::StaleStore { id } => {
                 let id = StoreId(u64::from(*id) + 1_000_000);
-                self.input(Input::Stored { id, answer: StoreAnswer::Done });
+                self.input(Input::Stored { id, answer: RoomAnswer::Done.into() });
             }
             Op::Wall { at } => {
                 let unix_ms = match at {
@@ -806,12 +810,16 @@ impl Run {
 fn store_answer(store: &mut MemStore, request: &StoreRequest, answer: &Answer, seen: &[String]) -> Option<StoreAnswer> {
     Some(match answer {
         Answer::Proper => store.answer(request),
-        Answer::Done => StoreAnswer::Done,
+        Answer::Done => RoomAnswer::Done.into(),
         Answer::Failed => StoreAnswer::Failed("store is down".into()),
-        Answer::Updated(n) => StoreAnswer::Updated(u64::from(*n)),
-        Answer::Records(r) => StoreAnswer::Records(r.iter().map(|j| j.render(seen)).collect()),
-        Answer::Document(None) => StoreAnswer::Document(None),
-        Answer::Document(Some((text, v))) => StoreAnswer::Document(Some((text.render(seen), u64::from(*v)))),
+        Answer::Updated(n) => RoomAnswer::Updated(u64::from(*n)).into(),
+        Answer::Records(r) => RoomAnswer::Messages(r.iter().map(|j| j.render(seen).to_string()).collect()).into(),
+        Answer::Notifications(r) => {
+            RoomAnswer::Notifications(r.iter().map(|(j, read)| (j.render(seen).to_string(), *read)).collect()).into()
+        }
+        Answer::Document(None) => RoomAnswer::Document(None).into(),
+        Answer::Document(Some((text, v))) => RoomAnswer::Document(Some((text.render(seen), u64::from(*v)))).into(),
+        Answer::Garbage(bytes) => StoreAnswer::Done(bytes.clone().into()),
         Answer::Drop => return None,
     })
 }

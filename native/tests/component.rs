@@ -10,9 +10,10 @@
 
 use bytes::Bytes;
 use parlor::component::{ComponentMachine, Limits, Program, Runtime};
+use parlor_core::app::records::RoomAnswer;
 use parlor_core::app::{AppConfig, RoomService};
 use parlor_core::conformance::{ConformanceApp, EngineEcho};
-use parlor_core::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer};
+use parlor_core::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request};
 use parlor_core::service::Machine;
 use parlor_core::{Config, Instant, Service};
 use std::path::{Path, PathBuf};
@@ -181,12 +182,12 @@ fn the_component_computes_what_the_linked_core_computes() {
         })
         .collect();
     for id in store_ids {
-        p.run(Input::Stored { id, answer: StoreAnswer::Records(vec![]) }, 5);
+        p.run(Input::Stored { id, answer: RoomAnswer::Messages(vec![]).into() }, 5);
     }
     let msg = p.run(post(6, &q, br#"421["send-message",{"content":"hi","room":"lobby"}]"#), 6);
     for o in &msg {
         if let Output::Store { id, .. } = o {
-            p.run(Input::Stored { id: *id, answer: StoreAnswer::Done }, 7);
+            p.run(Input::Stored { id: *id, answer: RoomAnswer::Done.into() }, 7);
         }
     }
     let polled = p.run(get(8, &q), 8);
@@ -410,7 +411,7 @@ fn step_cost() {
             run(m, text(c, "40"), 1);
             for o in run(m, text(c, r#"42["join",{"username":"u","room":"r"}]"#), 1) {
                 if let Output::Store { id, .. } = o {
-                    run(m, Input::Stored { id, answer: StoreAnswer::Records(vec![]) }, 1);
+                    run(m, Input::Stored { id, answer: RoomAnswer::Messages(vec![]).into() }, 1);
                 }
             }
         }

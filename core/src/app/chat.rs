@@ -1,12 +1,12 @@
 //! Chat: the `message` trio, joining and leaving rooms with presence, messages stored
 //! before they are announced, room history, and typing indicators.
 
+use super::records::{Answer, RoomAnswer, RoomRequest};
 use super::validate::{self, AppError};
 use super::{
     chat_room, invalid, reply_error, to_chat_room, user_room, EventCx, Limited, Outcome, Pending, RoomService,
 };
 use crate::socketio::{Io, Message, SocketId, Target};
-use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -74,8 +74,8 @@ impl RoomService {
             }
             None => {
                 scope.history.insert(room.clone(), History::Loading(vec![socket.clone()]));
-                let limit = self.config.recent_limit;
-                let id = io.store(StoreRequest::LoadHistory { scope: nsp.clone(), room: room.clone(), limit });
+                let limit = self.config.recent_limit as u64;
+                let id = io.store(RoomRequest::LoadHistory { scope: nsp.clone(), room: room.clone(), limit });
                 self.pending.insert(id, Pending::History { nsp, room });
             }
         }
@@ -186,18 +186,18 @@ impl RoomService {
             "timestamp": super::timestamp::iso8601(io.wall_ms(now)),
             "room": room,
         });
-        let id = io.store(StoreRequest::AppendMessage {
+        let id = io.store(RoomRequest::AppendMessage {
             scope: member.nsp.clone(),
             room: room.clone(),
-            message: message.clone(),
+            message: message.to_string(),
         });
         let pending = PendingMessage { nsp: member.nsp.clone(), room, message, socket: socket.clone(), ack };
         self.pending.insert(id, Pending::Message(pending));
         Ok(())
     }
 
-    pub(super) fn message_stored(&mut self, io: &mut Io<'_>, p: PendingMessage, answer: &StoreAnswer, now: Instant) {
-        if let StoreAnswer::Failed(_) = answer {
+    pub(super) fn message_stored(&mut self, io: &mut Io<'_>, p: PendingMessage, answer: &Answer, now: Instant) {
+        if answer.is_err() {
             let err = AppError::internal("Message could not be stored");
             if io.is_connected(&p.socket) {
                 reply_error(io, &p.socket, p.ack, &err, now);
@@ -216,9 +216,10 @@ impl RoomService {
         super::ack(io, &p.socket, p.ack, json!({"success": true, "id": id}));
     }
 
-    pub(super) fn history_loaded(&mut self, io: &mut Io<'_>, nsp: &str, room: &str, answer: StoreAnswer, now: Instant) {
-        let mut records = match answer {
-            StoreAnswer::Records(r) => r,
+    pub(super) fn history_loaded(&mut self, io: &mut Io<'_>, nsp: &str, room: &str, answer: Answer, now: Instant) {
+        let mut records: Vec<Value> = match answer {
+            // A record that is not JSON (the store's file was edited by hand) is left out.
+            Ok(RoomAnswer::Messages(r)) => r.iter().filter_map(|m| serde_json::from_str(m).ok()).collect(),
             // Without history the room still works; the next join tries again.
             _ => Vec::new(),
         };

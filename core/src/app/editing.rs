@@ -10,10 +10,10 @@
 
 use super::document::{Document, EditError, Staged};
 use super::ot::Delta;
+use super::records::{Answer, RoomAnswer, RoomRequest};
 use super::validate::{self, AppError, ErrorCode};
 use super::{doc_room, invalid, reply_error, EventCx, Limited, Member, Outcome, Pending, RoomService};
 use crate::socketio::{Io, Message, SocketId, Sockets, Target};
-use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
 use serde_json::{json, Value};
 
@@ -184,17 +184,17 @@ impl RoomService {
             Some(DocState::Loading(w)) => Self::wait_once(w, socket, ack)?,
             None => {
                 self.scope(&nsp).docs.insert(doc.clone(), DocState::Loading(vec![(socket.clone(), ack)]));
-                let id = io.store(StoreRequest::LoadDocument { scope: nsp.clone(), doc: doc.clone() });
+                let id = io.store(RoomRequest::LoadDocument { scope: nsp.clone(), doc: doc.clone() });
                 self.pending.insert(id, Pending::LoadDocument { nsp, doc });
             }
         }
         Ok(())
     }
 
-    pub(super) fn document_loaded(&mut self, io: &mut Io<'_>, nsp: &str, doc: &str, answer: StoreAnswer, now: Instant) {
+    pub(super) fn document_loaded(&mut self, io: &mut Io<'_>, nsp: &str, doc: &str, answer: Answer, now: Instant) {
         let (text, version) = match answer {
-            StoreAnswer::Document(Some((text, version))) => (text, version),
-            StoreAnswer::Document(None) => (String::new(), 0),
+            Ok(RoomAnswer::Document(Some((text, version)))) => (text, version),
+            Ok(RoomAnswer::Document(None)) => (String::new(), 0),
             _ => {
                 // The store failed: tell the waiting joiners, forget the attempt.
                 if let Some(DocState::Loading(waiting)) = self.scope(nsp).docs.remove(doc) {
@@ -315,7 +315,7 @@ impl RoomService {
             let version = last.version;
             let content = String::from_utf16_lossy(staged.text());
             entry.saving = Some(Saving { staged, edits: batch });
-            let request = StoreRequest::SaveDocument { scope: nsp.to_owned(), doc: doc.to_owned(), content, version };
+            let request = RoomRequest::SaveDocument { scope: nsp.to_owned(), doc: doc.to_owned(), content, version };
             let id = io.store(request);
             self.pending.insert(id, Pending::SaveDocument { nsp: nsp.to_owned(), doc: doc.to_owned() });
         }
@@ -334,12 +334,12 @@ impl RoomService {
     /// The store answered a batch: stored, it becomes part of the document and is announced
     /// and acked; refused, it is dropped and its authors hear so. Then the edits that waited
     /// go out as the next batch.
-    pub(super) fn document_saved(&mut self, io: &mut Io<'_>, nsp: &str, doc: &str, answer: &StoreAnswer, now: Instant) {
+    pub(super) fn document_saved(&mut self, io: &mut Io<'_>, nsp: &str, doc: &str, answer: &Answer, now: Instant) {
         let total = self.doc_log_bytes;
         let budget = self.config.doc_log_total_bytes;
         let Some(entry) = self.doc_entry(nsp, doc) else { return };
         let Some(Saving { staged, edits }) = entry.saving.take() else { return };
-        let stored = !matches!(answer, StoreAnswer::Failed(_));
+        let stored = answer.is_ok();
         let mut total_after = total;
         if stored {
             // The log gives way when all documents' logs together would pass their budget.

@@ -8,8 +8,9 @@
 //! events: join, edit, cursors, saving), over [`document`] (one document: text, op log,
 //! staged edits) and [`ot`] (deltas), [`admin`] (`/admin` and `/api/`), [`auth`] (tokens),
 //! [`presence`], `limits` (every bucket) over [`ratelimit`], [`validate`] (checks and
-//! [`validate::AppError`]), [`timestamp`] (ISO 8601), [`config`]. State that must survive
-//! goes through the store as effects; an ack that says "stored" is sent only when the
+//! [`validate::AppError`]), [`timestamp`] (ISO 8601), [`config`], [`records`] (what it
+//! asks the store, and the answers). State that must survive goes through the store as
+//! effects; an ack that says "stored" is sent only when the
 //! store confirmed it.
 //!
 //! Socket.IO rooms used inside: `chat:<room>`, `doc:<id>`, `user:<id>` (every socket of a
@@ -29,6 +30,7 @@ pub mod notify;
 pub mod ot;
 pub mod presence;
 pub mod ratelimit;
+pub mod records;
 pub mod timestamp;
 pub mod typing;
 pub mod validate;
@@ -43,6 +45,7 @@ use auth::Claims;
 use limits::Limited;
 use presence::{Presence, User};
 use ratelimit::Verdict;
+use records::{RoomAnswer, RoomRequest};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use validate::{AppError, ErrorCode};
@@ -427,10 +430,7 @@ impl Handler for RoomService {
             }
         }
         if authed && nsp != ADMIN {
-            let id = io.store(crate::store::StoreRequest::LoadNotifications {
-                user: user_id,
-                limit: self.config.recent_limit,
-            });
+            let id = io.store(RoomRequest::LoadNotifications { user: user_id, limit: self.config.recent_limit as u64 });
             self.pending.insert(id, Pending::NotificationList { socket: socket.clone() });
         }
     }
@@ -507,6 +507,7 @@ impl Handler for RoomService {
 
     fn on_store(&mut self, io: &mut Io<'_>, id: StoreId, answer: StoreAnswer, now: Instant) {
         let Some(pending) = self.pending.remove(&id) else { return };
+        let answer = RoomAnswer::from_store(answer);
         match &pending {
             Pending::Message(p) => self.end_write(p.socket()),
             Pending::MarkRead { socket, .. } => self.end_write(socket),
@@ -516,18 +517,19 @@ impl Handler for RoomService {
             Pending::Message(p) => self.message_stored(io, p, &answer, now),
             Pending::History { nsp, room } => self.history_loaded(io, &nsp, &room, answer, now),
             Pending::NotificationList { socket } => {
-                if let StoreAnswer::Records(records) = answer {
-                    io.emit_to(&socket, &Message::new("pending-notifications", vec![Value::Array(records)]), now);
+                if let Ok(RoomAnswer::Notifications(records)) = answer {
+                    let list = notify::listed(records);
+                    io.emit_to(&socket, &Message::new("pending-notifications", vec![Value::Array(list)]), now);
                 }
             }
             Pending::PutNotification(p) => self.notification_stored(io, p, &answer, now),
             Pending::MarkRead { socket, ack, all } => {
                 let reply = ReplyTo::Ack { socket, ack };
                 let answer = match answer {
-                    StoreAnswer::Updated(0) if !all => {
+                    Ok(RoomAnswer::Updated(0)) if !all => {
                         Err((404, AppError::new(ErrorCode::NotFound, "Notification not found")))
                     }
-                    StoreAnswer::Updated(_) | StoreAnswer::Done => Ok((200, json!({"success": true}))),
+                    Ok(RoomAnswer::Updated(_) | RoomAnswer::Done) => Ok((200, json!({"success": true}))),
                     _ => Err((500, AppError::internal("Could not store the read mark"))),
                 };
                 self.reply(io, &reply, answer, now);

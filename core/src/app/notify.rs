@@ -1,10 +1,10 @@
 //! Notifications: stored per user, pushed live to `user:<id>`, listed on connect, marked
 //! read durably.
 
+use super::records::{Answer, RoomRequest};
 use super::validate::{self, AppError};
 use super::{invalid, user_room, EventCx, Outcome, Pending, ReplyTo, RoomService, SCOPES};
 use crate::socketio::{Io, Message, Target};
-use crate::store::{StoreAnswer, StoreRequest};
 use crate::time::Instant;
 use serde_json::{json, Map, Value};
 
@@ -38,13 +38,18 @@ impl RoomService {
             "read": false,
             "createdAt": super::timestamp::iso8601(io.wall_ms(now)),
         });
-        let id = io.store(StoreRequest::PutNotification { user: user.clone(), notification: notification.clone() });
+        let put = RoomRequest::PutNotification {
+            user: user.clone(),
+            id: notification["id"].as_str().unwrap_or_default().to_owned(),
+            notification: notification.to_string(),
+        };
+        let id = io.store(put);
         self.pending.insert(id, Pending::PutNotification(PendingPut { user, notification, reply }));
         Ok(())
     }
 
-    pub(super) fn notification_stored(&mut self, io: &mut Io<'_>, p: PendingPut, answer: &StoreAnswer, now: Instant) {
-        if let StoreAnswer::Failed(_) = answer {
+    pub(super) fn notification_stored(&mut self, io: &mut Io<'_>, p: PendingPut, answer: &Answer, now: Instant) {
+        if answer.is_err() {
             let err = AppError::internal("Notification could not be stored");
             return self.reply(io, &p.reply, Err((500, err)), now);
         }
@@ -68,7 +73,7 @@ impl RoomService {
             _ => return Err(invalid(AppError::validation("id must be a notification id"))),
         };
         self.begin_write(socket)?;
-        let req = StoreRequest::MarkRead { user: member.user.id.clone(), id };
+        let req = RoomRequest::MarkRead { user: member.user.id.clone(), id };
         let sid = io.store(req);
         self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: false });
         Ok(())
@@ -78,8 +83,24 @@ impl RoomService {
     pub(super) fn on_notifications_read_all(&mut self, io: &mut Io<'_>, cx: &EventCx<'_>) -> Outcome {
         let (socket, member, ack) = (cx.socket, cx.member, cx.ack());
         self.begin_write(socket)?;
-        let sid = io.store(StoreRequest::MarkAllRead { user: member.user.id.clone() });
+        let sid = io.store(RoomRequest::MarkAllRead { user: member.user.id.clone() });
         self.pending.insert(sid, Pending::MarkRead { socket: socket.clone(), ack, all: true });
         Ok(())
     }
+}
+
+/// A user's stored notifications as clients see them: each one's JSON with its read mark
+/// (the store keeps the mark apart, so that marking never rewrites the record). A record
+/// that is not a JSON object (a hand-edited file) is left out.
+pub(super) fn listed(records: Vec<(String, bool)>) -> Vec<Value> {
+    records
+        .into_iter()
+        .filter_map(|(json, read)| match serde_json::from_str(&json) {
+            Ok(Value::Object(mut fields)) => {
+                fields.insert("read".into(), Value::Bool(read));
+                Some(Value::Object(fields))
+            }
+            _ => None,
+        })
+        .collect()
 }

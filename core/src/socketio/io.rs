@@ -44,10 +44,10 @@ impl<'a> Io<'a> {
         self.layer.rng.id()
     }
 
-    /// Asks the host's store to do something; the answer comes to `Handler::on_store`
-    /// with the id returned here.
-    pub fn store(&mut self, request: StoreRequest) -> StoreId {
-        self.out.store(request)
+    /// Asks the host's store to do something (an application record, see
+    /// [`crate::store`]); the answer comes to `Handler::on_store` with the id returned here.
+    pub fn store(&mut self, request: impl Into<StoreRequest>) -> StoreId {
+        self.out.store(request.into())
     }
 
     /// Answers an HTTP API request with a JSON body.

@@ -595,7 +595,7 @@ mod tests {
 
     /// Any storage request: the host does not look inside.
     fn store(id: u64) -> Output {
-        Output::Store { id: StoreId(id), request: StoreRequest::MarkAllRead { user: "u".into() } }
+        Output::Store { id: StoreId(id), request: StoreRequest(Bytes::from_static(b"any")) }
     }
 
     fn send(conn: u64) -> Output {

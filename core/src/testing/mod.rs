@@ -9,6 +9,7 @@ pub mod nodes;
 
 pub use host::{per_conn, Host, Rng, WALL_MS};
 
+use crate::app::records::{RoomAnswer, RoomRequest};
 use crate::store::{StoreAnswer, StoreRequest};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -24,12 +25,14 @@ pub fn sid_of(open: &str) -> String {
     open_sid(open.as_bytes()).unwrap_or_else(|| panic!("not an open packet with a sid: {open:?}"))
 }
 
-/// A store in memory with the semantics the host's store has (see `store.rs`).
+/// A store in memory with the semantics the host's store has for the room service's
+/// records (see `app/records.rs`): it decodes each request, as the SQLite store does.
 #[derive(Debug, Default)]
 pub struct MemStore {
-    messages: Vec<(String, String, Value)>,
-    /// (user, notification) in the order stored.
-    notifications: Vec<(String, Value)>,
+    /// (scope, room, message JSON) in the order stored.
+    messages: Vec<(String, String, String)>,
+    /// (user, id, notification JSON, read) in the order first stored.
+    notifications: Vec<(String, String, String, bool)>,
     documents: HashMap<(String, String), (String, u64)>,
     /// Makes every request fail.
     pub failing: bool,
@@ -38,66 +41,77 @@ pub struct MemStore {
 impl MemStore {
     /// Every stored chat message, in order.
     pub fn messages_json(&self) -> Vec<Value> {
-        self.messages.iter().map(|(_, _, m)| m.clone()).collect()
+        self.messages.iter().map(|(_, _, m)| serde_json::from_str(m).expect("stored JSON")).collect()
     }
 
     pub fn answer(&mut self, request: &StoreRequest) -> StoreAnswer {
         if self.failing {
             return StoreAnswer::Failed("store is down".into());
         }
+        match RoomRequest::from_store(request) {
+            Ok(request) => self.run(request).into(),
+            Err(why) => StoreAnswer::Failed(why),
+        }
+    }
+
+    fn run(&mut self, request: RoomRequest) -> RoomAnswer {
+        let limit = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         match request {
-            StoreRequest::AppendMessage { scope, room, message } => {
-                self.messages.push((scope.clone(), room.clone(), message.clone()));
-                StoreAnswer::Done
+            RoomRequest::AppendMessage { scope, room, message } => {
+                self.messages.push((scope, room, message));
+                RoomAnswer::Done
             }
-            StoreRequest::LoadHistory { scope, room, limit } => {
-                let all: Vec<Value> = self
+            RoomRequest::LoadHistory { scope, room, limit: n } => {
+                let all: Vec<String> = self
                     .messages
                     .iter()
-                    .filter(|(s, r, _)| s == scope && r == room)
+                    .filter(|(s, r, _)| *s == scope && *r == room)
                     .map(|(_, _, m)| m.clone())
                     .collect();
-                StoreAnswer::Records(all[all.len().saturating_sub(*limit)..].to_vec())
+                RoomAnswer::Messages(all[all.len().saturating_sub(limit(n))..].to_vec())
             }
-            StoreRequest::PutNotification { user, notification } => {
-                self.notifications.push((user.clone(), notification.clone()));
-                StoreAnswer::Done
+            RoomRequest::PutNotification { user, id, notification } => {
+                match self.notifications.iter_mut().find(|(u, i, _, _)| *u == user && *i == id) {
+                    Some(kept) => kept.2 = notification,
+                    None => self.notifications.push((user, id, notification, false)),
+                }
+                RoomAnswer::Done
             }
-            StoreRequest::LoadNotifications { user, limit } => StoreAnswer::Records(
+            RoomRequest::LoadNotifications { user, limit: n } => RoomAnswer::Notifications(
                 self.notifications
                     .iter()
                     .rev()
-                    .filter(|(u, _)| u == user)
-                    .take(*limit)
-                    .map(|(_, n)| n.clone())
+                    .filter(|(u, ..)| *u == user)
+                    .take(limit(n))
+                    .map(|(_, _, json, read)| (json.clone(), *read))
                     .collect(),
             ),
-            StoreRequest::MarkRead { user, id } => {
+            RoomRequest::MarkRead { user, id } => {
                 let mut n = 0;
-                for (u, notif) in &mut self.notifications {
-                    if u == user && notif["id"].as_str() == Some(id) {
-                        notif["read"] = Value::Bool(true);
+                for (u, i, _, read) in &mut self.notifications {
+                    if *u == user && *i == id {
+                        *read = true;
                         n += 1;
                     }
                 }
-                StoreAnswer::Updated(n)
+                RoomAnswer::Updated(n)
             }
-            StoreRequest::MarkAllRead { user } => {
+            RoomRequest::MarkAllRead { user } => {
                 let mut n = 0;
-                for (u, notif) in &mut self.notifications {
-                    if u == user && notif["read"] == Value::Bool(false) {
-                        notif["read"] = Value::Bool(true);
+                for (u, _, _, read) in &mut self.notifications {
+                    if *u == user && !*read {
+                        *read = true;
                         n += 1;
                     }
                 }
-                StoreAnswer::Updated(n)
+                RoomAnswer::Updated(n)
             }
-            StoreRequest::SaveDocument { scope, doc, content, version } => {
-                self.documents.insert((scope.clone(), doc.clone()), (content.clone(), *version));
-                StoreAnswer::Done
+            RoomRequest::SaveDocument { scope, doc, content, version } => {
+                self.documents.insert((scope, doc), (content, version));
+                RoomAnswer::Done
             }
-            StoreRequest::LoadDocument { scope, doc } => {
-                StoreAnswer::Document(self.documents.get(&(scope.clone(), doc.clone())).cloned())
+            RoomRequest::LoadDocument { scope, doc } => {
+                RoomAnswer::Document(self.documents.get(&(scope, doc)).cloned())
             }
         }
     }

@@ -13,7 +13,6 @@ use parlor_core::host::{
     TEXT_PLAIN,
 };
 use parlor_core::service::Metrics;
-use serde_json::Value;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
@@ -67,12 +66,7 @@ pub(super) fn input(i: &Input<'_>) -> wit::Input {
 
 fn store_answer(a: &StoreAnswer) -> wit::StoreAnswer {
     match a {
-        StoreAnswer::Done => wit::StoreAnswer::Done,
-        StoreAnswer::Updated(n) => wit::StoreAnswer::Updated(*n),
-        StoreAnswer::Records(records) => wit::StoreAnswer::Records(records.iter().map(Value::to_string).collect()),
-        StoreAnswer::Document(d) => wit::StoreAnswer::Document(
-            d.as_ref().map(|(content, version)| wit::Document { content: content.clone(), version: *version }),
-        ),
+        StoreAnswer::Done(bytes) => wit::StoreAnswer::Done(bytes.to_vec()),
         StoreAnswer::Failed(why) => wit::StoreAnswer::Failed(why.clone()),
     }
 }
@@ -97,7 +91,7 @@ pub(super) fn output(o: wit::Output, into: &mut VecDeque<Output>) {
         wit::Output::Close(c) => {
             Output::Close { conn: ConnId(c.conn), code: c.code, reason: intern(c.reason, Kind::Reason) }
         }
-        wit::Output::Store(s) => Output::Store { id: StoreId(s.id), request: store_request(s.request) },
+        wit::Output::Store(s) => Output::Store { id: StoreId(s.id), request: StoreRequest(Bytes::from(s.request)) },
     };
     into.push_back(one);
 }
@@ -106,38 +100,6 @@ fn out_frame(frame: wit::OutFrame) -> OutFrame {
     match frame {
         wit::OutFrame::Text(b) => OutFrame::Text(Bytes::from(b)),
         wit::OutFrame::Binary(b) => OutFrame::Binary(Bytes::from(b)),
-    }
-}
-
-/// A JSON value the guest sent as text. The core always sends valid JSON; anything else is
-/// kept as a string rather than dropped.
-fn json(text: String) -> Value {
-    match serde_json::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(error = %e, "the component sent a record that is not JSON; stored as a string");
-            Value::String(text)
-        }
-    }
-}
-
-fn limit(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
-}
-
-fn store_request(r: wit::StoreRequest) -> StoreRequest {
-    use wit::StoreRequest as W;
-    match r {
-        W::AppendMessage(m) => StoreRequest::AppendMessage { scope: m.scope, room: m.room, message: json(m.message) },
-        W::LoadHistory(h) => StoreRequest::LoadHistory { scope: h.scope, room: h.room, limit: limit(h.limit) },
-        W::PutNotification(n) => StoreRequest::PutNotification { user: n.user, notification: json(n.notification) },
-        W::LoadNotifications(n) => StoreRequest::LoadNotifications { user: n.user, limit: limit(n.limit) },
-        W::MarkRead(m) => StoreRequest::MarkRead { user: m.user, id: m.id },
-        W::MarkAllRead(user) => StoreRequest::MarkAllRead { user },
-        W::SaveDocument(d) => {
-            StoreRequest::SaveDocument { scope: d.scope, doc: d.doc, content: d.content, version: d.version }
-        }
-        W::LoadDocument(d) => StoreRequest::LoadDocument { scope: d.scope, doc: d.doc },
     }
 }
 

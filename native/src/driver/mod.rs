@@ -258,7 +258,8 @@ mod tests {
     use crate::queues::sync::Arc;
     use crate::store::test_dir::TestDir;
     use bytes::Bytes;
-    use parlor_core::host::{Method, Output, StoreRequest};
+    use parlor_core::app::records::{RoomAnswer, RoomRequest};
+    use parlor_core::host::{Method, Output};
     use parlor_core::service::Metrics;
     use parlor_core::time::Instant;
     use std::collections::VecDeque;
@@ -275,17 +276,20 @@ mod tests {
         fn handle(&mut self, input: Input<'_>, _now: Instant) {
             let entry = match input {
                 Input::WallClock { unix_ms } => format!("wall {unix_ms}"),
-                Input::Stored { id, answer } => format!("stored {} {answer:?}", id.0),
+                Input::Stored { id, answer } => match RoomAnswer::from_store(answer) {
+                    Ok(answer) => format!("stored {} {answer:?}", id.0),
+                    Err(why) => format!("stored {} Failed({why:?})", id.0),
+                },
                 Input::Frame { frame: Frame::Text(t), .. } => {
                     self.next += 1;
                     let id = StoreId(self.next);
                     let (scope, doc) = ("/".to_owned(), t[5..].to_owned());
                     let request = if t.starts_with("save:") {
-                        StoreRequest::SaveDocument { scope, doc, content: "text".into(), version: self.next }
+                        RoomRequest::SaveDocument { scope, doc, content: "text".into(), version: self.next }
                     } else {
-                        StoreRequest::LoadDocument { scope, doc }
+                        RoomRequest::LoadDocument { scope, doc }
                     };
-                    self.out.push_back(Output::Store { id, request });
+                    self.out.push_back(Output::Store { id, request: request.into() });
                     format!("frame {t}")
                 }
                 Input::Api(req) => {

@@ -1,5 +1,5 @@
-//! The SQLite database behind the embedded store: schema, pragmas, and how each
-//! [`StoreRequest`] is carried out. Synchronous; [`super::Store`] runs it on its own thread.
+//! The SQLite database behind the embedded store: schema, pragmas, and how each of the
+//! room service's records ([`RoomRequest`]) is carried out. Synchronous; [`super::Store`] runs it on its own thread.
 //!
 //! One file, `parlor.db`, in WAL mode with `synchronous = FULL`: a commit returns only once
 //! the WAL is on disk, so an answer that says "stored" survives a crash or a power loss
@@ -11,9 +11,9 @@
 //! before the batch's commit returned; if the commit fails, every request of the batch
 //! answers `Failed` (nothing of it was changed).
 
+use parlor_core::app::records::{Answer, RoomAnswer, RoomRequest};
 use parlor_core::host::{StoreAnswer, StoreRequest};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -83,12 +83,6 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-impl From<serde_json::Error> for Error {
-    fn from(e: serde_json::Error) -> Self {
-        Error(format!("bad stored record: {e}"))
-    }
-}
-
 type Result<T> = std::result::Result<T, Error>;
 
 impl Db {
@@ -139,9 +133,10 @@ impl Db {
         Ok(())
     }
 
-    /// Carries out one request in its own transaction.
-    pub fn execute(&mut self, request: &StoreRequest) -> StoreAnswer {
-        self.execute_batch(std::slice::from_ref(request)).pop().unwrap_or(StoreAnswer::Failed("no answer".into()))
+    /// Carries out one request in its own transaction (tests and tools).
+    pub fn execute(&mut self, request: &RoomRequest) -> Answer {
+        let answer = self.execute_batch(&[request.clone().into()]).pop();
+        RoomAnswer::from_store(answer.unwrap_or(StoreAnswer::Failed("no answer".into())))
     }
 
     /// Carries out `requests` in order in one transaction (see the module docs) and
@@ -158,10 +153,21 @@ impl Db {
         };
         let mut answers = Vec::with_capacity(requests.len());
         for request in requests {
+            // Bytes that are no room-service record (a component built for another
+            // application) fail alone and change nothing.
+            let request = match RoomRequest::from_store(request) {
+                Ok(request) => request,
+                Err(why) => {
+                    tracing::error!(error = %why, "store request not understood");
+                    answers.push(StoreAnswer::Failed(why));
+                    continue;
+                }
+            };
+            let request = &request;
             let answer = match tx.savepoint() {
                 Ok(mut sp) => match run(&sp, request, keep) {
                     Ok(answer) => match sp.commit() {
-                        Ok(()) => answer,
+                        Ok(()) => answer.into(),
                         Err(e) => failed(request, &Error::from(e)),
                     },
                     Err(e) => {
@@ -181,40 +187,24 @@ impl Db {
     }
 }
 
-fn failed(request: &StoreRequest, e: &Error) -> StoreAnswer {
-    tracing::error!(error = %e.0, request = kind(request), "store request failed");
+fn failed(request: &RoomRequest, e: &Error) -> StoreAnswer {
+    tracing::error!(error = %e.0, request = request.kind(), "store request failed");
     StoreAnswer::Failed(e.0.clone())
 }
 
-/// The request's kind, for logs (records themselves are never logged).
-fn kind(request: &StoreRequest) -> &'static str {
-    match request {
-        StoreRequest::AppendMessage { .. } => "append-message",
-        StoreRequest::LoadHistory { .. } => "load-history",
-        StoreRequest::PutNotification { .. } => "put-notification",
-        StoreRequest::LoadNotifications { .. } => "load-notifications",
-        StoreRequest::MarkRead { .. } => "mark-read",
-        StoreRequest::MarkAllRead { .. } => "mark-all-read",
-        StoreRequest::SaveDocument { .. } => "save-document",
-        StoreRequest::LoadDocument { .. } => "load-document",
-    }
-}
-
 /// A `LIMIT` value: SQLite takes an i64.
-fn limit(n: usize) -> i64 {
+fn limit(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Notifications kept per user (clients are shown the newest 50).
-pub const NOTIFICATIONS_KEEP: usize = 1000;
+pub const NOTIFICATIONS_KEEP: u64 = 1000;
 
-fn run(c: &Connection, request: &StoreRequest, history_keep: usize) -> Result<StoreAnswer> {
+fn run(c: &Connection, request: &RoomRequest, history_keep: usize) -> Result<RoomAnswer> {
     match request {
-        StoreRequest::AppendMessage { scope, room, message } => {
+        RoomRequest::AppendMessage { scope, room, message } => {
             c.prepare_cached("INSERT INTO messages (scope, room, json) VALUES (?1, ?2, ?3)")?.execute(params![
-                scope,
-                room,
-                message.to_string()
+                scope, room, message
             ])?;
             // Keep the newest `history_keep`: delete everything at or before the first
             // one past them (a walk of `history_keep` index entries, measured cheaper than
@@ -224,34 +214,29 @@ fn run(c: &Connection, request: &StoreRequest, history_keep: usize) -> Result<St
                      SELECT seq FROM messages WHERE scope = ?1 AND room = ?2
                      ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
             )?
-            .execute(params![scope, room, limit(history_keep)])?;
-            Ok(StoreAnswer::Done)
+            .execute(params![scope, room, limit(history_keep as u64)])?;
+            Ok(RoomAnswer::Done)
         }
-        StoreRequest::LoadHistory { scope, room, limit: n } => {
+        RoomRequest::LoadHistory { scope, room, limit: n } => {
             let mut stmt = c.prepare_cached(
                 "SELECT json FROM messages WHERE scope = ?1 AND room = ?2 ORDER BY seq DESC LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![scope, room, limit(*n)], |row| row.get::<_, String>(0))?;
-            let mut records = Vec::new();
-            for json in rows {
-                records.push(serde_json::from_str::<Value>(&json?)?);
-            }
+            let mut records = rows.collect::<rusqlite::Result<Vec<String>>>()?;
             records.reverse();
-            Ok(StoreAnswer::Records(records))
+            Ok(RoomAnswer::Messages(records))
         }
-        StoreRequest::PutNotification { user, notification } => {
-            let id = match notification.get("id") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => return Err(Error("notification has no id".into())),
-            };
+        RoomRequest::PutNotification { user, id, notification } => {
+            if id.is_empty() {
+                return Err(Error("notification has no id".into()));
+            }
             // The same id again (a retried put) replaces the record but keeps its place
             // and its read mark.
             c.prepare_cached(
                 "INSERT INTO notifications (user, id, json) VALUES (?1, ?2, ?3)
                  ON CONFLICT (user, id) DO UPDATE SET json = excluded.json",
             )?
-            .execute(params![user, id, notification.to_string()])?;
+            .execute(params![user, id, notification])?;
             // A user's notifications are bounded too: the oldest beyond NOTIFICATIONS_KEEP go.
             c.prepare_cached(
                 "DELETE FROM notifications WHERE user = ?1 AND seq <= (
@@ -259,57 +244,48 @@ fn run(c: &Connection, request: &StoreRequest, history_keep: usize) -> Result<St
                      ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
             )?
             .execute(params![user, limit(NOTIFICATIONS_KEEP)])?;
-            Ok(StoreAnswer::Done)
+            Ok(RoomAnswer::Done)
         }
-        StoreRequest::LoadNotifications { user, limit: n } => {
+        RoomRequest::LoadNotifications { user, limit: n } => {
             let mut stmt =
                 c.prepare_cached("SELECT json, read FROM notifications WHERE user = ?1 ORDER BY seq DESC LIMIT ?2")?;
             let rows =
                 stmt.query_map(params![user, limit(*n)], |row| Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?)))?;
-            let mut records = Vec::new();
-            for row in rows {
-                let (json, read) = row?;
-                let mut record: Value = serde_json::from_str(&json)?;
-                if let Value::Object(fields) = &mut record {
-                    fields.insert("read".into(), Value::Bool(read));
-                }
-                records.push(record);
-            }
-            Ok(StoreAnswer::Records(records))
+            Ok(RoomAnswer::Notifications(rows.collect::<rusqlite::Result<_>>()?))
         }
-        StoreRequest::MarkRead { user, id } => {
+        RoomRequest::MarkRead { user, id } => {
             // Counts the notification if it exists, read before or not: 0 means "no such one".
             let n = c
                 .prepare_cached("UPDATE notifications SET read = 1 WHERE user = ?1 AND id = ?2")?
                 .execute(params![user, id])?;
-            Ok(StoreAnswer::Updated(n as u64))
+            Ok(RoomAnswer::Updated(n as u64))
         }
-        StoreRequest::MarkAllRead { user } => {
+        RoomRequest::MarkAllRead { user } => {
             // Counts the ones that were unread.
             let n = c
                 .prepare_cached("UPDATE notifications SET read = 1 WHERE user = ?1 AND read = 0")?
                 .execute(params![user])?;
-            Ok(StoreAnswer::Updated(n as u64))
+            Ok(RoomAnswer::Updated(n as u64))
         }
-        StoreRequest::SaveDocument { scope, doc, content, version } => {
+        RoomRequest::SaveDocument { scope, doc, content, version } => {
             let version = i64::try_from(*version).map_err(|_| Error("document version out of range".into()))?;
             c.prepare_cached(
                 "INSERT INTO documents (scope, doc, content, version) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (scope, doc) DO UPDATE SET content = excluded.content, version = excluded.version",
             )?
             .execute(params![scope, doc, content, version])?;
-            Ok(StoreAnswer::Done)
+            Ok(RoomAnswer::Done)
         }
-        StoreRequest::LoadDocument { scope, doc } => {
+        RoomRequest::LoadDocument { scope, doc } => {
             let row = c
                 .prepare_cached("SELECT content, version FROM documents WHERE scope = ?1 AND doc = ?2")?
                 .query_row(params![scope, doc], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
                 .optional()?;
             match row {
-                None => Ok(StoreAnswer::Document(None)),
+                None => Ok(RoomAnswer::Document(None)),
                 Some((content, version)) => {
                     let version = u64::try_from(version).map_err(|_| Error("negative document version".into()))?;
-                    Ok(StoreAnswer::Document(Some((content, version))))
+                    Ok(RoomAnswer::Document(Some((content, version))))
                 }
             }
         }
@@ -320,35 +296,40 @@ fn run(c: &Connection, request: &StoreRequest, history_keep: usize) -> Result<St
 mod tests {
     use super::*;
     use crate::store::test_dir::TestDir;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn append(db: &mut Db, scope: &str, room: &str, n: u64) -> StoreAnswer {
-        db.execute(&StoreRequest::AppendMessage {
-            scope: scope.into(),
-            room: room.into(),
-            message: json!({"id": format!("m{n}"), "n": n}),
-        })
+    fn append(db: &mut Db, scope: &str, room: &str, n: u64) {
+        let message = json!({"id": format!("m{n}"), "n": n}).to_string();
+        let answer = db.execute(&RoomRequest::AppendMessage { scope: scope.into(), room: room.into(), message });
+        assert_eq!(answer, Ok(RoomAnswer::Done));
     }
 
-    fn history(db: &mut Db, scope: &str, room: &str, limit: usize) -> Vec<u64> {
-        match db.execute(&StoreRequest::LoadHistory { scope: scope.into(), room: room.into(), limit }) {
-            StoreAnswer::Records(r) => r.iter().map(|m| m["n"].as_u64().unwrap()).collect(),
+    fn history(db: &mut Db, scope: &str, room: &str, limit: u64) -> Vec<u64> {
+        match db.execute(&RoomRequest::LoadHistory { scope: scope.into(), room: room.into(), limit }) {
+            Ok(RoomAnswer::Messages(r)) => r.iter().map(|m| parse(m)["n"].as_u64().unwrap()).collect(),
             other => panic!("{other:?}"),
         }
     }
 
-    fn notifications(db: &mut Db, user: &str, limit: usize) -> Vec<Value> {
-        match db.execute(&StoreRequest::LoadNotifications { user: user.into(), limit }) {
-            StoreAnswer::Records(r) => r,
+    fn parse(json: &str) -> Value {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// A user's notifications, newest first, with their read marks.
+    fn notifications(db: &mut Db, user: &str, limit: u64) -> Vec<(Value, bool)> {
+        match db.execute(&RoomRequest::LoadNotifications { user: user.into(), limit }) {
+            Ok(RoomAnswer::Notifications(r)) => r.iter().map(|(json, read)| (parse(json), *read)).collect(),
             other => panic!("{other:?}"),
         }
     }
 
-    fn put(db: &mut Db, user: &str, id: &str) -> StoreAnswer {
-        db.execute(&StoreRequest::PutNotification {
+    fn put(db: &mut Db, user: &str, id: &str) {
+        let answer = db.execute(&RoomRequest::PutNotification {
             user: user.into(),
-            notification: json!({"id": id, "title": "t", "message": id, "read": false, "createdAt": 1}),
-        })
+            id: id.into(),
+            notification: json!({"id": id, "title": "t", "message": id, "read": false, "createdAt": 1}).to_string(),
+        });
+        assert_eq!(answer, Ok(RoomAnswer::Done));
     }
 
     #[test]
@@ -375,7 +356,7 @@ mod tests {
         let dir = TestDir::new("db-history");
         let mut db = Db::open(dir.path(), 100).unwrap();
         for n in 1..=5 {
-            assert_eq!(append(&mut db, "/", "a", n), StoreAnswer::Done);
+            append(&mut db, "/", "a", n);
         }
         append(&mut db, "/chat", "a", 99);
         append(&mut db, "/", "b", 98);
@@ -425,10 +406,11 @@ mod tests {
         let dir = TestDir::new("db-records");
         let mut db = Db::open(dir.path(), 10).unwrap();
         let message = json!({"id": "x", "content": "héllo 😀 \"quoted\"", "sender": {"id": "u", "username": "U"}, "timestamp": 1_700_000_000_000u64, "nested": [1, null, {"a": true}]});
-        db.execute(&StoreRequest::AppendMessage { scope: "/".into(), room: "r".into(), message: message.clone() });
+        let text = message.to_string();
+        assert_eq!(db.execute(&RoomRequest::AppendMessage { scope: "/".into(), room: "r".into(), message: text.clone() }), Ok(RoomAnswer::Done));
         assert_eq!(
-            db.execute(&StoreRequest::LoadHistory { scope: "/".into(), room: "r".into(), limit: 1 }),
-            StoreAnswer::Records(vec![message])
+            db.execute(&RoomRequest::LoadHistory { scope: "/".into(), room: "r".into(), limit: 1 }),
+            Ok(RoomAnswer::Messages(vec![text]))
         );
     }
 
@@ -437,34 +419,34 @@ mod tests {
         let dir = TestDir::new("db-notifications");
         let mut db = Db::open(dir.path(), 10).unwrap();
         for id in ["n1", "n2", "n3"] {
-            assert_eq!(put(&mut db, "alice", id), StoreAnswer::Done);
+            put(&mut db, "alice", id);
         }
         put(&mut db, "bob", "n1");
         assert_eq!(
-            db.execute(&StoreRequest::MarkRead { user: "alice".into(), id: "n2".into() }),
-            StoreAnswer::Updated(1)
+            db.execute(&RoomRequest::MarkRead { user: "alice".into(), id: "n2".into() }),
+            Ok(RoomAnswer::Updated(1))
         );
         // Again: it exists, so 1; another user's id or an unknown one: 0.
         assert_eq!(
-            db.execute(&StoreRequest::MarkRead { user: "alice".into(), id: "n2".into() }),
-            StoreAnswer::Updated(1)
+            db.execute(&RoomRequest::MarkRead { user: "alice".into(), id: "n2".into() }),
+            Ok(RoomAnswer::Updated(1))
         );
         assert_eq!(
-            db.execute(&StoreRequest::MarkRead { user: "carol".into(), id: "n1".into() }),
-            StoreAnswer::Updated(0)
+            db.execute(&RoomRequest::MarkRead { user: "carol".into(), id: "n1".into() }),
+            Ok(RoomAnswer::Updated(0))
         );
         let list = notifications(&mut db, "alice", 50);
-        let ids: Vec<&str> = list.iter().map(|n| n["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = list.iter().map(|(n, _)| n["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["n3", "n2", "n1"]);
-        let read: Vec<bool> = list.iter().map(|n| n["read"].as_bool().unwrap()).collect();
+        let read: Vec<bool> = list.iter().map(|(_, read)| *read).collect();
         assert_eq!(read, [false, true, false]);
-        assert_eq!(list[0]["title"], "t");
+        assert_eq!(list[0].0["title"], "t");
         assert_eq!(notifications(&mut db, "alice", 2).len(), 2);
 
-        assert_eq!(db.execute(&StoreRequest::MarkAllRead { user: "alice".into() }), StoreAnswer::Updated(2));
-        assert_eq!(db.execute(&StoreRequest::MarkAllRead { user: "alice".into() }), StoreAnswer::Updated(0));
-        assert!(notifications(&mut db, "alice", 50).iter().all(|n| n["read"] == true));
-        assert_eq!(notifications(&mut db, "bob", 50)[0]["read"], false, "other users untouched");
+        assert_eq!(db.execute(&RoomRequest::MarkAllRead { user: "alice".into() }), Ok(RoomAnswer::Updated(2)));
+        assert_eq!(db.execute(&RoomRequest::MarkAllRead { user: "alice".into() }), Ok(RoomAnswer::Updated(0)));
+        assert!(notifications(&mut db, "alice", 50).iter().all(|(_, read)| *read));
+        assert!(!notifications(&mut db, "bob", 50)[0].1, "other users untouched");
     }
 
     #[test]
@@ -473,11 +455,11 @@ mod tests {
         let mut db = Db::open(dir.path(), 10).unwrap();
         put(&mut db, "a", "n1");
         put(&mut db, "a", "n2");
-        db.execute(&StoreRequest::MarkRead { user: "a".into(), id: "n1".into() });
+        assert_eq!(db.execute(&RoomRequest::MarkRead { user: "a".into(), id: "n1".into() }), Ok(RoomAnswer::Updated(1)));
         put(&mut db, "a", "n1");
         let list = notifications(&mut db, "a", 10);
         assert_eq!(list.len(), 2);
-        assert_eq!((list[1]["id"].as_str(), list[1]["read"].as_bool()), (Some("n1"), Some(true)));
+        assert_eq!((list[1].0["id"].as_str(), list[1].1), (Some("n1"), true));
     }
 
     #[test]
@@ -489,8 +471,8 @@ mod tests {
         }
         put(&mut db, "b", "other");
         let list = notifications(&mut db, "a", NOTIFICATIONS_KEEP + 100);
-        assert_eq!(list.len(), NOTIFICATIONS_KEEP);
-        assert_eq!(list.last().unwrap()["id"], "n5", "the oldest went");
+        assert_eq!(list.len() as u64, NOTIFICATIONS_KEEP);
+        assert_eq!(list.last().unwrap().0["id"], "n5", "the oldest went");
         assert_eq!(notifications(&mut db, "b", 10).len(), 1);
     }
 
@@ -498,9 +480,12 @@ mod tests {
     fn a_notification_without_id_fails_and_changes_nothing() {
         let dir = TestDir::new("db-notification-noid");
         let mut db = Db::open(dir.path(), 10).unwrap();
-        let answer =
-            db.execute(&StoreRequest::PutNotification { user: "a".into(), notification: json!({"title": "x"}) });
-        assert!(matches!(answer, StoreAnswer::Failed(_)), "{answer:?}");
+        let answer = db.execute(&RoomRequest::PutNotification {
+            user: "a".into(),
+            id: String::new(),
+            notification: json!({"title": "x"}).to_string(),
+        });
+        assert!(answer.is_err(), "{answer:?}");
         assert!(notifications(&mut db, "a", 10).is_empty());
     }
 
@@ -509,25 +494,25 @@ mod tests {
         let dir = TestDir::new("db-docs");
         let mut db = Db::open(dir.path(), 10).unwrap();
         let load =
-            |db: &mut Db, scope: &str| db.execute(&StoreRequest::LoadDocument { scope: scope.into(), doc: "d".into() });
-        assert_eq!(load(&mut db, "/"), StoreAnswer::Document(None));
+            |db: &mut Db, scope: &str| db.execute(&RoomRequest::LoadDocument { scope: scope.into(), doc: "d".into() });
+        assert_eq!(load(&mut db, "/"), Ok(RoomAnswer::Document(None)));
         let save = |db: &mut Db, scope: &str, content: &str, version| {
-            db.execute(&StoreRequest::SaveDocument {
+            db.execute(&RoomRequest::SaveDocument {
                 scope: scope.into(),
                 doc: "d".into(),
                 content: content.into(),
                 version,
             })
         };
-        assert_eq!(save(&mut db, "/", "hello", 1), StoreAnswer::Done);
-        assert_eq!(save(&mut db, "/", "hello 😀", 2), StoreAnswer::Done);
-        save(&mut db, "/chat", "other", 7);
-        assert_eq!(load(&mut db, "/"), StoreAnswer::Document(Some(("hello 😀".into(), 2))));
-        assert_eq!(load(&mut db, "/chat"), StoreAnswer::Document(Some(("other".into(), 7))));
-        assert!(matches!(save(&mut db, "/", "x", u64::MAX), StoreAnswer::Failed(_)));
+        assert_eq!(save(&mut db, "/", "hello", 1), Ok(RoomAnswer::Done));
+        assert_eq!(save(&mut db, "/", "hello 😀", 2), Ok(RoomAnswer::Done));
+        assert_eq!(save(&mut db, "/chat", "other", 7), Ok(RoomAnswer::Done));
+        assert_eq!(load(&mut db, "/"), Ok(RoomAnswer::Document(Some(("hello 😀".into(), 2)))));
+        assert_eq!(load(&mut db, "/chat"), Ok(RoomAnswer::Document(Some(("other".into(), 7)))));
+        assert!(save(&mut db, "/", "x", u64::MAX).is_err());
         assert_eq!(
             load(&mut db, "/"),
-            StoreAnswer::Document(Some(("hello 😀".into(), 2))),
+            Ok(RoomAnswer::Document(Some(("hello 😀".into(), 2)))),
             "failed save changed nothing"
         );
     }
@@ -536,20 +521,22 @@ mod tests {
     fn a_batch_runs_in_order_and_a_failing_request_fails_alone() {
         let dir = TestDir::new("db-batch");
         let mut db = Db::open(dir.path(), 10).unwrap();
-        let msg =
-            |n: u64| StoreRequest::AppendMessage { scope: "/".into(), room: "r".into(), message: json!({"n": n}) };
-        let answers = db.execute_batch(&[
-            msg(1),
-            StoreRequest::LoadHistory { scope: "/".into(), room: "r".into(), limit: 10 },
-            StoreRequest::PutNotification { user: "u".into(), notification: json!({}) },
-            msg(2),
-            StoreRequest::LoadHistory { scope: "/".into(), room: "r".into(), limit: 10 },
-        ]);
-        assert_eq!(answers[0], StoreAnswer::Done);
-        assert_eq!(answers[1], StoreAnswer::Records(vec![json!({"n": 1})]), "sees the earlier write");
-        assert!(matches!(answers[2], StoreAnswer::Failed(_)));
-        assert_eq!(answers[3], StoreAnswer::Done);
-        assert_eq!(answers[4], StoreAnswer::Records(vec![json!({"n": 1}), json!({"n": 2})]));
+        let msg = |n: u64| {
+            RoomRequest::AppendMessage { scope: "/".into(), room: "r".into(), message: json!({"n": n}).to_string() }
+        };
+        let load = || RoomRequest::LoadHistory { scope: "/".into(), room: "r".into(), limit: 10 };
+        let no_id = RoomRequest::PutNotification { user: "u".into(), id: String::new(), notification: "{}".into() };
+        let requests = [msg(1), load(), no_id, msg(2), load()].map(StoreRequest::from);
+        let mut batch = requests.to_vec();
+        batch.insert(3, StoreRequest(bytes::Bytes::from_static(b"not a record")));
+        let answers: Vec<Answer> = db.execute_batch(&batch).into_iter().map(RoomAnswer::from_store).collect();
+        let messages = |ns: &[u64]| Ok(RoomAnswer::Messages(ns.iter().map(|n| json!({"n": n}).to_string()).collect()));
+        assert_eq!(answers[0], Ok(RoomAnswer::Done));
+        assert_eq!(answers[1], messages(&[1]), "sees the earlier write");
+        assert!(answers[2].is_err(), "a notification without an id");
+        assert!(answers[3].is_err(), "bytes that are no record");
+        assert_eq!(answers[4], Ok(RoomAnswer::Done));
+        assert_eq!(answers[5], messages(&[1, 2]));
     }
 
     #[test]
@@ -562,13 +549,14 @@ mod tests {
             }
             put(&mut db, "u", "n1");
             put(&mut db, "u", "n2");
-            db.execute(&StoreRequest::MarkRead { user: "u".into(), id: "n1".into() });
-            db.execute(&StoreRequest::SaveDocument {
+            assert_eq!(db.execute(&RoomRequest::MarkRead { user: "u".into(), id: "n1".into() }), Ok(RoomAnswer::Updated(1)));
+            let saved = db.execute(&RoomRequest::SaveDocument {
                 scope: "/".into(),
                 doc: "d".into(),
                 content: "text".into(),
                 version: 5,
             });
+            assert_eq!(saved, Ok(RoomAnswer::Done));
         }
         let mut db = Db::open(dir.path(), 3).unwrap();
         assert_eq!(history(&mut db, "/", "a", 50), vec![2, 3, 4]);
@@ -576,12 +564,12 @@ mod tests {
         assert_eq!(history(&mut db, "/", "a", 50), vec![3, 4, 5], "send order continues after a restart");
         let list = notifications(&mut db, "u", 10);
         assert_eq!(
-            list.iter().map(|n| (n["id"].as_str().unwrap(), n["read"].as_bool().unwrap())).collect::<Vec<_>>(),
+            list.iter().map(|(n, read)| (n["id"].as_str().unwrap(), *read)).collect::<Vec<_>>(),
             [("n2", false), ("n1", true)]
         );
         assert_eq!(
-            db.execute(&StoreRequest::LoadDocument { scope: "/".into(), doc: "d".into() }),
-            StoreAnswer::Document(Some(("text".into(), 5)))
+            db.execute(&RoomRequest::LoadDocument { scope: "/".into(), doc: "d".into() }),
+            Ok(RoomAnswer::Document(Some(("text".into(), 5))))
         );
     }
 

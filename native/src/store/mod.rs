@@ -1,5 +1,6 @@
-//! The embedded store: the core's storage requests carried out on SQLite by one dedicated
-//! thread, strictly in order.
+//! The embedded store: the core's storage requests (the room service's records, see
+//! `parlor_core::app::records`) carried out on SQLite by one dedicated thread, strictly in
+//! order.
 //!
 //! [`Store::open`] opens (creating if needed) `DIR/parlor.db` before the server starts, so a
 //! bad data directory is an error at startup. The driver hands every `Output::Store` to
@@ -28,9 +29,9 @@ type Callback = Box<dyn FnOnce(StoreAnswer) + Send>;
 
 /// Delivers an answer exactly once: dropped unanswered (a request left in the queue of a
 /// stopped thread), it answers `Failed`.
-struct Reply(Option<Callback>);
+struct Answerer(Option<Callback>);
 
-impl Reply {
+impl Answerer {
     fn send(mut self, answer: StoreAnswer) {
         if let Some(f) = self.0.take() {
             f(answer);
@@ -38,7 +39,7 @@ impl Reply {
     }
 }
 
-impl Drop for Reply {
+impl Drop for Answerer {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
             f(StoreAnswer::Failed("the store is closed".into()));
@@ -48,7 +49,7 @@ impl Drop for Reply {
 
 struct Job {
     request: StoreRequest,
-    reply: Reply,
+    reply: Answerer,
 }
 
 enum Msg {
@@ -97,8 +98,8 @@ impl Store {
     /// submitted before it was answered. Never blocks. If the store is closed, `reply` gets
     /// `Failed` at once, on this thread.
     pub fn submit(&self, request: StoreRequest, reply: impl FnOnce(StoreAnswer) + Send + 'static) {
-        let job = Job { request, reply: Reply(Some(Box::new(reply))) };
-        // A refused message is dropped here, and its `Reply` answers `Failed`.
+        let job = Job { request, reply: Answerer(Some(Box::new(reply))) };
+        // A refused message is dropped here, and its `Answerer` answers `Failed`.
         let _ = self.inner.tx.send(Msg::Job(job));
     }
 
@@ -197,19 +198,26 @@ pub(crate) mod test_dir {
 mod tests {
     use super::test_dir::TestDir;
     use super::*;
+    use parlor_core::app::records::{RoomAnswer, RoomRequest};
     use serde_json::json;
 
     fn msg(n: u64) -> StoreRequest {
-        StoreRequest::AppendMessage { scope: "/".into(), room: "r".into(), message: json!({"n": n}) }
+        RoomRequest::AppendMessage { scope: "/".into(), room: "r".into(), message: json!({"n": n}).to_string() }.into()
     }
 
     fn load() -> StoreRequest {
-        StoreRequest::LoadHistory { scope: "/".into(), room: "r".into(), limit: 10_000 }
+        RoomRequest::LoadHistory { scope: "/".into(), room: "r".into(), limit: 10_000 }.into()
+    }
+
+    fn done() -> StoreAnswer {
+        RoomAnswer::Done.into()
     }
 
     fn ns(answer: &StoreAnswer) -> Vec<u64> {
-        match answer {
-            StoreAnswer::Records(r) => r.iter().map(|m| m["n"].as_u64().unwrap()).collect(),
+        match RoomAnswer::from_store(answer.clone()) {
+            Ok(RoomAnswer::Messages(r)) => {
+                r.iter().map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap()["n"].as_u64().unwrap()).collect()
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -233,7 +241,7 @@ mod tests {
                 let expected: Vec<u64> = (0..*n).filter(|i| i % 50 != 49).collect();
                 assert_eq!(ns(answer), expected);
             } else {
-                assert_eq!(*answer, StoreAnswer::Done);
+                assert_eq!(*answer, done());
             }
         }
         store.close();
@@ -251,7 +259,7 @@ mod tests {
         store.close();
         let answers: Vec<StoreAnswer> = rx.try_iter().collect();
         assert_eq!(answers.len(), 300, "every queued request was answered before close returned");
-        assert!(answers.iter().all(|a| *a == StoreAnswer::Done));
+        assert!(answers.iter().all(|a| *a == done()));
         assert!(matches!(store.call(msg(1000)), StoreAnswer::Failed(_)));
         store.close();
 
@@ -272,7 +280,7 @@ mod tests {
         drop(tx);
         drop(store);
         // The thread drains the queue, then sees every sender gone.
-        assert_eq!(rx.iter().filter(|a| *a == StoreAnswer::Done).count(), 50);
+        assert_eq!(rx.iter().filter(|a| *a == done()).count(), 50);
     }
 
     #[test]
@@ -280,7 +288,7 @@ mod tests {
         let dir = TestDir::new("store-keep");
         let store = Store::open(dir.path(), 5).unwrap();
         for n in 0..20 {
-            assert_eq!(store.call(msg(n)), StoreAnswer::Done);
+            assert_eq!(store.call(msg(n)), done());
         }
         assert_eq!(ns(&store.call(load())), vec![15, 16, 17, 18, 19]);
         store.close();
@@ -293,6 +301,7 @@ mod tests {
 mod speed {
     use super::test_dir::TestDir;
     use super::*;
+    use parlor_core::app::records::{RoomAnswer, RoomRequest};
     use serde_json::json;
     use std::time::Instant;
 
@@ -303,15 +312,19 @@ mod speed {
         let env = |name: &str, default: u64| std::env::var(name).map_or(default, |v| v.parse().unwrap());
         let (keep, rooms) = (env("KEEP", 1000), env("ROOMS", 10));
         let store = Store::open(dir.path(), usize::try_from(keep).unwrap()).unwrap();
-        let message = |n: u64| StoreRequest::AppendMessage {
-            scope: "/".into(),
-            room: format!("room{}", n % rooms),
-            message: json!({"id": n, "content": "hello there, a typical chat message", "sender": {"id": "u", "username": "User"}, "timestamp": 1_700_000_000_000u64}),
+        let message = |n: u64| -> StoreRequest {
+            RoomRequest::AppendMessage {
+                scope: "/".into(),
+                room: format!("room{}", n % rooms),
+                message: json!({"id": n, "content": "hello there, a typical chat message", "sender": {"id": "u", "username": "User"}, "timestamp": 1_700_000_000_000u64}).to_string(),
+            }
+            .into()
         };
+        let done: StoreAnswer = RoomAnswer::Done.into();
         let n = 500;
         let start = Instant::now();
         for i in 0..n {
-            assert_eq!(store.call(message(i)), StoreAnswer::Done);
+            assert_eq!(store.call(message(i)), done);
         }
         let one_by_one = start.elapsed();
         let (tx, rx) = mpsc::channel();
@@ -321,7 +334,7 @@ mod speed {
             store.submit(message(i), move |a| tx.send(a).unwrap());
         }
         drop(tx);
-        assert_eq!(rx.iter().filter(|a| *a == StoreAnswer::Done).count() as u64, n * 20);
+        assert_eq!(rx.iter().filter(|a| *a == done).count() as u64, n * 20);
         let queued = start.elapsed();
         println!(
             "one at a time (a commit each): {:.3} ms per append; {} queued: {:.1} µs per append",

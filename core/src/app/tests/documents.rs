@@ -2,7 +2,7 @@
 //! and cost.
 
 use super::*;
-use crate::store::StoreRequest;
+use crate::app::records::{RoomAnswer, RoomRequest};
 use crate::testing::MemStore;
 
 fn doc_harness(app: AppConfig) -> (H, TestClient, TestClient) {
@@ -47,8 +47,9 @@ fn answer_store(h: &mut H, store: &mut MemStore, fail: bool) {
     }
 }
 
-fn stored(store: &mut MemStore) -> StoreAnswer {
-    store.answer(&StoreRequest::LoadDocument { scope: "/".into(), doc: "d".into() })
+fn stored(store: &mut MemStore) -> RoomAnswer {
+    let answer = store.answer(&RoomRequest::LoadDocument { scope: "/".into(), doc: "d".into() }.into());
+    RoomAnswer::from_store(answer).expect("the store answers")
 }
 
 #[test]
@@ -70,7 +71,7 @@ fn a_failed_edit_is_not_applied_announced_or_stored_later() {
     let change = &named(&received(&mut h, &a), "text-change")[0];
     assert_eq!((&change["delta"], &change["version"]), (&json!([{"insert": "kept"}]), &json!(1)));
     assert_eq!(h.machine.handler().document_text("/", "d").as_deref(), Some("kept"));
-    assert_eq!(stored(&mut store), StoreAnswer::Document(Some(("kept".into(), 1))), "the failed edit is never saved");
+    assert_eq!(stored(&mut store), RoomAnswer::Document(Some(("kept".into(), 1))), "the failed edit is never saved");
     assert_eq!(h.machine.check_bounds(), Ok(()));
 }
 
@@ -93,7 +94,7 @@ fn edits_that_wait_are_saved_together_and_announced_in_order() {
         named(&received(&mut h, &b), "text-change").iter().map(|c| c["version"].clone()).collect();
     assert_eq!(versions, [json!(1), json!(2), json!(3), json!(4)]);
     assert_eq!(named(&got_a, "text-change")[0]["version"], 5, "b's late edit, transformed over a's four");
-    assert_eq!(stored(&mut store), StoreAnswer::Document(Some(("aaaab".into(), 5))));
+    assert_eq!(stored(&mut store), RoomAnswer::Document(Some(("aaaab".into(), 5))));
     assert!(h.outputs.iter().all(|o| !matches!(o, crate::Output::Store { .. })), "two batches in all");
 }
 

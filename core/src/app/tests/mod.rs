@@ -803,12 +803,14 @@ fn history_from_the_store_is_capped_at_the_recent_limit() {
         .outputs
         .iter()
         .find_map(|o| match o {
-            crate::Output::Store { id, request: crate::store::StoreRequest::LoadHistory { .. } } => Some(*id),
+            crate::Output::Store { id, request } => {
+                matches!(RoomRequest::from_store(request), Ok(RoomRequest::LoadHistory { .. })).then_some(*id)
+            }
             _ => None,
         })
         .expect("the history is asked for");
-    let records = (0..5).map(|i| json!({"id": format!("m{i}"), "content": format!("c{i}")})).collect();
-    h.input(Input::Stored { id, answer: StoreAnswer::Records(records) });
+    let records = (0..5).map(|i| json!({"id": format!("m{i}"), "content": format!("c{i}")}).to_string()).collect();
+    h.input(Input::Stored { id, answer: RoomAnswer::Messages(records).into() });
     assert_eq!(h.machine.check_bounds(), Ok(()));
     let info = &named(&received(&mut h, &a), "room-info")[0];
     let ids: Vec<&str> = info["recentMessages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
