@@ -24,9 +24,11 @@
 //! - [`kinds`]: those machines by name, for both hosts.
 //! - [`snapshot`]: the whole state as versioned bytes, and back (a live component swap).
 //! - [`idhash`]: hash maps for server-chosen ids; [`rng`]: the seeded random stream.
-//! - `testing` (tests and fuzz targets only): a harness on a virtual clock, an in-memory
-//!   store, and `testing::nodes`, several nodes joined by a deterministic bus; `sim`
-//!   (tests only): the randomized simulation of many clients.
+//! - `testing` (tests and fuzz targets only): `testing::Host`, the one host model (a
+//!   virtual clock, the output contract, an in-memory store) every test, the simulation
+//!   and the fuzz targets drive a machine through, and `testing::nodes`, several nodes
+//!   joined by a deterministic bus; `sim` (tests only): the randomized simulation of many
+//!   clients.
 //!
 //! Layers only look down: codec ← engineio ← socketio ← app.
 //!
@@ -82,7 +84,7 @@ pub mod time;
 
 #[cfg(test)]
 mod sim;
-/// Test helpers (a virtual-clock harness, an in-memory store), also for the fuzz targets.
+/// Test helpers (the host model, an in-memory store, a bus of nodes), also for the fuzz targets.
 #[cfg(any(test, fuzzing))]
 pub mod testing;
 

@@ -18,10 +18,9 @@ use crate::app::ot::{Delta, Op};
 use crate::app::ratelimit::Limit;
 use crate::app::{AppConfig, RoomService};
 use crate::codec::socketio::{decode, PacketType};
-use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request, TransportEnd};
+use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, TransportEnd};
 use crate::service::Machine;
-use crate::store::{StoreId, StoreRequest};
-use crate::testing::MemStore;
+use crate::testing::{open_sid, Host, Rng, WALL_MS};
 use crate::time::Instant;
 use crate::{Config, Service};
 use serde_json::{json, Value};
@@ -31,26 +30,6 @@ const ROOMS: [&str; 3] = ["a", "b", "c"];
 const DOC: &str = "d";
 const TYPING_MS: u64 = 300;
 const CHAT: Limit = Limit { capacity: 8, window_ms: 2_000 };
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: plenty for choosing actions, and exactly repeatable.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 /// What a client asked for with an ack, to judge the answer.
 #[derive(Clone, Debug)]
@@ -112,13 +91,10 @@ struct SimClient {
 struct Sim {
     rng: Rng,
     seed: u64,
-    svc: Service<RoomService>,
-    now: Instant,
-    next_conn: u64,
+    /// The service, its clock, its store and the storage requests it waits on; it checks
+    /// the output contract, the connection limits and the bounds after every input.
+    host: Host<Service<RoomService>>,
     clients: Vec<SimClient>,
-    store: MemStore,
-    /// Storage requests not answered yet, in the order made.
-    store_queue: VecDeque<(StoreId, StoreRequest)>,
     /// Every message id that got a success ack.
     acked_messages: Vec<(String, String)>,
     /// Successful chat sends per socket id, with when.
@@ -138,19 +114,17 @@ impl Sim {
             Config { recovery_window_ms: 5_000, ping_interval_ms: 2_000, ping_timeout_ms: 1_000, ..Config::default() };
         let app =
             AppConfig { typing_timeout_ms: TYPING_MS, chat_limit: CHAT, doc_log_limit: 50, ..AppConfig::default() };
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::new(seed);
         let mut s = [0u8; 32];
-        s[..8].copy_from_slice(&rng.next().to_le_bytes());
+        s[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
         let n = 3 + rng.below(5);
         let mut sim = Sim {
             rng,
             seed,
-            svc: Service::new(config, s, Instant(0), RoomService::new(app)),
-            now: Instant(0),
-            next_conn: 0,
+            host: Host::new(Service::new(config.clone(), s, Instant(0), RoomService::new(app)))
+                .limits(&config)
+                .bounds(Service::check_bounds),
             clients: (0..n).map(|_| SimClient::default()).collect(),
-            store: MemStore::default(),
-            store_queue: VecDeque::new(),
             acked_messages: Vec::new(),
             sends: HashMap::new(),
             handshake: None,
@@ -158,7 +132,7 @@ impl Sim {
             acks_over_polling: 0,
             log: Vec::new(),
         };
-        sim.input(Input::WallClock { unix_ms: 1_795_624_800_000 });
+        sim.input(Input::WallClock { unix_ms: WALL_MS });
         sim
     }
 
@@ -171,10 +145,15 @@ impl Sim {
     }
 
     fn input(&mut self, input: Input<'_>) {
+        self.step_host(|h| h.input(input));
+    }
+
+    /// One step of the host, with what the clients learn from it.
+    fn step_host(&mut self, step: impl FnOnce(&mut Host<Service<RoomService>>)) {
         self.note_rooms();
-        self.svc.handle(input, self.now);
+        step(&mut self.host);
         self.note_rooms();
-        self.drain();
+        self.route();
         self.delivered_on_websockets();
     }
 
@@ -183,7 +162,7 @@ impl Sim {
     fn note_rooms(&mut self) {
         for c in 0..self.clients.len() {
             if let Some(s) = &self.clients[c].socket {
-                let rooms = self.svc.sockets().rooms_of(&s.as_str().into());
+                let rooms = self.host.machine.sockets().rooms_of(&s.as_str().into());
                 self.clients[c].was_in.extend(rooms);
             }
         }
@@ -199,11 +178,10 @@ impl Sim {
         }
     }
 
-    /// Routes every output: frames to their clients, storage requests to the queue.
-    fn drain(&mut self) {
-        while let Some(o) = self.svc.poll_output() {
+    /// Routes every output to its client (the host keeps the storage requests).
+    fn route(&mut self) {
+        for o in std::mem::take(&mut self.host.outputs) {
             match o {
-                Output::Store { id, request } => self.store_queue.push_back((id, request)),
                 Output::Send { conn, frame: OutFrame::Text(t) } => {
                     if let Some(c) = self.client_of(conn) {
                         self.on_frame(c, &String::from_utf8_lossy(&t));
@@ -245,9 +223,7 @@ impl Sim {
         if let Some((h, c)) = self.handshake {
             if h == conn {
                 self.handshake = None;
-                let open: Value = serde_json::from_str(body.get(1..).unwrap_or_default()).unwrap_or(Value::Null);
-                if let (200, Some(sid)) = (status, open["sid"].as_str()) {
-                    let sid = sid.to_owned();
+                if let (200, Some(sid)) = (status, open_sid(body.as_bytes())) {
                     self.clients[c].polling = Some(Polling { sid, get: None, probe: None, lag: 0, ping_due: false });
                 }
                 return;
@@ -310,20 +286,14 @@ impl Sim {
     }
 
     fn post(&mut self, c: usize, query: &str, body: &[u8], gone: bool) {
-        let conn = self.new_conn();
+        let conn = self.host.conn();
         self.posts.insert(conn, (c, gone));
         self.request(conn, Method::Post, query, body, false);
         self.posts.remove(&conn);
     }
 
-    fn new_conn(&mut self) -> ConnId {
-        self.next_conn += 1;
-        ConnId(self.next_conn)
-    }
-
     fn request(&mut self, conn: ConnId, method: Method, query: &str, body: &[u8], websocket: bool) {
-        let req = Request { conn, method, query, body, too_large: false, websocket, remote: None };
-        self.input(Input::Request(req));
+        self.step_host(|h| h.request_on(conn, method, query, body, websocket));
     }
 
     /// A long-poll GET, as socket.io-client keeps one waiting at all times.
@@ -336,8 +306,7 @@ impl Sim {
             p.lag -= 1;
             return;
         }
-        self.next_conn += 1;
-        let conn = ConnId(self.next_conn);
+        let conn = self.host.conn();
         p.get = Some(conn);
         let query = format!("EIO=4&transport=polling&sid={}", p.sid);
         self.request(conn, Method::Get, &query, b"", false);
@@ -346,7 +315,7 @@ impl Sim {
     /// `5` on a probe that answered: the WebSocket carries the session from now on.
     fn finish_upgrade(&mut self, c: usize) {
         let Some(Polling { probe: Some((conn, true)), .. }) = self.clients[c].polling else { return };
-        self.log.push(format!("t={} c{c} upgrades", self.now.0));
+        self.log.push(format!("t={} c{c} upgrades", self.host.now.0));
         // Frames on the WebSocket (the buffered ones first) belong to the client now.
         let cl = &mut self.clients[c];
         cl.conn = Some(conn);
@@ -398,7 +367,7 @@ impl Sim {
             cl.next_ack
         });
         let text = format!("42{}{}", ack.map(|a| a.to_string()).unwrap_or_default(), json!([event, arg]));
-        self.log.push(format!("t={} c{c} {text}", self.now.0));
+        self.log.push(format!("t={} c{c} {text}", self.host.now.0));
         self.transmit(c, &text);
     }
 
@@ -448,7 +417,7 @@ impl Sim {
     /// The server's view: is client `c`'s socket in chat room `room`?
     fn server_has(&self, c: usize, room: &str) -> bool {
         let Some(s) = &self.clients[c].socket else { return false };
-        self.svc.sockets().rooms_of(&s.as_str().into()).contains(&format!("chat:{room}"))
+        self.host.machine.sockets().rooms_of(&s.as_str().into()).contains(&format!("chat:{room}"))
     }
 
     fn on_event(&mut self, c: usize, name: &str, arg: Value) {
@@ -511,7 +480,7 @@ impl Sim {
                     let mid = body["id"].as_str().unwrap_or_default().to_owned();
                     self.acked_messages.push((mid, content));
                     let who = self.clients[c].socket.clone().unwrap_or_default();
-                    self.sends.entry(who).or_default().push(self.now);
+                    self.sends.entry(who).or_default().push(self.host.now);
                     let _ = room;
                 }
             }
@@ -535,19 +504,23 @@ impl Sim {
         }
     }
 
+    /// Answers the oldest storage requests: all of them, or some, a few as failures.
     fn answer_store(&mut self, all: bool) {
-        let n = if all { self.store_queue.len() } else { self.rng.below(self.store_queue.len() + 1) };
+        let held = self.host.held().len();
+        let n = if all { held } else { self.rng.below(held + 1) };
         for _ in 0..n {
-            let Some((id, req)) = self.store_queue.pop_front() else { break };
-            self.store.failing = !all && self.rng.chance(5);
-            let answer = self.store.answer(&req);
-            self.input(Input::Stored { id, answer });
+            if self.host.held().is_empty() {
+                break;
+            }
+            let fail = !all && self.rng.chance(5);
+            self.step_host(|h| {
+                h.answer_held(0, fail);
+            });
         }
-        self.store.failing = false;
     }
 
     fn connect(&mut self, c: usize) {
-        let conn = self.new_conn();
+        let conn = self.host.conn();
         let polling = self.rng.chance(50);
         if polling {
             self.handshake = Some((conn, c));
@@ -567,7 +540,7 @@ impl Sim {
         self.clients[c].pid = None;
         let text = format!("40{auth}");
         let how = if polling { "polling" } else { "websocket" };
-        self.log.push(format!("t={} c{c} connects over {how} {text}", self.now.0));
+        self.log.push(format!("t={} c{c} connects over {how} {text}", self.host.now.0));
         self.transmit(c, &text);
         self.poll(c);
     }
@@ -577,7 +550,7 @@ impl Sim {
         let Some(p) = &self.clients[c].polling else {
             // A POST for a session this client lost: refused, never taken.
             if let (Some(sid), true) = (self.clients[c].stale_sid.clone(), self.rng.chance(20)) {
-                self.log.push(format!("t={} c{c} posts to its old session", self.now.0));
+                self.log.push(format!("t={} c{c} posts to its old session", self.host.now.0));
                 let query = format!("EIO=4&transport=polling&sid={sid}");
                 self.post(c, &query, b"42[\"send-message\",{\"content\":\"late\",\"room\":\"a\"}]", true);
             }
@@ -587,11 +560,11 @@ impl Sim {
         match (probe, self.rng.below(10)) {
             // The upgrade: a probe, then (an action later) `5`.
             (None, 0..=3) => {
-                let conn = self.new_conn();
+                let conn = self.host.conn();
                 if let Some(p) = &mut self.clients[c].polling {
                     p.probe = Some((conn, false));
                 }
-                self.log.push(format!("t={} c{c} probes a WebSocket", self.now.0));
+                self.log.push(format!("t={} c{c} probes a WebSocket", self.host.now.0));
                 let query = format!("EIO=4&transport=websocket&sid={sid}");
                 self.request(conn, Method::Get, &query, b"", true);
                 if self.clients[c].polling.as_ref().is_some_and(|p| p.probe.is_some()) {
@@ -600,7 +573,7 @@ impl Sim {
             }
             (Some((_, true)), 0..=5) => self.finish_upgrade(c),
             (Some((conn, _)), 6) => {
-                self.log.push(format!("t={} c{c} drops its probe", self.now.0));
+                self.log.push(format!("t={} c{c} drops its probe", self.host.now.0));
                 if let Some(p) = &mut self.clients[c].polling {
                     p.probe = None;
                 }
@@ -608,15 +581,15 @@ impl Sim {
             }
             (_, 7) => {
                 let lag = 1 + self.rng.below(20) as u32;
-                self.log.push(format!("t={} c{c} stops polling for {lag} steps", self.now.0));
+                self.log.push(format!("t={} c{c} stops polling for {lag} steps", self.host.now.0));
                 if let Some(p) = &mut self.clients[c].polling {
                     p.lag = lag;
                 }
             }
             (_, 8) if get.is_some() && probe.is_none() => {
                 // Two GETs at once: the server closes the session, answering both.
-                self.log.push(format!("t={} c{c} sends a second GET", self.now.0));
-                let conn = self.new_conn();
+                self.log.push(format!("t={} c{c} sends a second GET", self.host.now.0));
+                let conn = self.host.conn();
                 let query = format!("EIO=4&transport=polling&sid={sid}");
                 self.request(conn, Method::Get, &query, b"", false);
                 if self.clients[c].polling.is_some() {
@@ -625,7 +598,7 @@ impl Sim {
             }
             (_, 9) => {
                 // Vanishes: no close, no more requests; the heartbeat must end it.
-                self.log.push(format!("t={} c{c} vanishes", self.now.0));
+                self.log.push(format!("t={} c{c} vanishes", self.host.now.0));
                 self.lost(c);
                 self.clients[c].stale_sid = None;
             }
@@ -681,7 +654,7 @@ impl Sim {
             0 | 1 if live => self.emit(c, "join", json!({"username": format!("u{c}"), "room": room}), None),
             2 if live => self.emit(c, "leave-room", json!(room), Some(Asked::Other)),
             3 | 4 if live => {
-                let content = format!("m{}", self.rng.next() % 1000);
+                let content = format!("m{}", self.rng.next_u64() % 1000);
                 self.emit(
                     c,
                     "send-message",
@@ -696,16 +669,16 @@ impl Sim {
             9 => {
                 let how = if self.rng.chance(50) { TransportEnd::Closed } else { TransportEnd::Error };
                 if let Some(conn) = self.clients[c].conn {
-                    self.log.push(format!("t={} c{c} drops", self.now.0));
+                    self.log.push(format!("t={} c{c} drops", self.host.now.0));
                     self.lost(c);
                     self.input(Input::Ended { conn, how });
                 } else if let Some(get) = self.clients[c].polling.as_ref().and_then(|p| p.get) {
                     // An abandoned long poll ends the session.
-                    self.log.push(format!("t={} c{c} abandons its GET", self.now.0));
+                    self.log.push(format!("t={} c{c} abandons its GET", self.host.now.0));
                     self.lost(c);
                     self.input(Input::Ended { conn: get, how });
                 } else if self.clients[c].polling.is_some() && self.writable(c) {
-                    self.log.push(format!("t={} c{c} closes its polling session", self.now.0));
+                    self.log.push(format!("t={} c{c} closes its polling session", self.host.now.0));
                     self.transmit(c, "1");
                     self.lost(c);
                 }
@@ -720,9 +693,10 @@ impl Sim {
             14 if self.rng.chance(10) => {
                 // Live swap: the service continues from its own snapshot, as after a
                 // component reload. Nothing a client can see may change.
-                self.log.push(format!("t={} snapshot swap", self.now.0));
-                let snap = self.svc.snapshot().unwrap_or_else(|e| self.fail(&format!("snapshot: {e}")));
-                self.svc = Service::restore(&snap, self.now).unwrap_or_else(|e| self.fail(&format!("restore: {e}")));
+                self.log.push(format!("t={} snapshot swap", self.host.now.0));
+                let snap = self.host.machine.snapshot().unwrap_or_else(|e| self.fail(&format!("snapshot: {e}")));
+                self.host.machine =
+                    Service::restore(&snap, self.host.now).unwrap_or_else(|e| self.fail(&format!("restore: {e}")));
             }
             13 => {
                 // A packet sent twice: the server must treat both as packets, nothing more.
@@ -747,17 +721,15 @@ impl Sim {
     }
 
     fn advance(&mut self, ms: u64) {
-        let end = self.now.plus(ms);
-        while let Some(t) = self.svc.poll_timeout().filter(|t| *t <= end) {
-            self.now = self.now.max(t);
-            self.svc.handle_timeout(self.now);
-            self.drain();
+        let end = self.host.now.plus(ms);
+        while let Some(t) = self.host.next_timer(end) {
+            self.host.timeout_at(t);
+            self.route();
             // Clients answer pings, as real ones do, unless their transport is gone.
             self.pong_all();
         }
-        self.now = end;
-        self.svc.handle_timeout(end);
-        self.drain();
+        self.host.timeout_at(end);
+        self.route();
     }
 
     fn pong_all(&mut self) {
@@ -769,17 +741,11 @@ impl Sim {
         self.poll_all();
     }
 
+    /// The room service's invariants (the host checks the contract and the bounds).
     fn check(&mut self) {
-        if let Err(e) = self.svc.handler().check_invariants(self.svc.sockets(), self.now) {
+        let svc = &self.host.machine;
+        if let Err(e) = svc.handler().check_invariants(svc.sockets(), self.host.now) {
             self.fail(&e);
-        }
-        if let Err(e) = self.svc.check_bounds() {
-            self.fail(&format!("out of bounds: {e}"));
-        }
-        let m = self.svc.metrics();
-        let config = self.svc.sockets().config();
-        if m.connections > config.max_connections {
-            self.fail("more sessions than allowed");
         }
         // A token bucket admits at most its capacity plus one window's refill in a window.
         for (who, times) in &self.sends {
@@ -819,19 +785,19 @@ impl Sim {
                 self.flush_edit(c);
             }
             // A few rounds at least: a polling client hears an answer one GET later.
-            if round >= 5 && self.store_queue.is_empty() {
+            if round >= 5 && self.host.held().is_empty() {
                 break;
             }
         }
         self.advance(TYPING_MS);
         self.check();
-        let stored = self.store.messages_json();
+        let stored = self.host.store.messages_json();
         for (id, content) in &self.acked_messages {
             if !stored.iter().any(|m| m["id"].as_str() == Some(id) && m["content"].as_str() == Some(content)) {
                 self.fail(&format!("acked message {id} ({content}) is not in the store"));
             }
         }
-        let server = self.svc.handler().document_text("/", DOC);
+        let server = self.host.machine.handler().document_text("/", DOC);
         for (i, c) in self.clients.iter().enumerate() {
             if let (Some(view), Some(server)) = (&c.doc, &server) {
                 if view.pending.is_empty() && String::from_utf16_lossy(&view.text) != *server {
@@ -857,15 +823,25 @@ fn simulation_keeps_every_invariant() {
     let mut polling = (0, 0, 0, 0);
     for seed in first..first + seeds {
         let mut sim = Sim::new(seed);
-        for c in 0..sim.clients.len() {
-            sim.connect(c);
+        // The host's checks panic on their own: report those with the seed too.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for c in 0..sim.clients.len() {
+                sim.connect(c);
+            }
+            for _ in 0..steps {
+                sim.step();
+            }
+            sim.settle();
+        }));
+        if let Err(panic) = run {
+            let what = panic.downcast_ref::<String>().map(String::as_str).or(panic.downcast_ref::<&str>().copied());
+            match what {
+                Some(w) if !w.starts_with("simulation seed") => sim.fail(w),
+                _ => std::panic::resume_unwind(panic),
+            }
         }
-        for _ in 0..steps {
-            sim.step();
-        }
-        sim.settle();
         totals.0 += sim.acked_messages.len();
-        totals.1 += sim.svc.handler().document_text("/", DOC).map_or(0, |t| t.len());
+        totals.1 += sim.host.machine.handler().document_text("/", DOC).map_or(0, |t| t.len());
         totals.2 += sim.log.iter().filter(|l| l.contains("pid")).count();
         totals.3 += sim.log.iter().filter(|l| l.contains("snapshot swap")).count();
         polling.0 += sim.log.iter().filter(|l| l.contains("connects over polling")).count();

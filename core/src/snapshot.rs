@@ -118,7 +118,7 @@ mod tests {
     use super::*;
     use crate::conformance::{ConformanceApp, EngineEcho};
     use crate::service::Machine;
-    use crate::testing::Harness;
+    use crate::testing::Host;
     use crate::time::Instant;
     use crate::{Config, Service};
 
@@ -128,13 +128,13 @@ mod tests {
     #[test]
     fn conformance_machines_restore_with_their_sessions() {
         let config = Config { max_buffered_bytes: 400, ..Config::default() };
-        let mut echo = Harness::new(EngineEcho::new(config.clone(), [1; 32], Instant(0)));
+        let mut echo = Host::new(EngineEcho::new(config.clone(), [1; 32], Instant(0)));
         let sid = echo.open_polling("EIO=4&transport=polling");
         echo.post(&format!("EIO=4&transport=polling&sid={sid}"), b"4hello\x1e4again");
         let (ws, _) = echo.open_ws();
         echo.text(ws, "4hi");
         echo.get(&format!("EIO=4&transport=polling&sid={sid}"));
-        let mut app = Harness::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
+        let mut app = Host::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
         let (a, _) = app.open_ws();
         app.text(a, "40");
         app.text(a, "40/custom,{\"token\":\"abc\"}");

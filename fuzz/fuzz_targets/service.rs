@@ -7,7 +7,8 @@
 //! admin event with arbitrary JSON arguments (binary attachments, ack requests), transport
 //! ends, time advancing through every deadline, store answers (the proper answer, a wrong
 //! one, a failure) or never answering, `WallClock`, `Shutdown`, HTTP API requests and raw
-//! HTTP requests. After every input the outputs are drained and checked:
+//! HTTP requests. The service runs in `parlor_core::testing::Host`, which drains the
+//! outputs after every input and checks them (its `Contract`):
 //!
 //! - `metrics().connections` never exceeds `max_connections`; sockets per namespace never
 //!   exceed connections × `max_namespaces_per_connection`;
@@ -15,22 +16,22 @@
 //!   the host reported ended; every request but a long poll is answered in its own step,
 //!   and at most one long poll per session waits;
 //! - `Accept` only to a WebSocket request, once; `Send`/`Close` only on an accepted conn
-//!   that is not closed or ended;
+//!   that is not closed or ended; text frames are UTF-8;
 //! - store ids are never reused;
 //! - after `handle_timeout(t)`, `poll_timeout()` is `None` or later than `t`;
-//! - an ack id is answered at most as many times as the client asked with it, and never
-//!   one it did not ask;
 //! - every queue and map of the core stays inside its configured bound
 //!   (`Service::check_bounds`);
 //! - after `Shutdown`: no connections, every long poll answered, every WebSocket closed,
 //!   and it stays so.
+//!
+//! And this target's own: an ack id is answered at most as many times as the client asked
+//! with it, and never one it did not ask.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use parlor_core::app::ratelimit::Limit;
 use parlor_core::app::records::RoomAnswer;
 use parlor_core::app::{AppConfig, RoomService};
 use parlor_core::codec::payload;
@@ -38,8 +39,9 @@ use parlor_core::codec::socketio::{self as sio, encode, encode_args, PacketType}
 use parlor_core::host::{
     ApiRequest, ConnId, Frame, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest, TransportEnd,
 };
+use parlor_core::testing::{open_sid, Host};
 use parlor_core::{Config, Input, Instant, Machine, Service};
-use parlor_fuzz::{auth_key, tokens, MemStore, Str, J, WALL_MS};
+use parlor_fuzz::{auth_key, small_app, tokens, MemStore, Str, J, WALL_MS};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -359,49 +361,20 @@ struct Session {
     next_ack: u64,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum ConnKind {
-    /// A request; `ws` if it asked to upgrade, `long_poll` if it may wait for packets.
-    Request {
-        ws: bool,
-        long_poll: bool,
-    },
-    Api,
-}
-
-#[derive(Debug, Default)]
-struct ConnState {
-    responded: bool,
-    accepted: bool,
-    closed: bool,
-    ended: bool,
-}
-
 struct Run {
-    core: Service<RoomService>,
+    /// The service, its clock, conns, store and held storage requests, and the contract.
+    host: Host<Service<RoomService>>,
     config: Config,
-    now: Instant,
-    next_conn: u64,
     sessions: Vec<Session>,
-    /// Every conn the harness made, with what it is and what happened to it.
-    conns: HashMap<ConnId, (ConnKind, ConnState)>,
     /// Conn → index in `sessions`, for conns carrying one (long polls, WebSockets, probes).
     conn_session: HashMap<ConnId, usize>,
-    /// Conns a transport end or a frame can be aimed at, in order of creation.
-    live: Vec<ConnId>,
-    store: MemStore,
-    outstanding: Vec<(StoreId, StoreRequest)>,
-    store_ids: HashSet<StoreId>,
+    /// Conns of API requests (their answers are not Engine.IO).
+    api: HashSet<ConnId>,
     /// Socket ids (and user ids) seen in CONNECT answers; pids for recovery.
     seen: Vec<String>,
     pids: Vec<String>,
     /// (session, nsp, ack id) → times asked, times answered.
     acks: HashMap<(usize, String, u64), (u32, u32)>,
-    shut_down: bool,
-}
-
-fn limit(capacity: u32, window_ms: u64) -> Limit {
-    Limit { capacity, window_ms }
 }
 
 impl Run {
@@ -431,48 +404,27 @@ impl Run {
         let app = AppConfig {
             auth_keys: if setup.authed { vec![auth_key()] } else { Vec::new() },
             auth_leeway_secs: 0,
-            typing_timeout_ms: 700,
-            chat_limit: limit(4, 2_000),
-            typing_limit: limit(6, 1_000),
-            event_limit: Limit { capacity: 12, window_ms: 1_000 },
-            recent_limit: 3,
-            doc_log_limit: 3,
-            max_doc_len: 64,
-            // Small enough that logs give way and late edits run out of work budget.
-            doc_log_bytes: 600,
-            doc_log_total_bytes: 1_000,
-            doc_transform_work: 40,
+            ..small_app()
         };
         let mut seen = Vec::new();
         if setup.authed {
             seen.extend(["alice", "bob", "root"].map(str::to_owned));
         }
+        let service = Service::new(config.clone(), [setup.seed; 32], Instant(0), RoomService::new(app));
+        let mut host = Host::new(service).limits(&config).bounds(Service::check_bounds);
+        host.trace = trace();
         let mut run = Run {
-            core: Service::new(config.clone(), [setup.seed; 32], Instant(0), RoomService::new(app)),
+            host,
             config,
-            now: Instant(0),
-            next_conn: 0,
             sessions: Vec::new(),
-            conns: HashMap::new(),
             conn_session: HashMap::new(),
-            live: Vec::new(),
-            store: MemStore::default(),
-            outstanding: Vec::new(),
-            store_ids: HashSet::new(),
+            api: HashSet::new(),
             seen,
             pids: Vec::new(),
             acks: HashMap::new(),
-            shut_down: false,
         };
         run.input(Input::WallClock { unix_ms: WALL_MS });
         run
-    }
-
-    fn conn(&mut self, kind: ConnKind) -> ConnId {
-        self.next_conn += 1;
-        let c = ConnId(self.next_conn);
-        self.conns.insert(c, (kind, ConnState::default()));
-        c
     }
 
     fn session(&self, s: u8) -> Option<usize> {
@@ -480,20 +432,20 @@ impl Run {
     }
 
     /// One of the conns still open on both sides (long polls, WebSockets, probes).
-    fn pick_live(&mut self, c: u8) -> Option<ConnId> {
-        let conns = &self.conns;
-        self.live.retain(|c| conns.get(c).is_some_and(|(_, st)| !st.closed && !st.ended && !st.responded));
-        (!self.live.is_empty()).then(|| self.live[usize::from(c) % self.live.len()])
+    fn pick_live(&self, c: u8) -> Option<ConnId> {
+        let live: Vec<ConnId> = self.host.open_conns().collect();
+        (!live.is_empty()).then(|| live[usize::from(c) % live.len()])
     }
 
     // ---- driving ----
 
     fn input(&mut self, input: Input<'_>) {
-        self.core.handle(input, self.now);
-        self.drain();
-        self.check();
+        self.host.input(input);
+        self.learn();
     }
 
+    /// A request on a fresh conn, carrying session `session` if it is a long poll or a probe.
+    #[allow(clippy::too_many_arguments)] // a request's own fields, and whose it is
     fn request(
         &mut self,
         method: Method,
@@ -502,18 +454,15 @@ impl Run {
         websocket: bool,
         too_large: bool,
         ip: u8,
-    ) -> ConnId {
-        let long_poll = !websocket && method == Method::Get && query.contains("sid=");
-        let c = self.conn(ConnKind::Request { ws: websocket, long_poll });
-        let remote = (!ip.is_multiple_of(4)).then(|| IpAddr::V4(Ipv4Addr::new(10, 0, 0, ip % 4)));
-        let req = Request { conn: c, method, query, body, too_large, websocket, remote };
-        self.input(Input::Request(req));
-        let (_, st) = &self.conns[&c];
-        assert!(st.responded || st.accepted || long_poll, "request {query:?} not answered in its step");
-        if !st.responded {
-            self.live.push(c);
+        session: Option<usize>,
+    ) {
+        let conn = self.host.conn();
+        if let Some(s) = session {
+            self.conn_session.insert(conn, s);
         }
-        c
+        let remote = (!ip.is_multiple_of(4)).then(|| IpAddr::V4(Ipv4Addr::new(10, 0, 0, ip % 4)));
+        let req = Request { conn, method, query, body, too_large, websocket, remote };
+        self.input(Input::Request(req));
     }
 
     fn frame(&mut self, conn: ConnId, frame: Frame<'_>) {
@@ -521,83 +470,35 @@ impl Run {
     }
 
     fn advance(&mut self, ms: u64) {
-        let end = self.now.plus(ms);
-        while let Some(t) = self.core.poll_timeout() {
-            if t > end {
-                break;
-            }
-            self.now = self.now.max(t);
-            self.timeout();
-        }
-        self.now = end;
-        self.timeout();
-    }
-
-    fn timeout(&mut self) {
-        self.core.handle_timeout(self.now);
-        self.drain();
-        self.check();
-        if let Some(t) = self.core.poll_timeout() {
-            assert!(t > self.now, "poll_timeout {t:?} not after handle_timeout({:?})", self.now);
-        }
+        self.host.advance(ms);
+        self.learn();
     }
 
     fn answer(&mut self, i: u8, answer: &Answer) {
-        if self.outstanding.is_empty() {
-            return;
-        }
-        let (id, request) = self.outstanding.remove(usize::from(i) % self.outstanding.len());
-        let answer = match answer {
-            Answer::Proper => self.store.answer(&request),
-            Answer::Done => RoomAnswer::Done.into(),
-            Answer::Failed => StoreAnswer::Failed("store is down".into()),
-            Answer::Updated(n) => RoomAnswer::Updated(u64::from(*n)).into(),
-            Answer::Records(r) => {
-                RoomAnswer::Messages(r.iter().map(|j| j.render(&self.seen).to_string()).collect()).into()
-            }
-            Answer::Notifications(r) => {
-                RoomAnswer::Notifications(r.iter().map(|(j, read)| (j.render(&self.seen).to_string(), *read)).collect())
-                    .into()
-            }
-            Answer::Document(None) => RoomAnswer::Document(None).into(),
-            Answer::Document(Some((text, v))) => {
-                RoomAnswer::Document(Some((text.render(&self.seen), u64::from(*v)))).into()
-            }
-            Answer::Garbage(bytes) => StoreAnswer::Done(bytes.clone().into()),
-            Answer::Drop => return,
-        };
+        let Some((id, request)) = self.host.take_held(usize::from(i)) else { return };
+        let Some(answer) = store_answer(&mut self.host.store, &request, answer, &self.seen) else { return };
         self.input(Input::Stored { id, answer });
     }
 
-    // ---- outputs and invariants ----
+    // ---- outputs ----
 
-    fn drain(&mut self) {
-        while let Some(o) = self.core.poll_output() {
+    /// What the harness learns from the outputs (the host has checked them): sids, and
+    /// the packets on each session.
+    fn learn(&mut self) {
+        for o in std::mem::take(&mut self.host.outputs) {
             self.output(o);
         }
     }
 
     fn output(&mut self, o: Output) {
-        if trace() {
-            eprintln!("  <- {o:?}");
-        }
         match o {
-            Output::Store { id, request } => {
-                assert!(self.store_ids.insert(id), "store id {id:?} reused");
-                self.outstanding.push((id, request));
-            }
             Output::Respond { conn, body, .. } => {
-                let (kind, st) = self.conns.get_mut(&conn).unwrap_or_else(|| panic!("Respond to unknown {conn:?}"));
-                assert!(!st.responded, "{conn:?} answered twice");
-                assert!(!st.accepted, "{conn:?} answered after being accepted");
-                assert!(!st.ended, "{conn:?} answered after the host said it ended");
-                st.responded = true;
-                if *kind == ConnKind::Api {
+                if self.api.contains(&conn) {
                     return;
                 }
                 // A handshake answer: learn the sid. A long-poll answer: read its packets.
                 if body.first() == Some(&b'0') {
-                    if let Some(sid) = sid_of(&body) {
+                    if let Some(sid) = open_sid(&body) {
                         self.sessions.push(Session { sid, ws: None, next_ack: 1_000_000 });
                     }
                 } else if let Some(&s) = self.conn_session.get(&conn) {
@@ -608,19 +509,10 @@ impl Run {
                     }
                 }
             }
-            Output::Accept { conn } => {
-                let (kind, st) = self.conns.get_mut(&conn).unwrap_or_else(|| panic!("Accept of unknown {conn:?}"));
-                assert!(matches!(kind, ConnKind::Request { ws: true, .. }), "Accept of a non-WebSocket {conn:?}");
-                assert!(!st.accepted && !st.responded && !st.ended, "{conn:?} accepted twice or late");
-                st.accepted = true;
-            }
-            Output::Send { conn, frame } => {
-                let st = self.ws_state(conn, "Send");
-                assert!(!st.closed, "Send on {conn:?} after its Close");
-                if let OutFrame::Text(t) = frame {
-                    let Ok(text) = std::str::from_utf8(&t) else { panic!("text frame not UTF-8") };
+            Output::Send { conn, frame: OutFrame::Text(t) } => {
+                if let Ok(text) = std::str::from_utf8(&t) {
                     if text.starts_with('0') && !self.conn_session.contains_key(&conn) {
-                        if let Some(sid) = sid_of(text.as_bytes()) {
+                        if let Some(sid) = open_sid(text.as_bytes()) {
                             self.conn_session.insert(conn, self.sessions.len());
                             self.sessions.push(Session { sid, ws: Some(conn), next_ack: 1_000_000 });
                         }
@@ -629,19 +521,8 @@ impl Run {
                     }
                 }
             }
-            Output::Close { conn, .. } => {
-                let st = self.ws_state(conn, "Close");
-                assert!(!st.closed, "{conn:?} closed twice");
-                st.closed = true;
-            }
+            _ => {}
         }
-    }
-
-    fn ws_state(&mut self, conn: ConnId, what: &str) -> &mut ConnState {
-        let (_, st) = self.conns.get_mut(&conn).unwrap_or_else(|| panic!("{what} on unknown {conn:?}"));
-        assert!(st.accepted, "{what} on {conn:?}, never accepted");
-        assert!(!st.ended, "{what} on {conn:?} after the host said it ended");
-        st
     }
 
     /// One Engine.IO packet from the server on session `s`: learn ids, count ack answers.
@@ -682,56 +563,23 @@ impl Run {
         }
     }
 
-    fn check(&self) {
-        if let Err(e) = self.core.check_bounds() {
-            panic!("out of bounds: {e}");
-        }
-        let m = self.core.metrics();
-        assert!(m.connections <= self.config.max_connections, "{} connections", m.connections);
-        for (nsp, sockets, _) in &m.namespaces {
-            assert!(
-                *sockets <= m.connections * self.config.max_namespaces_per_connection,
-                "{sockets} sockets in {nsp} over {} connections",
-                m.connections
-            );
-        }
-        let mut waiting = 0;
-        for (kind, st) in self.conns.values() {
-            if let ConnKind::Request { long_poll: true, .. } = kind {
-                waiting += usize::from(!st.responded && !st.ended);
-            }
-        }
-        assert!(waiting <= m.connections, "{waiting} long polls wait on {} sessions", m.connections);
-        if self.shut_down {
-            assert_eq!(m.connections, 0, "connections after shutdown");
-            for (c, (kind, st)) in &self.conns {
-                if let ConnKind::Request { .. } = kind {
-                    let open = if st.accepted { !st.closed } else { !st.responded };
-                    assert!(!open || st.ended, "{c:?} still open after shutdown: {kind:?} {st:?}");
-                }
-            }
-        }
-    }
-
     // ---- operations ----
 
     fn apply(&mut self, op: &Op) {
         if trace() {
-            eprintln!("[{}ms] {op:?}", self.now.0);
+            eprintln!("[{}ms] {op:?}", self.host.now.0);
         }
         match op {
             Op::OpenPolling { ip } => {
-                self.request(Method::Get, "EIO=4&transport=polling", b"", false, false, *ip);
+                self.request(Method::Get, "EIO=4&transport=polling", b"", false, false, *ip, None);
             }
             Op::OpenWs { ip } => {
-                self.request(Method::Get, "EIO=4&transport=websocket", b"", true, false, *ip);
+                self.request(Method::Get, "EIO=4&transport=websocket", b"", true, false, *ip, None);
             }
             Op::Poll { s } => {
                 let Some(s) = self.session(*s) else { return };
                 let q = format!("EIO=4&transport=polling&sid={}", self.sessions[s].sid);
-                let c = self.next_conn + 1;
-                self.conn_session.insert(ConnId(c), s);
-                self.request(Method::Get, &q, b"", false, false, 0);
+                self.request(Method::Get, &q, b"", false, false, 0, Some(s));
             }
             Op::Post { s, items } => {
                 let Some(s) = self.session(*s) else { return };
@@ -799,9 +647,7 @@ impl Run {
             Op::Probe { s } => {
                 let Some(s) = self.session(*s) else { return };
                 let q = format!("EIO=4&transport=websocket&sid={}", self.sessions[s].sid);
-                let c = self.next_conn + 1;
-                self.conn_session.insert(ConnId(c), s);
-                self.request(Method::Get, &q, b"", true, false, 0);
+                self.request(Method::Get, &q, b"", true, false, 0, Some(s));
             }
             Op::ProbeStep { c, step } => {
                 let Some(conn) = self.pick_live(*c) else { return };
@@ -813,7 +659,7 @@ impl Run {
                 self.frame(conn, Frame::Text(text));
                 // After `5` on a live probe the session rides this WebSocket.
                 if let (ProbeStep::Upgrade, Some(&s)) = (step, self.conn_session.get(&conn)) {
-                    if self.conns.get(&conn).is_some_and(|(_, st)| st.accepted && !st.closed) {
+                    if self.host.websocket_open(conn) {
                         self.sessions[s].ws = Some(conn);
                     }
                 }
@@ -836,16 +682,13 @@ impl Run {
                     How::Error => TransportEnd::Error,
                     How::Backpressure => TransportEnd::Backpressure,
                 };
-                if let Some((_, st)) = self.conns.get_mut(&conn) {
-                    st.ended = true;
-                }
                 self.input(Input::Ended { conn, how });
             }
             Op::Advance { ms } => {
                 let ms = match ms {
                     Ms::Small(n) => u64::from(*n),
                     Ms::Seconds(n) => u64::from(*n % 16) * 1_000,
-                    Ms::NextDeadline => self.core.poll_timeout().map_or(1, |t| t.since(self.now)),
+                    Ms::NextDeadline => self.host.machine.poll_timeout().map_or(1, |t| t.since(self.host.now)),
                     Ms::Long(n) => u64::from(*n) * 10,
                 };
                 self.advance(ms);
@@ -864,12 +707,10 @@ impl Run {
                 };
                 self.input(Input::WallClock { unix_ms });
             }
-            Op::Shutdown => {
-                self.shut_down = true;
-                self.input(Input::Shutdown);
-            }
+            Op::Shutdown => self.input(Input::Shutdown),
             Op::Api { path, post, auth, body } => {
-                let c = self.conn(ConnKind::Api);
+                let c = self.host.conn();
+                self.api.insert(c);
                 let path = match path {
                     ApiPath::Notifications => "notifications",
                     ApiPath::Broadcast => "broadcast",
@@ -893,7 +734,7 @@ impl Run {
                     Some(false) => Method::Post,
                     None => Method::Other,
                 };
-                self.request(method, query, body, *websocket, *too_large, 1);
+                self.request(method, query, body, *websocket, *too_large, 1, None);
             }
         }
     }
@@ -907,7 +748,7 @@ impl Run {
             }
         }
         let q = format!("EIO=4&transport=polling&sid={}", self.sessions[s].sid);
-        self.request(Method::Post, &q, body, false, too_large, 0);
+        self.request(Method::Post, &q, body, false, too_large, 0, None);
     }
 
     /// A Socket.IO packet as the frames a client sends: (text without the Engine.IO `4`,
@@ -965,9 +806,22 @@ impl Run {
     }
 }
 
-fn sid_of(open: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(open.get(1..)?).ok()?;
-    Some(v.get("sid")?.as_str()?.to_owned())
+/// The fuzzer's answer to a storage request; `None`: it is never answered.
+fn store_answer(store: &mut MemStore, request: &StoreRequest, answer: &Answer, seen: &[String]) -> Option<StoreAnswer> {
+    Some(match answer {
+        Answer::Proper => store.answer(request),
+        Answer::Done => RoomAnswer::Done.into(),
+        Answer::Failed => StoreAnswer::Failed("store is down".into()),
+        Answer::Updated(n) => RoomAnswer::Updated(u64::from(*n)).into(),
+        Answer::Records(r) => RoomAnswer::Messages(r.iter().map(|j| j.render(seen).to_string()).collect()).into(),
+        Answer::Notifications(r) => {
+            RoomAnswer::Notifications(r.iter().map(|(j, read)| (j.render(seen).to_string(), *read)).collect()).into()
+        }
+        Answer::Document(None) => RoomAnswer::Document(None).into(),
+        Answer::Document(Some((text, v))) => RoomAnswer::Document(Some((text.render(seen), u64::from(*v)))).into(),
+        Answer::Garbage(bytes) => StoreAnswer::Done(bytes.clone().into()),
+        Answer::Drop => return None,
+    })
 }
 
 fuzz_target!(|input: (Setup, Vec<Op>)| {

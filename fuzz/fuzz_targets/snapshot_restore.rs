@@ -15,10 +15,12 @@
 //!
 //! First byte odd — a real service driven by an `Arbitrary` script of client actions
 //! (WebSocket and polling clients, upgrades, recovery, chat, typing, documents, store
-//! answers or failures, time). Each `Swap` snapshots the service and restores a twin;
-//! from then on both get every input and must answer exactly alike on every connection
-//! and to the store (per connection and in order; across connections the order is not
-//! part of the contract), with the same next timeout.
+//! answers or failures, time), in `parlor_core::testing::Host`, which holds it to the
+//! output contract and its bounds after every input. Each `Swap` snapshots the service
+//! and restores a twin (in a host that starts where the first one is); from then on both
+//! get every input and must answer exactly alike on every connection and to the store
+//! (per connection and in order; across connections the order is not part of the
+//! contract), with the same next timeout.
 //!
 //! `PARLOR_FUZZ_SNAPSHOTS=DIR` writes each swap's snapshot to DIR as a seed for the
 //! first mode (how the committed `snap_*` seeds were made from the `script_*` ones).
@@ -26,18 +28,16 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use parlor_core::app::ratelimit::Limit;
-use parlor_core::app::{AppConfig, RoomService};
+use parlor_core::app::RoomService;
 use parlor_core::conformance::{ConformanceApp, EngineEcho};
 use parlor_core::engineio::{Engine, SessionId};
-use parlor_core::host::{Frame, Method, OutFrame, Request, StoreAnswer, StoreId, StoreRequest, TransportEnd};
+use parlor_core::host::{Frame, Method, OutFrame, Request, StoreAnswer, StoreId, TransportEnd};
 use parlor_core::snapshot::SnapshotError;
-use parlor_core::testing::MemStore;
+use parlor_core::testing::host::Bounds;
+use parlor_core::testing::{open_sid, per_conn, Host, WALL_MS};
 use parlor_core::{Config, ConnId, Input, Instant, Machine, Output, Service};
+use parlor_fuzz::small_app;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-
-const WALL_MS: u64 = 1_795_624_800_000;
 
 // ---- any bytes ----
 
@@ -47,9 +47,9 @@ fn sids_of(engine: &Engine) -> Vec<String> {
 
 /// Everything a host could send a restored machine, on every id it might know.
 fn exercise<M: Machine>(
-    mut m: M,
+    m: M,
     sids: &[String],
-    bounds: impl Fn(&M) -> Result<(), String>,
+    bounds: Bounds<M>,
     restore: impl Fn(&[u8], Instant) -> Result<M, SnapshotError>,
 ) {
     let now = Instant(50_000);
@@ -73,31 +73,14 @@ fn exercise<M: Machine>(
     if consistent {
         again(&m, "restored");
     }
-    let trace = std::env::var_os("PARLOR_FUZZ_TRACE").is_some();
-    let step = |m: &mut M, input: Input<'_>| {
-        if trace {
-            eprintln!("-> {input:?}");
-        }
-        m.handle(input, now);
-        while let Some(o) = m.poll_output() {
-            if trace {
-                eprintln!("  <- {o:?}");
-            }
-        }
-        if let (true, Err(e)) = (consistent, bounds(m)) {
-            panic!("out of bounds after an input: {e}");
-        }
-    };
-    step(&mut m, Input::WallClock { unix_ms: WALL_MS });
-    let req = |conn: u64, method: Method, query: &'static str, body: &'static [u8], websocket: bool| Request {
-        conn: ConnId(conn),
-        method,
-        query,
-        body,
-        too_large: false,
-        websocket,
-        remote: None,
-    };
+    // The host cannot hold a machine from any bytes to the contract (it may know conns the
+    // host never made), only to the clock rule and, when consistent, its bounds.
+    let mut m = Host::adopt(m, now);
+    m.trace = std::env::var_os("PARLOR_FUZZ_TRACE").is_some();
+    if consistent {
+        m = m.bounds(bounds);
+    }
+    m.input(Input::WallClock { unix_ms: WALL_MS });
     let mut next = 1_000_000u64;
     for sid in sids {
         let queries = [
@@ -107,20 +90,11 @@ fn exercise<M: Machine>(
         ];
         for (q, method, ws, body) in &queries {
             next += 1;
-            let r = Request {
-                conn: ConnId(next),
-                method: *method,
-                query: q,
-                body,
-                too_large: false,
-                websocket: *ws,
-                remote: None,
-            };
-            step(&mut m, Input::Request(r));
+            m.request_on(ConnId(next), *method, q, body, *ws);
         }
     }
     next += 1;
-    step(&mut m, Input::Request(req(next, Method::Get, "EIO=4&transport=websocket", b"", true)));
+    m.request_on(ConnId(next), Method::Get, "EIO=4&transport=websocket", b"", true);
     for c in (0..24).chain(1_000_001..=next) {
         let conn = ConnId(c);
         for text in [
@@ -133,37 +107,31 @@ fn exercise<M: Machine>(
             "42[\"join\",{\"room\":\"r\",\"username\":\"u\"}]",
             "41",
         ] {
-            step(&mut m, Input::Frame { conn, frame: Frame::Text(text) });
+            m.text(conn, text);
         }
-        step(&mut m, Input::Frame { conn, frame: Frame::Binary(b"\x01\x02") });
+        m.binary(conn, b"\x01\x02");
     }
     for i in 0..8 {
-        step(&mut m, Input::Stored { id: StoreId(i), answer: StoreAnswer::Failed("down".into()) });
+        m.input(Input::Stored { id: StoreId(i), answer: StoreAnswer::Failed("down".into()) });
     }
     for c in (0..24).chain(1_000_001..=next) {
-        step(&mut m, Input::Ended { conn: ConnId(c), how: TransportEnd::Error });
+        m.end(ConnId(c), TransportEnd::Error);
     }
-    // Every timer, in order; each fires once.
-    let mut at = now;
+    // Every timer, in order; each fires once (the host checks each leaves a later one).
     for _ in 0..200 {
-        let Some(t) = m.poll_timeout() else { break };
-        at = at.max(t);
-        m.handle_timeout(at);
-        while m.poll_output().is_some() {}
-        if let Some(t) = m.poll_timeout() {
-            assert!(t > at, "poll_timeout {t:?} not after handle_timeout({at:?})");
-        }
+        let Some(t) = m.machine.poll_timeout() else { break };
+        m.timeout_at(t);
     }
     if consistent {
-        again(&m, "driven");
+        again(&m.machine, "driven");
     }
-    step(&mut m, Input::Shutdown);
+    m.input(Input::Shutdown);
     // Whatever it restored from, a machine snapshots, and that snapshot restores.
-    let snap = m.snapshot().expect("a restored machine snapshots");
+    let snap = m.machine.snapshot().expect("a restored machine snapshots");
     let twin = restore(&snap, Instant(0)).expect("a restored machine's snapshot restores");
     assert!(same_up_to_order(&twin.snapshot().expect("and snapshots again"), &snap), "a twin holds other bytes");
     if consistent {
-        again(&m, "shut down");
+        again(&m.machine, "shut down");
     }
 }
 
@@ -309,31 +277,14 @@ impl In {
     }
 }
 
-type PerConn = BTreeMap<Option<ConnId>, Vec<String>>;
-
 struct Run {
-    a: Service<RoomService>,
-    twin: Option<Service<RoomService>>,
-    now: Instant,
-    next_conn: u64,
+    /// The service in its host (clock, conns, store, held storage requests, contract).
+    a: Host<Service<RoomService>>,
+    /// Since the last `Swap`: a service restored from a snapshot, in a host of its own.
+    twin: Option<Host<Service<RoomService>>>,
     clients: Vec<Client>,
-    store: MemStore,
-    outstanding: Vec<(StoreId, StoreRequest)>,
     version: u64,
     swaps: usize,
-}
-
-fn drain(m: &mut Service<RoomService>) -> (Vec<Output>, PerConn) {
-    let mut outs = Vec::new();
-    let mut per: PerConn = BTreeMap::new();
-    while let Some(o) = m.poll_output() {
-        per.entry(o.conn()).or_default().push(format!("{o:?}"));
-        outs.push(o);
-    }
-    if let Err(e) = m.check_bounds() {
-        panic!("out of bounds: {e}");
-    }
-    (outs, per)
 }
 
 impl Run {
@@ -353,71 +304,45 @@ impl Run {
             recovery_max_sessions: 3,
             ..Config::default()
         };
-        let app = AppConfig {
-            typing_timeout_ms: 700,
-            chat_limit: Limit { capacity: 4, window_ms: 2_000 },
-            typing_limit: Limit { capacity: 6, window_ms: 1_000 },
-            event_limit: Limit { capacity: 12, window_ms: 1_000 },
-            recent_limit: 3,
-            doc_log_limit: 3,
-            max_doc_len: 64,
-            // Small enough that logs give way and late edits run out of work budget.
-            doc_log_bytes: 600,
-            doc_log_total_bytes: 1_000,
-            doc_transform_work: 40,
-            ..AppConfig::default()
-        };
-        let mut run = Run {
-            a: Service::new(config, [s.seed; 32], Instant(0), RoomService::new(app)),
-            twin: None,
-            now: Instant(0),
-            next_conn: 0,
-            clients: Vec::new(),
-            store: MemStore::default(),
-            outstanding: Vec::new(),
-            version: 0,
-            swaps: 0,
-        };
-        run.a.handle(Input::WallClock { unix_ms: WALL_MS }, Instant(0));
-        drain(&mut run.a);
-        run
+        let service = Service::new(config.clone(), [s.seed; 32], Instant(0), RoomService::new(small_app()));
+        let mut a = Host::new(service).limits(&config).bounds(Service::check_bounds);
+        a.input(Input::WallClock { unix_ms: WALL_MS });
+        a.outputs.clear();
+        Run { a, twin: None, clients: Vec::new(), version: 0, swaps: 0 }
     }
 
     fn conn(&mut self) -> ConnId {
-        self.next_conn += 1;
-        ConnId(self.next_conn)
+        self.a.conn()
     }
 
     /// Both twins take the input; what they answer must be the same.
     fn feed(&mut self, input: In) -> Vec<Output> {
-        self.a.handle(input.input(), self.now);
-        let (outs, per) = drain(&mut self.a);
+        let outs = self.a.handle(input.input());
         if let Some(b) = self.twin.as_mut() {
-            b.handle(input.input(), self.now);
-            let (_, per_b) = drain(b);
-            assert_eq!(per, per_b, "the restored twin answered differently");
-            assert_eq!(self.a.poll_timeout(), b.poll_timeout(), "the twins' next timeouts differ");
+            let outs_b = b.handle(input.input());
+            assert_eq!(per_conn(&outs), per_conn(&outs_b), "the restored twin answered differently");
+            assert_eq!(self.a.machine.poll_timeout(), b.machine.poll_timeout(), "the twins' next timeouts differ");
         }
         self.observe(&outs);
         outs
     }
 
-    fn timeout(&mut self) {
-        self.a.handle_timeout(self.now);
-        let (outs, per) = drain(&mut self.a);
+    /// Both twins move their clock to `t`.
+    fn timeout(&mut self, t: Instant) {
+        self.a.timeout_at(t);
+        let outs = std::mem::take(&mut self.a.outputs);
         if let Some(b) = self.twin.as_mut() {
-            b.handle_timeout(self.now);
-            let (_, per_b) = drain(b);
-            assert_eq!(per, per_b, "the restored twin answered a timeout differently");
+            b.timeout_at(t);
+            let outs_b = std::mem::take(&mut b.outputs);
+            assert_eq!(per_conn(&outs), per_conn(&outs_b), "the restored twin answered a timeout differently");
         }
         self.observe(&outs);
     }
 
-    /// What the clients learn: sids, socket pids and offsets, store requests, closes.
+    /// What the clients learn: sids, socket pids and offsets, closes.
     fn observe(&mut self, outs: &[Output]) {
         for o in outs {
             match o {
-                Output::Store { id, request } => self.outstanding.push((*id, request.clone())),
                 Output::Respond { body, .. } => self.packets(o.conn(), &String::from_utf8_lossy(body)),
                 Output::Send { conn, frame: OutFrame::Text(t) } => {
                     self.packets(Some(*conn), &format!("{}", String::from_utf8_lossy(t)))
@@ -436,11 +361,10 @@ impl Run {
 
     fn packets(&mut self, _conn: Option<ConnId>, body: &str) {
         for p in body.split('\x1e') {
-            if let Some(open) = p.strip_prefix("0{") {
+            if p.starts_with("0{") {
                 // A handshake answer: the newest client without a sid takes it.
-                let v: Value = serde_json::from_str(&format!("{{{open}")).unwrap_or(Value::Null);
                 if let Some(cl) = self.clients.iter_mut().rev().find(|c| c.open && c.sid.is_none()) {
-                    cl.sid = v["sid"].as_str().map(str::to_owned);
+                    cl.sid = open_sid(p.as_bytes());
                 }
             } else if let Some(rest) = p.strip_prefix("40") {
                 let v: Value = serde_json::from_str(rest.trim_start_matches("/chat,")).unwrap_or(Value::Null);
@@ -573,42 +497,34 @@ impl Run {
                 }
             }
             Op::Advance { ms } => {
-                let end = self.now.plus(u64::from(*ms) % 8_000);
-                while let Some(t) = self.a.poll_timeout().filter(|t| *t <= end) {
-                    self.now = self.now.max(t);
-                    self.timeout();
+                let end = self.a.now.plus(u64::from(*ms) % 8_000);
+                while let Some(t) = self.a.next_timer(end) {
+                    self.timeout(t);
                     // Live WebSocket clients answer pings.
                     let ws: Vec<ConnId> = self.clients.iter().filter_map(|c| c.ws).collect();
                     for conn in ws {
                         self.feed(In::Text(conn, "3".into()));
                     }
                 }
-                self.now = end;
-                self.timeout();
+                self.timeout(end);
             }
             Op::Store { i, fail } => {
-                if self.outstanding.is_empty() {
-                    return;
-                }
-                let (id, request) = self.outstanding.remove(usize::from(*i) % self.outstanding.len());
-                self.store.failing = *fail;
-                let answer = self.store.answer(&request);
-                self.store.failing = false;
+                let Some((id, answer)) = self.a.take_answered(usize::from(*i), *fail) else { return };
                 self.feed(In::Stored(id, answer));
             }
             Op::Swap => {
                 let from = self.twin.as_ref().unwrap_or(&self.a);
-                let snap = from.snapshot().expect("a room service snapshots");
+                let snap = from.machine.snapshot().expect("a room service snapshots");
                 if let Some(dir) = std::env::var_os("PARLOR_FUZZ_SNAPSHOTS") {
                     let name = format!("snap_{:016x}", fxhash(&snap));
                     let mut seed = vec![0u8];
                     seed.extend_from_slice(&snap);
                     let _ = std::fs::write(std::path::Path::new(&dir).join(name), seed);
                 }
-                let twin = Service::<RoomService>::restore(&snap, self.now).expect("a snapshot restores");
+                let twin = Service::<RoomService>::restore(&snap, from.now).expect("a snapshot restores");
                 let again = twin.snapshot().expect("a restored service snapshots");
                 assert!(same_up_to_order(&snap, &again), "a restored service snapshots to other bytes");
-                self.twin = Some(twin);
+                self.twin = Some(from.twin(twin));
                 self.swaps += 1;
             }
         }

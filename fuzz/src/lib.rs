@@ -1,17 +1,20 @@
 //! Shared pieces of the fuzz targets: structured JSON and strings biased towards what the
-//! room service looks at, the signing key and tokens, and an in-memory store that answers
-//! storage requests the way the host's store does.
+//! room service looks at, the signing key and tokens, and the room service's small limits.
+//! The host the service targets drive it through (with its in-memory store and the output
+//! contract) is parlor-core's own `testing::Host`, exported under `cfg(fuzzing)`.
 //!
 //! Everything here goes through parlor-core's public API only.
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use ed25519_dalek::SigningKey;
 use parlor_core::app::auth::{sign, AuthKey};
+use parlor_core::app::ratelimit::Limit;
+use parlor_core::app::AppConfig;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
-/// 2026-11-25T16:40:00.000Z: the wall clock the service targets start from.
-pub const WALL_MS: u64 = 1_795_624_800_000;
+/// The wall clock the service targets start from (parlor-core's test host's).
+pub use parlor_core::testing::WALL_MS;
 
 /// Strings the room service cares about: room names, doc ids, user names, edge lengths.
 pub const KNOWN_STRINGS: &[&str] = &[
@@ -231,6 +234,26 @@ impl J {
 impl<'a> Arbitrary<'a> for J {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
         J::gen(u, 0)
+    }
+}
+
+/// The room service with limits a short run reaches: rate limits, history, and document
+/// logs small enough that they give way and late edits run out of work budget.
+#[must_use]
+pub fn small_app() -> AppConfig {
+    let limit = |capacity, window_ms| Limit { capacity, window_ms };
+    AppConfig {
+        typing_timeout_ms: 700,
+        chat_limit: limit(4, 2_000),
+        typing_limit: limit(6, 1_000),
+        event_limit: limit(12, 1_000),
+        recent_limit: 3,
+        doc_log_limit: 3,
+        max_doc_len: 64,
+        doc_log_bytes: 600,
+        doc_log_total_bytes: 1_000,
+        doc_transform_work: 40,
+        ..AppConfig::default()
     }
 }
 

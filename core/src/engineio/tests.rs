@@ -3,15 +3,15 @@
 use super::TransportInput;
 use crate::conformance::EngineEcho;
 use crate::host::{ConnId, Input, Method, Request, TransportEnd};
-use crate::testing::Harness;
+use crate::testing::Host;
 use crate::Config;
 
 const PING: u64 = 300;
 const PONG: u64 = 200;
 
-fn harness() -> Harness<EngineEcho> {
+fn harness() -> Host<EngineEcho> {
     let config = Config { ping_interval_ms: PING, ping_timeout_ms: PONG, ..Config::default() };
-    Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)))
+    Host::new(EngineEcho::new(config, [1; 32], crate::Instant(0)))
 }
 
 fn q(sid: &str) -> String {
@@ -246,7 +246,7 @@ fn upgrade_probe_noop_and_flush() {
 
 #[test]
 fn upgrade_timeout_closes_the_probe_and_keeps_polling() {
-    let mut h = Harness::new(EngineEcho::new(Config::default(), [1; 32], crate::Instant(0)));
+    let mut h = Host::new(EngineEcho::new(Config::default(), [1; 32], crate::Instant(0)));
     let sid = h.open_polling("EIO=4&transport=polling");
     let ws = h.ws(&format!("EIO=4&transport=websocket&sid={sid}"));
     assert!(h.accepted(ws));
@@ -262,7 +262,7 @@ fn upgrade_timeout_closes_the_probe_and_keeps_polling() {
 #[test]
 fn a_client_that_never_polls_is_closed_at_the_buffer_limit() {
     let config = Config { max_buffered_bytes: 100, ..Config::default() };
-    let mut h = Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
+    let mut h = Host::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
     let sid = h.open_polling("EIO=4&transport=polling");
     for _ in 0..3 {
         let p = h.post(&q(&sid), &[b'4'; 60]);
@@ -294,7 +294,7 @@ fn unknown_connections_are_ignored() {
 }
 
 /// A polling handshake from `ip`: the response's status and body.
-fn handshake_from(h: &mut Harness<EngineEcho>, ip: &str) -> (u16, String) {
+fn handshake_from(h: &mut Host<EngineEcho>, ip: &str) -> (u16, String) {
     let conn = h.conn();
     let req = Request {
         conn,
@@ -312,7 +312,7 @@ fn handshake_from(h: &mut Harness<EngineEcho>, ip: &str) -> (u16, String) {
 #[test]
 fn handshakes_over_the_per_ip_rate_are_forbidden() {
     let config = Config { max_new_connections_per_ip_per_min: 1, ..Config::default() };
-    let mut h = Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
+    let mut h = Host::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
     assert_eq!(handshake_from(&mut h, "127.0.0.1").0, 200);
     assert_eq!(handshake_from(&mut h, "127.0.0.1"), (403, r#"{"code":4,"message":"Forbidden"}"#.into()));
 }
@@ -320,7 +320,7 @@ fn handshakes_over_the_per_ip_rate_are_forbidden() {
 #[test]
 fn too_many_connections_is_503() {
     let config = Config { max_connections: 1, ..Config::default() };
-    let mut h = Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
+    let mut h = Host::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
     h.open_polling("EIO=4&transport=polling");
     let c = h.get("EIO=4&transport=polling");
     assert_eq!(h.response(c).unwrap().0, 503);
@@ -367,7 +367,7 @@ fn a_sid_whose_session_is_missing_is_refused_not_a_panic() {
 fn sessions_open_at_once_per_ip_are_capped() {
     let handshake = handshake_from;
     let config = Config { max_sessions_per_ip: 2, ..Config::default() };
-    let mut h = Harness::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
+    let mut h = Host::new(EngineEcho::new(config, [1; 32], crate::Instant(0)));
     let first = handshake(&mut h, "10.0.0.1");
     assert_eq!(handshake(&mut h, "10.0.0.1").0, 200);
     assert_eq!(handshake(&mut h, "10.0.0.1"), (403, r#"{"code":4,"message":"Forbidden"}"#.into()));

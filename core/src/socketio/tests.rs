@@ -4,10 +4,10 @@
 use super::*;
 use crate::conformance::ConformanceApp;
 use crate::host::{ConnId, TransportEnd};
-use crate::testing::Harness;
+use crate::testing::Host;
 use crate::{Machine, Service};
 
-fn conformance() -> Harness<Service<ConformanceApp>> {
+fn conformance() -> Host<Service<ConformanceApp>> {
     let config = Config {
         ping_interval_ms: 300,
         ping_timeout_ms: 200,
@@ -15,17 +15,17 @@ fn conformance() -> Harness<Service<ConformanceApp>> {
         recovery_window_ms: 0,
         ..Config::default()
     };
-    Harness::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()))
+    Host::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()))
 }
 
 /// A WebSocket with a Socket.IO connection: returns it and its socket id.
-fn connect<M: crate::Machine>(h: &mut Harness<M>, packet: &str) -> (ConnId, String) {
+fn connect<M: crate::Machine>(h: &mut Host<M>, packet: &str) -> (ConnId, String) {
     let (c, reply) = connect_reply(h, packet);
     (c, reply["sid"].as_str().unwrap().to_owned())
 }
 
 /// Like [`connect`], returning the CONNECT reply (`{sid, pid?}`).
-fn connect_reply<M: crate::Machine>(h: &mut Harness<M>, packet: &str) -> (ConnId, Value) {
+fn connect_reply<M: crate::Machine>(h: &mut Host<M>, packet: &str) -> (ConnId, Value) {
     let (c, _) = h.open_ws();
     h.text(c, packet);
     let frames = h.frames(c);
@@ -86,7 +86,7 @@ fn invalid_packets_close_the_connection() {
 #[test]
 fn connect_timeout_closes_a_silent_connection() {
     let config = Config { connect_timeout_ms: 1000, ..Config::default() };
-    let mut h = Harness::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
+    let mut h = Host::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
     let (c, _) = h.open_ws();
     h.advance(999);
     assert_eq!(h.closed(c), None);
@@ -267,9 +267,9 @@ impl Handler for TestApp {
     }
 }
 
-fn app(recovery_ms: u64) -> Harness<Service<TestApp>> {
+fn app(recovery_ms: u64) -> Host<Service<TestApp>> {
     let config = Config { recovery_window_ms: recovery_ms, ..Config::default() };
-    Harness::new(Service::new(config, [3; 32], Instant(0), TestApp::default()))
+    Host::new(Service::new(config, [3; 32], Instant(0), TestApp::default()))
 }
 
 #[test]
@@ -285,7 +285,7 @@ fn room_targeting_with_overlaps_reaches_each_socket_once() {
     for conn in [a, b, c, d] {
         h.frames(conn);
     }
-    let got = |h: &mut Harness<Service<TestApp>>| [a, b, c, d].map(|x| h.frames(x).len());
+    let got = |h: &mut Host<Service<TestApp>>| [a, b, c, d].map(|x| h.frames(x).len());
 
     h.text(c, r#"42["send",{"to":["x","y"],"data":1}]"#);
     assert_eq!(got(&mut h), [1, 1, 0, 0], "union of rooms, each once, namespace-scoped");
@@ -380,7 +380,7 @@ fn server_disconnect_sends_41_and_reports_the_reason() {
 #[test]
 fn namespaces_per_connection_are_capped() {
     let config = Config { max_namespaces_per_connection: 1, ..Config::default() };
-    let mut h = Harness::new(Service::new(config, [3; 32], Instant(0), TestApp::default()));
+    let mut h = Host::new(Service::new(config, [3; 32], Instant(0), TestApp::default()));
     let (c, _) = connect(&mut h, "40");
     h.frames(c);
     h.text(c, "40/b,");
@@ -397,7 +397,7 @@ fn by_default_recovery_is_off_no_pid_and_events_exactly_as_emitted() {
     // Stock clients other than socket.io-client (python-socketio, rust_socketio) would see
     // a recovery offset as one more argument; the default leaves it out, as Socket.IO does.
     assert_eq!(Config::default().recovery_window_ms, 0);
-    let mut h = Harness::new(Service::new(Config::default(), [3; 32], Instant(0), TestApp::default()));
+    let mut h = Host::new(Service::new(Config::default(), [3; 32], Instant(0), TestApp::default()));
     let (a, reply) = connect_reply(&mut h, "40");
     assert_eq!(reply.as_object().unwrap().keys().collect::<Vec<_>>(), ["sid"], "{reply}");
     let (b, _) = connect(&mut h, "40");
@@ -467,7 +467,7 @@ fn a_recovery_log_that_never_began_does_not_underflow_on_connect() {
     // Found by the snapshot_restore fuzz target: a damaged snapshot whose recovery log
     // has next offset 0 made the next CONNECT subtract below zero and panic.
     let config = Config { recovery_window_ms: 60_000, ..Config::default() };
-    let mut h = Harness::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
+    let mut h = Host::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
     h.machine.sockets.recovery.damage_next_offset(0);
     let (_, reply) = connect_reply(&mut h, "40");
     assert!(reply["sid"].is_string(), "{reply}");
@@ -482,7 +482,7 @@ fn attachments_are_due_within_a_deadline_and_a_node_wide_budget() {
         attachment_budget_bytes: 10,
         ..Config::default()
     };
-    let mut h = Harness::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
+    let mut h = Host::new(Service::new(config, [2; 32], Instant(0), ConformanceApp::new()));
     let three =
         r#"453-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}]"#;
     // A packet whose last attachment never comes: closed at the deadline, its bytes freed.

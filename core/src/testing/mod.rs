@@ -1,188 +1,28 @@
-//! A test harness: a machine driven by a virtual clock that jumps straight to the next
-//! deadline, with helpers that speak HTTP-ish and WebSocket-ish to it; and [`nodes`],
-//! several machines on one clock joined by a deterministic bus.
+//! Test helpers: [`host`], the one host model every test, the simulation and the fuzz
+//! targets drive a machine through (a virtual clock that jumps straight to the next
+//! deadline, the output contract, helpers that speak HTTP-ish and WebSocket-ish to it);
+//! [`MemStore`], the in-memory store it answers from; and [`nodes`], several machines on
+//! one clock joined by a deterministic bus.
 
+pub mod host;
 pub mod nodes;
 
+pub use host::{per_conn, Host, Rng, WALL_MS};
+
 use crate::app::records::{RoomAnswer, RoomRequest};
-use crate::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request, TransportEnd};
-use crate::service::Machine;
 use crate::store::{StoreAnswer, StoreRequest};
-use crate::time::Instant;
 use serde_json::Value;
 use std::collections::HashMap;
 
-pub struct Harness<M: Machine> {
-    pub machine: M,
-    pub now: Instant,
-    pub outputs: Vec<Output>,
-    /// Answers storage requests at once, in order, when set.
-    pub store: Option<MemStore>,
-    next_conn: u64,
+/// The sid of an Engine.IO open packet (`0{"sid":...}`), if that is what `packet` is.
+pub fn open_sid(packet: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(packet.strip_prefix(b"0")?).ok()?;
+    Some(v.get("sid")?.as_str()?.to_owned())
 }
 
-impl<M: Machine> Harness<M> {
-    pub fn new(machine: M) -> Self {
-        Harness { machine, now: Instant(0), outputs: Vec::new(), store: None, next_conn: 1 }
-    }
-
-    /// Like `new`, with an in-memory store answering every request.
-    pub fn with_store(machine: M) -> Self {
-        let mut h = Harness::new(machine);
-        h.store = Some(MemStore::default());
-        h
-    }
-
-    pub fn conn(&mut self) -> ConnId {
-        self.next_conn += 1;
-        ConnId(self.next_conn)
-    }
-
-    fn drain(&mut self) {
-        loop {
-            let mut requests = Vec::new();
-            while let Some(o) = self.machine.poll_output() {
-                match (o, self.store.is_some()) {
-                    (Output::Store { id, request }, true) => requests.push((id, request)),
-                    (o, _) => self.outputs.push(o),
-                }
-            }
-            if requests.is_empty() {
-                return;
-            }
-            for (id, request) in requests {
-                let answer = self.store.as_mut().expect("checked").answer(&request);
-                self.machine.handle(Input::Stored { id, answer }, self.now);
-            }
-        }
-    }
-
-    pub fn input(&mut self, input: Input<'_>) {
-        self.machine.handle(input, self.now);
-        self.drain();
-    }
-
-    /// Moves the clock forward to `t` (no earlier than now), firing every deadline on the
-    /// way in order.
-    pub fn advance_to(&mut self, t: Instant) {
-        self.advance(t.since(self.now));
-    }
-
-    /// Moves the clock forward by `ms`, firing every deadline on the way in order.
-    pub fn advance(&mut self, ms: u64) {
-        let end = self.now.plus(ms);
-        while let Some(t) = self.machine.poll_timeout() {
-            if t > end {
-                break;
-            }
-            self.now = self.now.max(t);
-            self.machine.handle_timeout(self.now);
-            self.drain();
-        }
-        self.now = end;
-        self.machine.handle_timeout(self.now);
-        self.drain();
-    }
-
-    pub fn request(&mut self, method: Method, query: &str, body: &[u8], websocket: bool) -> ConnId {
-        let conn = self.conn();
-        let req = Request { conn, method, query, body, too_large: false, websocket, remote: None };
-        self.input(Input::Request(req));
-        conn
-    }
-
-    pub fn get(&mut self, query: &str) -> ConnId {
-        self.request(Method::Get, query, b"", false)
-    }
-
-    pub fn post(&mut self, query: &str, body: &[u8]) -> ConnId {
-        self.request(Method::Post, query, body, false)
-    }
-
-    pub fn ws(&mut self, query: &str) -> ConnId {
-        self.request(Method::Get, query, b"", true)
-    }
-
-    pub fn text(&mut self, conn: ConnId, text: &str) {
-        self.input(Input::Frame { conn, frame: Frame::Text(text) });
-    }
-
-    pub fn binary(&mut self, conn: ConnId, bin: &[u8]) {
-        self.input(Input::Frame { conn, frame: Frame::Binary(bin) });
-    }
-
-    pub fn end(&mut self, conn: ConnId, how: TransportEnd) {
-        self.input(Input::Ended { conn, how });
-    }
-
-    /// Takes the HTTP answer of `conn`, if it came: (status, body as text).
-    pub fn response(&mut self, conn: ConnId) -> Option<(u16, String)> {
-        let i = self.outputs.iter().position(|o| matches!(o, Output::Respond { conn: c, .. } if *c == conn))?;
-        match self.outputs.remove(i) {
-            Output::Respond { status, body, .. } => Some((status, String::from_utf8_lossy(&body).into_owned())),
-            _ => unreachable!(),
-        }
-    }
-
-    /// Takes every frame sent on `conn` so far, text frames as strings, binary as `<bin:..>`.
-    pub fn frames(&mut self, conn: ConnId) -> Vec<String> {
-        let mut out = Vec::new();
-        self.outputs.retain(|o| match o {
-            Output::Send { conn: c, frame } if *c == conn => {
-                out.push(match frame {
-                    OutFrame::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                    OutFrame::Binary(b) => format!("<bin:{:?}>", &b[..]),
-                });
-                false
-            }
-            _ => true,
-        });
-        out
-    }
-
-    /// Takes the first frame sent on `conn`, leaving the rest.
-    pub fn first_frame(&mut self, conn: ConnId) -> Option<String> {
-        let i = self.outputs.iter().position(|o| matches!(o, Output::Send { conn: c, .. } if *c == conn))?;
-        match self.outputs.remove(i) {
-            Output::Send { frame: OutFrame::Text(t), .. } => Some(String::from_utf8_lossy(&t).into_owned()),
-            _ => None,
-        }
-    }
-
-    /// Takes the close of `conn`, if it came: its code.
-    pub fn closed(&mut self, conn: ConnId) -> Option<u16> {
-        let i = self.outputs.iter().position(|o| matches!(o, Output::Close { conn: c, .. } if *c == conn))?;
-        match self.outputs.remove(i) {
-            Output::Close { code, .. } => Some(code),
-            _ => unreachable!(),
-        }
-    }
-
-    pub fn accepted(&mut self, conn: ConnId) -> bool {
-        let i = self.outputs.iter().position(|o| matches!(o, Output::Accept { conn: c } if *c == conn));
-        i.map(|i| self.outputs.remove(i)).is_some()
-    }
-
-    /// A polling handshake: returns the sid.
-    pub fn open_polling(&mut self, path_query: &str) -> String {
-        let c = self.get(path_query);
-        let (status, body) = self.response(c).expect("handshake answered");
-        assert_eq!(status, 200, "{body}");
-        sid_of(&body)
-    }
-
-    /// A WebSocket handshake: returns the connection and the sid.
-    pub fn open_ws(&mut self) -> (ConnId, String) {
-        let c = self.ws("EIO=4&transport=websocket");
-        assert!(self.accepted(c));
-        let frames = self.frames(c);
-        (c, sid_of(&frames[0]))
-    }
-}
-
+/// The sid of an open packet that must be one.
 pub fn sid_of(open: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&open[1..]).expect("open packet JSON");
-    v["sid"].as_str().expect("sid").to_owned()
+    open_sid(open.as_bytes()).unwrap_or_else(|| panic!("not an open packet with a sid: {open:?}"))
 }
 
 /// A store in memory with the semantics the host's store has for the room service's

@@ -5,11 +5,11 @@
 //! [`Bus`] carries byte messages between nodes with a latency and a seeded jitter, keeps
 //! each link in order (a Redis connection delivers in order), and can drop messages at a
 //! given rate, cut links in partitions, and lose a node as a crash does: what was on the
-//! way to it is gone, and it sends nothing more. [`Nodes`] drives N [`Harness`]es and the
+//! way to it is gone, and it sends nothing more. [`Nodes`] drives N hosts and the
 //! bus in one time line: every step goes to the earliest deadline of any node or message,
 //! so a run is the same for the same seed, however the events interleave.
 
-use super::Harness;
+use super::{Host, Rng};
 use crate::service::Machine;
 use crate::time::Instant;
 use bytes::Bytes;
@@ -60,7 +60,7 @@ pub struct BusStats {
 #[derive(Debug)]
 pub struct Bus {
     config: BusConfig,
-    rng: u64,
+    rng: Rng,
     /// By delivery time, then by the order sent.
     in_flight: BTreeMap<(Instant, u64), Packet>,
     seq: u64,
@@ -77,8 +77,7 @@ impl Bus {
     pub fn new(config: BusConfig) -> Self {
         Bus {
             config,
-            // xorshift needs a state that is not zero.
-            rng: config.seed | 1,
+            rng: Rng::new(config.seed),
             in_flight: BTreeMap::new(),
             seq: 0,
             link_last: HashMap::new(),
@@ -86,13 +85,6 @@ impl Bus {
             dead: HashSet::new(),
             stats: BusStats::default(),
         }
-    }
-
-    fn random(&mut self) -> u64 {
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
     /// Sends `bytes` from one node to another; `false` when it is lost at once (a dead
@@ -103,11 +95,11 @@ impl Bus {
             self.stats.blocked += 1;
             return false;
         }
-        if self.config.drop_percent > 0 && self.random() % 100 < self.config.drop_percent {
+        if self.config.drop_percent > 0 && self.rng.next_u64() % 100 < self.config.drop_percent {
             self.stats.dropped += 1;
             return false;
         }
-        let jitter = if self.config.jitter_ms == 0 { 0 } else { self.random() % (self.config.jitter_ms + 1) };
+        let jitter = if self.config.jitter_ms == 0 { 0 } else { self.rng.next_u64() % (self.config.jitter_ms + 1) };
         let mut at = now.plus(self.config.latency_ms + jitter);
         if let Some(last) = self.link_last.get(&(from, to)) {
             at = at.max(*last);
@@ -178,10 +170,10 @@ impl Bus {
     }
 }
 
-/// N machines, each in its own [`Harness`] (clients connect to one node), and the bus
+/// N machines, each in its own [`Host`] (clients connect to one node), and the bus
 /// between them, on one clock.
 pub struct Nodes<M: Machine> {
-    pub nodes: Vec<Harness<M>>,
+    pub nodes: Vec<Host<M>>,
     pub bus: Bus,
     pub now: Instant,
 }
@@ -189,13 +181,13 @@ pub struct Nodes<M: Machine> {
 impl<M: Machine> Nodes<M> {
     #[must_use]
     pub fn new(machines: Vec<M>, bus: BusConfig) -> Self {
-        Nodes { nodes: machines.into_iter().map(Harness::new).collect(), bus: Bus::new(bus), now: Instant(0) }
+        Nodes { nodes: machines.into_iter().map(Host::new).collect(), bus: Bus::new(bus), now: Instant(0) }
     }
 
     /// Like `new`, every node with its own in-memory store.
     #[must_use]
     pub fn with_stores(machines: Vec<M>, bus: BusConfig) -> Self {
-        Nodes { nodes: machines.into_iter().map(Harness::with_store).collect(), bus: Bus::new(bus), now: Instant(0) }
+        Nodes { nodes: machines.into_iter().map(Host::with_store).collect(), bus: Bus::new(bus), now: Instant(0) }
     }
 
     /// A node crashes: its clock stops (its timers never fire), and the bus loses what
@@ -207,7 +199,7 @@ impl<M: Machine> Nodes<M> {
     /// Moves every live node and the bus forward by `ms`, in one time line: at each step
     /// the earliest deadline of any node, or the next message, comes first. Each message
     /// that arrives is handed to `deliver` with the node it arrives at.
-    pub fn advance(&mut self, ms: u64, mut deliver: impl FnMut(&mut Harness<M>, Packet)) {
+    pub fn advance(&mut self, ms: u64, mut deliver: impl FnMut(&mut Host<M>, Packet)) {
         let end = self.now.plus(ms);
         loop {
             let timers = self
@@ -225,7 +217,7 @@ impl<M: Machine> Nodes<M> {
     }
 
     /// Every live node's clock to `t`, then the messages due by then.
-    fn step_to(&mut self, t: Instant, deliver: &mut impl FnMut(&mut Harness<M>, Packet)) {
+    fn step_to(&mut self, t: Instant, deliver: &mut impl FnMut(&mut Host<M>, Packet)) {
         for (i, node) in self.nodes.iter_mut().enumerate() {
             if !self.bus.is_dead(i) {
                 node.advance_to(t);
@@ -335,7 +327,7 @@ mod tests {
         let ping = Config::default().ping_interval_ms;
         n.advance(ping - 4, |_, _| {});
         n.bus.send(0, 1, Bytes::from_static(b"m"), n.now);
-        let pings = |h: &Harness<EngineEcho>| {
+        let pings = |h: &Host<EngineEcho>| {
             h.outputs.iter().filter(|o| matches!(o, Output::Send { frame, .. } if frame.len() == 1)).count()
         };
         let mut seen = Vec::new();

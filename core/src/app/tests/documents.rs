@@ -55,7 +55,8 @@ fn stored(store: &mut MemStore) -> RoomAnswer {
 #[test]
 fn a_failed_edit_is_not_applied_announced_or_stored_later() {
     let (mut h, a, b) = doc_harness(AppConfig::default());
-    let mut store = h.store.take().unwrap();
+    h.answer_at_once = false;
+    let mut store = std::mem::take(&mut h.store);
     edit(&mut h, &a, 1, json!([{"insert": "lost"}]), 0);
     // Made while a's edit is out: it waits, and goes as the next batch.
     edit(&mut h, &b, 2, json!([{"insert": "kept"}]), 0);
@@ -77,7 +78,8 @@ fn a_failed_edit_is_not_applied_announced_or_stored_later() {
 #[test]
 fn edits_that_wait_are_saved_together_and_announced_in_order() {
     let (mut h, a, b) = doc_harness(AppConfig::default());
-    let mut store = h.store.take().unwrap();
+    h.answer_at_once = false;
+    let mut store = std::mem::take(&mut h.store);
     edit(&mut h, &a, 1, json!([{"insert": "a"}]), 0);
     for (n, v) in [(2, 1), (3, 2), (4, 3)] {
         edit(&mut h, &a, n, json!([{"insert": "a"}]), v);
@@ -99,7 +101,8 @@ fn edits_that_wait_are_saved_together_and_announced_in_order() {
 #[test]
 fn a_join_gets_what_is_stored_once_and_waits_only_for_its_own_edits() {
     let (mut h, a, _b) = doc_harness(AppConfig::default());
-    let mut store = h.store.take().unwrap();
+    h.answer_at_once = false;
+    let mut store = std::mem::take(&mut h.store);
     edit(&mut h, &a, 1, json!([{"insert": "x"}]), 0);
     // A newcomer joins while a's edit is out: it gets the stored state at once, then the edit.
     let c = connect(&mut h, "/", json!({"username": "cy"}));
@@ -185,7 +188,7 @@ fn op_logs_are_bounded_in_bytes_per_document_and_in_all() {
 fn edits_waiting_for_the_store_are_bounded_in_bytes() {
     let (hundred, w) = hundred();
     let (mut h, a, _b) = doc_harness(AppConfig { doc_log_bytes: 3 * w + w / 2, ..AppConfig::default() });
-    h.store = None;
+    h.answer_at_once = false;
     // The first goes to the store, three wait, the fifth would pass the queue's bytes.
     for v in 0..5 {
         edit(&mut h, &a, v + 1, json!([{"insert": hundred}]), v);

@@ -5,19 +5,19 @@ use super::*;
 use crate::codec::socketio::{decode, PacketType};
 use crate::host::ApiRequest;
 use crate::host::{ConnId, Input, Method, TransportEnd};
-use crate::testing::Harness;
+use crate::testing::Host;
 use crate::{Config, Machine, Service};
 use ed25519_dalek::SigningKey;
 use serde_json::json;
 
-type H = Harness<Service<RoomService>>;
+type H = Host<Service<RoomService>>;
 
 /// 2026-11-25T16:40:00.000Z
 const WALL: u64 = 1_795_624_800_000;
 
 fn harness(app: AppConfig) -> H {
     let config = Config { recovery_window_ms: 0, ..Config::default() };
-    let mut h = Harness::with_store(Service::new(config, [5; 32], Instant(0), RoomService::new(app)));
+    let mut h = Host::with_store(Service::new(config, [5; 32], Instant(0), RoomService::new(app)));
     h.input(Input::WallClock { unix_ms: WALL });
     h
 }
@@ -213,7 +213,7 @@ fn a_failed_store_never_acks_success() {
     let mut h = dev();
     let a = connect(&mut h, "/", json!({}));
     join(&mut h, &a, "a", "r");
-    h.store.as_mut().unwrap().failing = true;
+    h.store.failing = true;
     emit(&mut h, &a, Some(1), "send-message", &[json!({"content": "x", "room": "r"})]);
     let got = received(&mut h, &a);
     assert_eq!(named(&got, "ack:1")[0]["code"], "INTERNAL_ERROR");
@@ -627,7 +627,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
 #[test]
 fn recovery_keeps_the_user_and_their_rooms() {
     let config = Config { recovery_window_ms: 60_000, ..Config::default() };
-    let mut h = Harness::with_store(Service::new(config, [5; 32], Instant(0), RoomService::default()));
+    let mut h = Host::with_store(Service::new(config, [5; 32], Instant(0), RoomService::default()));
     h.input(Input::WallClock { unix_ms: WALL });
     let (conn, _) = h.open_ws();
     h.text(conn, r#"40{"username":"ann"}"#);
@@ -671,7 +671,7 @@ fn writes_waiting_for_the_store_are_capped_per_socket() {
     let config = Config { recovery_window_ms: 0, ..Config::default() };
     let app = RoomService::new(AppConfig { chat_limit, ..AppConfig::default() });
     // No store answers: every write stays in flight.
-    let mut h = Harness::new(Service::new(config, [5; 32], Instant(0), app));
+    let mut h = Host::new(Service::new(config, [5; 32], Instant(0), app));
     let a = connect(&mut h, "/", json!({}));
     emit(&mut h, &a, None, "join-room", &[json!("r")]);
     for i in 0..=MAX_IN_FLIGHT as u64 {
@@ -690,7 +690,7 @@ fn writes_waiting_for_the_store_are_capped_per_socket() {
 fn a_restored_snapshot_behaves_exactly_like_the_original() {
     let config = Config { recovery_window_ms: 30_000, ..Config::default() };
     let app = AppConfig { typing_timeout_ms: 300, ..AppConfig::default() };
-    let mut h = Harness::new(Service::new(config, [5; 32], Instant(0), RoomService::new(app)));
+    let mut h = Host::new(Service::new(config, [5; 32], Instant(0), RoomService::new(app)));
     h.input(Input::WallClock { unix_ms: WALL });
     let a = connect(&mut h, "/", json!({"username": "ann"}));
     let b = connect(&mut h, "/chat", json!({"username": "ben"}));
@@ -702,8 +702,7 @@ fn a_restored_snapshot_behaves_exactly_like_the_original() {
 
     let snap = h.machine.snapshot().unwrap();
     let restored = Service::<RoomService>::restore(&snap, h.now).unwrap();
-    let mut g = Harness::new(restored);
-    g.now = h.now;
+    let mut g = h.twin(restored);
 
     let script: Vec<(ConnId, String)> = vec![
         (a.conn, r#"42["send-message",{"content":"hi","room":"r"}]"#.into()),
@@ -718,20 +717,8 @@ fn a_restored_snapshot_behaves_exactly_like_the_original() {
     h.advance(25_000);
     g.advance(25_000);
     assert!(!h.outputs.is_empty());
-    // Per connection (what a client can observe) and for the store, in order. Across
-    // connections the order of sends is not part of the contract.
-    let per_conn = |outs: &[crate::Output]| {
-        let mut m: std::collections::BTreeMap<Option<ConnId>, Vec<String>> = Default::default();
-        for o in outs {
-            let key = o.conn();
-            let text = match o {
-                crate::Output::Store { request, .. } => format!("{request:?}"),
-                other => format!("{other:?}"),
-            };
-            m.entry(key).or_default().push(text);
-        }
-        m
-    };
+    // Per connection (what a client can observe) and for the store, in order.
+    let per_conn = crate::testing::per_conn;
     assert_eq!(per_conn(&h.outputs), per_conn(&g.outputs), "same outputs after the swap");
 }
 
@@ -762,7 +749,7 @@ fn repeated_joins_while_the_store_is_slow_wait_once() {
     // answered queued the socket again, without bound.
     let mut h = dev();
     let a = connect(&mut h, "/", json!({}));
-    h.store = None;
+    h.answer_at_once = false;
     for _ in 0..5 {
         emit(&mut h, &a, None, "join", &[json!({"username": "a", "room": "r"})]);
     }
@@ -792,7 +779,7 @@ fn repeated_joins_while_the_store_is_slow_wait_once() {
 #[test]
 fn departed_members_stay_within_the_recovery_session_bound() {
     let config = Config { recovery_window_ms: 60_000, recovery_max_sessions: 2, ..Config::default() };
-    let mut h = Harness::with_store(Service::new(config, [5; 32], Instant(0), RoomService::default()));
+    let mut h = Host::with_store(Service::new(config, [5; 32], Instant(0), RoomService::default()));
     h.input(Input::WallClock { unix_ms: WALL });
     let clients: Vec<TestClient> = (0..4).map(|_| connect(&mut h, "/", json!({}))).collect();
     for c in &clients {
@@ -810,7 +797,7 @@ fn history_from_the_store_is_capped_at_the_recent_limit() {
     // records than asked for grew the room's history past `recent_limit`.
     let mut h = harness(AppConfig { recent_limit: 2, ..AppConfig::default() });
     let a = connect(&mut h, "/", json!({}));
-    h.store = None;
+    h.answer_at_once = false;
     emit(&mut h, &a, None, "join", &[json!({"username": "a", "room": "r"})]);
     let id = h
         .outputs
@@ -861,7 +848,7 @@ fn with_auth_on_only_the_same_user_resumes_a_socket() {
     let config = Config { recovery_window_ms: 60_000, ..Config::default() };
     let key = AuthKey { kid: None, key: signing_key().verifying_key().to_bytes() };
     let app = AppConfig { auth_keys: vec![key], ..AppConfig::default() };
-    let mut h = Harness::with_store(Service::new(config, [5; 32], Instant(0), RoomService::new(app)));
+    let mut h = Host::with_store(Service::new(config, [5; 32], Instant(0), RoomService::new(app)));
     h.input(Input::WallClock { unix_ms: WALL });
     let drop_one = |h: &mut H| {
         let (conn, _) = h.open_ws();
