@@ -35,8 +35,8 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Print a signed token (a JWT, alg EdDSA) for a user.
     Token(TokenArgs),
-    /// Load-test a Socket.IO server that has the bench handlers (examples/bench_server.rs).
-    Bench(crate::bench::BenchArgs),
+    /// Load-test a Socket.IO server that has the bench handlers (bench/examples/bench_server.rs).
+    Bench(parlor_bench::BenchArgs),
 }
 
 /// The flags of `parlor conformance`: only where to listen and how much to log; the

@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Keygen(args) => keygen(&args),
         Command::Token(args) => token(&args),
-        Command::Bench(args) => parlor::bench::run(args),
+        Command::Bench(args) => parlor_bench::run(args),
     }
 }
 
