@@ -1,8 +1,8 @@
 //! Engine.IO over HTTP: a mount's long-polling requests, CORS preflights and WebSocket
 //! upgrades, each handed to its driver as a request that waits for its first output.
 
-use super::{core_method, first_reply, next_conn, text, Body, ConnCtx, Route, Router};
-use crate::driver::{OwnedRequest, Reply};
+use super::{core_method, first_output, next_conn, text, Body, ConnCtx, MountPoint, Router};
+use crate::driver::{OwnedRequest, FirstOutput};
 use crate::ws;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -14,7 +14,7 @@ use parlor_core::host::{Method, TransportEnd};
 
 impl Router {
     /// A request on `route`'s Engine.IO path.
-    pub(super) async fn engine_io(&self, route: &Route, mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
+    pub(super) async fn engine_io(&self, mount: &MountPoint, mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
         if let Some(preflight) = self.preflight(&req) {
             return preflight;
         }
@@ -47,16 +47,16 @@ impl Router {
             websocket,
             remote: Some(ctx.remote.ip()),
         };
-        let Ok(reply) = route.driver.request(request).await else {
+        let Ok(reply) = mount.driver.request(request).await else {
             return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
         };
-        match first_reply(&route.driver, conn, reply).await {
-            Ok(Reply::Respond { status, content_type, body }) => {
+        match first_output(&mount.driver, conn, reply).await {
+            Ok(FirstOutput::Respond { status, content_type, body }) => {
                 self.respond(req.headers(), status, content_type, body)
             }
-            Ok(Reply::Accept(queue)) => match upgrade(&mut req) {
+            Ok(FirstOutput::Accept(queue)) => match upgrade(&mut req) {
                 Some((resp, upgrade)) => {
-                    let driver = route.driver.clone();
+                    let driver = mount.driver.clone();
                     let (max_payload, permit, done) = (self.max_payload, ctx.permit.clone(), ctx.done.clone());
                     let budget = self.inbound_budget;
                     tokio::spawn(async move {
@@ -68,7 +68,7 @@ impl Router {
                 // Checked by `has_websocket_handshake` already; kept as a safe answer.
                 None => {
                     queue.abort();
-                    route.driver.ended(conn, TransportEnd::Error).await;
+                    mount.driver.ended(conn, TransportEnd::Error).await;
                     text(StatusCode::BAD_REQUEST, "bad websocket handshake")
                 }
             },
