@@ -10,7 +10,7 @@
 //! settings are declared once, in [`crate::config`].
 
 pub use crate::config::{ComponentArgs, RuntimeArgs, ServeArgs};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser};
 use std::path::PathBuf;
 
 /// parlor: a real-time room service that speaks Socket.IO.
@@ -18,13 +18,13 @@ use std::path::PathBuf;
 #[command(name = "parlor", version, about)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Subcommand,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, clap::Subcommand)]
 // Parsed once at startup: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum Command {
+pub enum Subcommand {
     /// Serve the room service over Socket.IO.
     Serve(ServeArgs),
     /// Serve what the official Engine.IO and Socket.IO conformance suites expect:
@@ -35,8 +35,8 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Print a signed token (a JWT, alg EdDSA) for a user.
     Token(TokenArgs),
-    /// Load-test a Socket.IO server that has the bench handlers (examples/bench_server.rs).
-    Bench(crate::bench::BenchArgs),
+    /// Load-test a Socket.IO server that has the bench handlers (bench/examples/bench_server.rs).
+    Bench(parlor_bench::BenchArgs),
 }
 
 /// The flags of `parlor conformance`: only where to listen and how much to log; the

@@ -727,7 +727,7 @@ pub fn normalize_path(path: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::cli::{Cli, Subcommand};
     use clap::Parser;
     use std::sync::Mutex;
 
@@ -770,7 +770,7 @@ mod tests {
             std::env::remove_var(var);
         }
         match cli.expect("flags parse").command {
-            Command::Serve(args) => args,
+            Subcommand::Serve(args) => args,
             _ => panic!("not serve"),
         }
     }

@@ -1,4 +1,4 @@
-//! parlor's native host: tokio + hyper + fastwebsockets around the sans-IO `parlor-core`.
+//! parlor's native host: tokio + hyper around the sans-IO `parlor-core`.
 //!
 //! The core decides everything; this crate moves bytes and time. Connection tasks parse
 //! HTTP and WebSocket traffic into the core's `Input`s, one driver task per mount owns a
@@ -19,8 +19,9 @@
 //!   upgrades, `/api/`); `http::bodies` (request bodies within their time and byte
 //!   budgets), [`cors`] (the CORS policy of the Engine.IO paths), `http::static_files`
 //!   (the folder `--static` serves at `/`, never a path outside it).
-//! - `ws`: one WebSocket's reader, writer and close handshake; `ws::frame`, the RFC 6455
-//!   framing.
+//! - `ws`: one WebSocket's reader, writer and close handshake, on the bare TCP stream; the
+//!   RFC 6455 framing is `parlor-rfc6455`'s (`rfc6455/`), the codec the load generator
+//!   uses too.
 //! - `driver`: one task per mount that owns the machine and follows the drain rule;
 //!   `driver::commands` (what connections send it, and the handle they send it through),
 //!   `driver::routing` (outputs to the connections they name), `driver::effects` (storage
@@ -34,7 +35,8 @@
 //! - `metrics`: the Prometheus text for `/metrics`.
 //! - [`clock`]: the core's `Instant` (milliseconds since the process started).
 //!
-//! And [`bench`]: `parlor bench`, the load generator.
+//! And `parlor bench`, the load generator: the `parlor-bench` crate (`bench/`), which this
+//! binary runs as a subcommand.
 //!
 //! # Running your own handler
 //!
@@ -74,7 +76,6 @@ macro_rules! not_under_loom {
 pub mod queues;
 
 not_under_loom! {
-    pub mod bench;
     pub mod cli;
     pub mod clock;
     pub mod component;

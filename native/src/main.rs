@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use parlor::cli::{Cli, Command, KeygenArgs, TokenArgs};
+use parlor::cli::{Cli, KeygenArgs, Subcommand, TokenArgs};
 use parlor::component::{ComponentSpec, Runtime};
 use parlor::config::FileConfig;
 use parlor::keys::{self, TokenSpec};
@@ -16,11 +16,11 @@ use parlor_core::Service;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
+        Subcommand::Serve(args) => {
             let settings = args.settings()?;
             parlor::runtime(settings.threads)?.block_on(serve(settings))
         }
-        Command::Conformance(args) => {
+        Subcommand::Conformance(args) => {
             let mut settings = Settings::conformance(args.listen, args.log);
             // No file: conformance takes these few flags (or their variables) only.
             let mut none = FileConfig::default();
@@ -29,9 +29,9 @@ fn main() -> anyhow::Result<()> {
             settings.check()?;
             parlor::runtime(settings.threads)?.block_on(conformance(settings))
         }
-        Command::Keygen(args) => keygen(&args),
-        Command::Token(args) => token(&args),
-        Command::Bench(args) => parlor::bench::run(args),
+        Subcommand::Keygen(args) => keygen(&args),
+        Subcommand::Token(args) => token(&args),
+        Subcommand::Bench(args) => parlor_bench::run(args),
     }
 }
 

@@ -13,7 +13,7 @@
 use crate::component::reload;
 use crate::http::cors::Cors;
 use crate::driver;
-use crate::http::{ConnCtx, Route, Router};
+use crate::http::{ConnCtx, MountPoint, Router};
 use crate::Mount;
 use crate::Settings;
 use anyhow::Context;
@@ -76,7 +76,7 @@ pub(crate) async fn run(
     let max_connections = settings.core.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let limit = Arc::new(Semaphore::new(max_connections));
 
-    let mut routes = Vec::with_capacity(mounts.len());
+    let mut mount_points = Vec::with_capacity(mounts.len());
     let mut stores = Vec::new();
     let mut components = Vec::new();
     let mut admin = None;
@@ -92,7 +92,7 @@ pub(crate) async fn run(
         if let Some(spec) = mount.component {
             components.push(reload::Target { mount: path.clone(), driver: driver.clone(), spec });
         }
-        routes.push(Route { path, driver, api: mount.api });
+        mount_points.push(MountPoint { path, driver, api: mount.api });
     }
     let reloader = if components.is_empty() {
         None
@@ -101,9 +101,9 @@ pub(crate) async fn run(
         reload::on_sighup(&reloader);
         Some(reloader)
     };
-    let drivers: Vec<_> = routes.iter().map(|r| r.driver.clone()).collect();
+    let drivers: Vec<_> = mount_points.iter().map(|m| m.driver.clone()).collect();
     let router = Arc::new(Router {
-        mounts: routes,
+        mounts: mount_points,
         cors: settings.cors.clone(),
         max_payload: settings.core.max_payload,
         limit: limit.clone(),

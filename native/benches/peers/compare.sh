@@ -18,7 +18,7 @@
 #
 # SERVERS (default "parlor socketioxide node"; the first is the one the ratios are of),
 # SCENARIOS, and per-scenario generator flags FANOUT_ARGS, ECHO_ARGS, IDLE_ARGS, STORM_ARGS,
-# ROOMS_ARGS (the defaults of native/src/bench/run.sh) can be overridden; NODE (node binary),
+# ROOMS_ARGS (the defaults of bench/run.sh) can be overridden; NODE (node binary),
 # PARLOR_SERVER_ARGS, SOCKETIOXIDE_ARGS and NODE_ARGS pass extra flags to a server.
 set -euo pipefail
 
@@ -35,8 +35,8 @@ BENCH_SERVER=${BENCH_SERVER:-$ROOT/target/release/examples/bench_server}
 SIOX_TARGET=${SIOX_TARGET:-$HERE/socketioxide/target}
 SIOX_SERVER=$SIOX_TARGET/release/socketioxide-bench-server
 
-# shellcheck source=native/src/bench/lib.sh
-. "$ROOT/native/src/bench/lib.sh"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 # shellcheck disable=SC2206
 servers=($SERVERS)
@@ -51,7 +51,7 @@ if [ "${BUILD:-1}" = 1 ]; then
     case $s in
       parlor)
         echo "building parlor and bench_server" >&2
-        (cd "$ROOT" && cargo build --release -j2 -p parlor --bin parlor --example bench_server) ;;
+        (cd "$ROOT" && cargo build --release -j2 -p parlor --bin parlor -p parlor-bench --example bench_server) ;;
       socketioxide)
         echo "building the socketioxide server" >&2
         (cd "$HERE/socketioxide" && cargo build --release -j2 --locked --target-dir "$SIOX_TARGET") ;;

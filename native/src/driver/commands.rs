@@ -51,9 +51,10 @@ pub(crate) enum OwnedFrame {
     Binary(Bytes),
 }
 
-/// The first (and for HTTP, only) answer to a request.
+/// The first output for a request (for HTTP, the only one): its response, or the WebSocket
+/// accept.
 #[derive(Debug)]
-pub(crate) enum Reply {
+pub(crate) enum FirstOutput {
     Respond {
         status: u16,
         content_type: &'static str,
@@ -68,11 +69,11 @@ pub(crate) enum Reply {
 pub(crate) enum Command {
     Request {
         req: OwnedRequest,
-        reply: oneshot::Sender<Reply>,
+        reply: oneshot::Sender<FirstOutput>,
     },
     Api {
         req: OwnedApi,
-        reply: oneshot::Sender<Reply>,
+        reply: oneshot::Sender<FirstOutput>,
     },
     /// `credit` goes back to the connection once the frame is handled.
     Frame {
@@ -142,14 +143,14 @@ pub(crate) struct DriverHandle {
 
 impl DriverHandle {
     /// Hands a request to the core; the receiver gets its first output.
-    pub async fn request(&self, req: OwnedRequest) -> Result<oneshot::Receiver<Reply>, Gone> {
+    pub async fn request(&self, req: OwnedRequest) -> Result<oneshot::Receiver<FirstOutput>, Gone> {
         let (reply, rx) = oneshot::channel();
         self.inbox.push(Command::Request { req, reply }).await.map_err(|_| Gone)?;
         Ok(rx)
     }
 
     /// Hands an HTTP API request to the core; the receiver gets its answer.
-    pub async fn api(&self, req: OwnedApi) -> Result<oneshot::Receiver<Reply>, Gone> {
+    pub async fn api(&self, req: OwnedApi) -> Result<oneshot::Receiver<FirstOutput>, Gone> {
         let (reply, rx) = oneshot::channel();
         self.inbox.push(Command::Api { req, reply }).await.map_err(|_| Gone)?;
         Ok(rx)

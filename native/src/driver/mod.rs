@@ -7,7 +7,7 @@
 //! re-arms its one timer at `poll_timeout`. When that timer fires it calls
 //! `handle_timeout` and drains again. Nothing else moves the machine's state.
 //!
-//! Routing: an HTTP request waits on a oneshot for its first output ([`Reply`]). A
+//! Routing: an HTTP request waits on a oneshot for its first output ([`FirstOutput`]). A
 //! `Respond` ends it; an `Accept` turns the route into the WebSocket's
 //! [`Outbound`](crate::queues::outbound::Outbound) queue,
 //! created here and handed to the request task, so frames the core emits in the same drain
@@ -28,10 +28,10 @@ mod effects;
 mod routing;
 
 pub(crate) use self::commands::{
-    Command, DriverHandle, NotQueued, OwnedApi, OwnedFrame, OwnedRequest, Reply, SwapResult,
+    Command, DriverHandle, NotQueued, OwnedApi, OwnedFrame, OwnedRequest, FirstOutput, SwapResult,
 };
 use self::commands::{Control, INBOX_BYTES, INBOX_CAPACITY};
-use self::routing::Route;
+use self::routing::Destination;
 use crate::clock;
 use crate::queues::inbox::{self, Taken};
 use crate::metrics::MountMetrics;
@@ -79,7 +79,7 @@ pub(crate) fn spawn(
 
 struct Driver {
     machine: Box<dyn Machine + Send>,
-    routes: IdMap<ConnId, Route>,
+    routes: IdMap<ConnId, Destination>,
     outbound_limit: usize,
     /// Transports found dead while routing (overflowed queues, abandoned upgrades), fed
     /// to the machine once the current drain is over.
@@ -174,7 +174,7 @@ impl Driver {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Request { req, reply } => {
-                self.routes.insert(req.conn, Route::Pending(reply));
+                self.routes.insert(req.conn, Destination::Pending(reply));
                 self.handle(Input::Request(Request {
                     conn: req.conn,
                     method: req.method,
@@ -186,7 +186,7 @@ impl Driver {
                 }));
             }
             Command::Api { req, reply } => {
-                self.routes.insert(req.conn, Route::Pending(reply));
+                self.routes.insert(req.conn, Destination::Pending(reply));
                 self.handle(Input::Api(ApiRequest {
                     conn: req.conn,
                     method: req.method,
@@ -397,10 +397,10 @@ mod tests {
         };
         let reply = driver.api(req).await.unwrap().await.unwrap();
         match reply {
-            Reply::Respond { status, body, .. } => {
+            FirstOutput::Respond { status, body, .. } => {
                 assert_eq!((status, &body[..]), (201, &br#"{"path":"notifications"}"#[..]));
             }
-            Reply::Accept(_) => panic!("accepted"),
+            FirstOutput::Accept(_) => panic!("accepted"),
         }
         assert!(log.lock().unwrap().contains(&"api notifications Some(\"Bearer t\")".to_owned()));
     }

@@ -29,7 +29,7 @@ pub(crate) mod static_files;
 
 use self::bodies::BodyBudget;
 use self::cors::Cors;
-use crate::driver::{DriverHandle, Reply};
+use crate::driver::{DriverHandle, FirstOutput};
 use crate::metrics::{self, Snapshot};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -60,7 +60,7 @@ fn next_conn() -> ConnId {
 const API_PREFIX: &str = "/api/";
 
 /// One mount: an Engine.IO path and the driver of the machine behind it.
-pub(crate) struct Route {
+pub(crate) struct MountPoint {
     /// Normalized to end with `/`.
     pub path: String,
     pub driver: DriverHandle,
@@ -70,7 +70,7 @@ pub(crate) struct Route {
 
 /// What every request handler shares.
 pub(crate) struct Router {
-    pub mounts: Vec<Route>,
+    pub mounts: Vec<MountPoint>,
     pub cors: Cors,
     pub max_payload: usize,
     /// The connection cap, to report open TCP connections.
@@ -105,13 +105,13 @@ pub(crate) struct ConnCtx {
 impl Router {
     pub(crate) async fn handle(&self, req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
         let path = req.uri().path();
-        if let Some(route) = self.mount_for(path) {
-            return self.engine_io(route, req, ctx).await;
+        if let Some(mount) = self.mount_for(path) {
+            return self.engine_io(mount, req, ctx).await;
         }
         if let Some(rest) = path.strip_prefix(API_PREFIX) {
-            if let Some(route) = self.mounts.iter().find(|m| m.api) {
+            if let Some(mount) = self.mounts.iter().find(|m| m.api) {
                 let rest = rest.to_owned();
-                return self.api(route, rest, req).await;
+                return self.api(mount, rest, req).await;
             }
         }
         match (req.method(), path) {
@@ -135,7 +135,7 @@ impl Router {
     }
 
     /// The mount serving `path`: its path exactly, or without the trailing slash.
-    fn mount_for(&self, path: &str) -> Option<&Route> {
+    fn mount_for(&self, path: &str) -> Option<&MountPoint> {
         self.mounts.iter().find(|m| path == m.path || path == m.path.trim_end_matches('/'))
     }
 
@@ -217,11 +217,11 @@ fn core_method(method: &HttpMethod) -> Method {
 /// Waits for the core's first answer to `conn`'s request. Until it comes, a client that
 /// goes away (hyper drops this future) is reported as `Ended{Closed}`. An error: the
 /// driver dropped the request (it is stopping).
-async fn first_reply(
+async fn first_output(
     driver: &DriverHandle,
     conn: ConnId,
-    reply: tokio::sync::oneshot::Receiver<Reply>,
-) -> Result<Reply, tokio::sync::oneshot::error::RecvError> {
+    reply: tokio::sync::oneshot::Receiver<FirstOutput>,
+) -> Result<FirstOutput, tokio::sync::oneshot::error::RecvError> {
     let guard = EndGuard { conn, driver, armed: true };
     let reply = reply.await;
     guard.disarm();

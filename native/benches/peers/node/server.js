@@ -1,4 +1,4 @@
-// The Node socket.io 4.8 peer of parlor's bench_server (native/examples/bench_server.rs) for
+// The Node socket.io 4.8 peer of parlor's bench_server (bench/examples/bench_server.rs) for
 // `parlor bench`: namespace `/` only, socket.io's default options, the same three handlers:
 // - `join` (room, ack): joins the room named by the argument, then acks with no arguments;
 // - `message` ({room, payload}): emits `message` with `payload` to the room, sender included;

@@ -1,4 +1,4 @@
-//! The socketioxide peer of parlor's `bench_server` (native/examples/bench_server.rs) for
+//! The socketioxide peer of parlor's `bench_server` (bench/examples/bench_server.rs) for
 //! `parlor bench`: socketioxide 0.18 from crates.io on hyper 1, namespace `/` only, with the
 //! same three handlers:
 //! - `join` (room, ack): joins the room named by the argument, then acks with no arguments;

@@ -8,7 +8,7 @@
 //! payloads); `--listen` defaults to `127.0.0.1:$PORT` (else 127.0.0.1:3000) unless given as
 //! a flag, in the environment or in the `--config` file.
 //!
-//! Run: `cargo run --release -p parlor --example bench_server -- --listen 127.0.0.1:3000`,
+//! Run: `cargo run --release -p parlor-bench --example bench_server -- --listen 127.0.0.1:3000`,
 //! then e.g. `parlor bench fanout --url http://127.0.0.1:3000 --server-pid PID`.
 
 use parlor::cli::ServeArgs;

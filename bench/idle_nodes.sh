@@ -5,8 +5,8 @@
 # one total line {"scenario":"idle_nodes",...}: connections, connect errors, pings answered,
 # closes, and server RSS per connection over all nodes.
 #
-#   cargo build --release -j2 -p parlor --bin parlor --example bench_server
-#   native/src/bench/idle_nodes.sh               # NODES=6 PER_NODE=16667 (100,002) HOLD=30
+#   cargo build --release -j2 -p parlor --bin parlor -p parlor-bench --example bench_server
+#   bench/idle_nodes.sh               # NODES=6 PER_NODE=16667 (100,002) HOLD=30
 #
 # Why several processes: every connection is a file descriptor of the process holding it, and
 # a process cannot go past its hard RLIMIT_NOFILE without CAP_SYS_RESOURCE. Where the hard
@@ -15,7 +15,7 @@
 # and the per-connection state cost, not a cluster.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODES=${NODES:-6}
 PER_NODE=${PER_NODE:-16667}
 HOLD=${HOLD:-30}
@@ -23,11 +23,11 @@ BASE_PORT=${BASE_PORT:-4100}
 SERVER=${SERVER:-$ROOT/target/release/examples/bench_server}
 PARLOR=${PARLOR:-$ROOT/target/release/parlor}
 
-# shellcheck source=native/src/bench/lib.sh
-. "$ROOT/native/src/bench/lib.sh"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 for bin in "$SERVER" "$PARLOR"; do
-  [ -x "$bin" ] || { echo "missing $bin: cargo build --release -j2 -p parlor --bin parlor --example bench_server" >&2; exit 1; }
+  [ -x "$bin" ] || { echo "missing $bin: cargo build --release -j2 -p parlor --bin parlor -p parlor-bench --example bench_server" >&2; exit 1; }
 done
 
 WORK=$(mktemp -d)

@@ -1,4 +1,4 @@
-# Shared by native/src/bench/run.sh and native/benches/peers/compare.sh (sourced, not run):
+# Shared by bench/run.sh and native/benches/peers/compare.sh (sourced, not run):
 # CPU pinning, waiting for a quiet machine, starting and stopping a benchmark server, and
 # the medians printer.
 #

@@ -7,13 +7,18 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-const PARLOR: &str = env!("CARGO_BIN_EXE_parlor");
+/// The `parlor` binary and the bench server of this test's profile.
+struct Binaries {
+    parlor: PathBuf,
+    bench_server: PathBuf,
+}
 
-/// The bench server binary of this test's profile, built if needed (`cargo test` builds
-/// examples, `cargo test --test bench` does not). Built as `.ci/run` builds the workspace's
-/// binaries and examples, so that there it is already fresh: `-p parlor` alone resolves
-/// other features and rebuilt half the dependency tree (about 90 s on two cores).
-fn bench_server_binary() -> PathBuf {
+/// Builds them if needed: the `parlor` binary is another package's, and `cargo test` builds
+/// examples but `cargo test --test bench` does not. Built as `.ci/run` builds the
+/// workspace's binaries and examples, so that there they are already fresh: one package
+/// alone resolves other features and rebuilt half the dependency tree (about 90 s on two
+/// cores).
+fn binaries() -> Binaries {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/bench-HASH
     let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
@@ -23,21 +28,32 @@ fn bench_server_binary() -> PathBuf {
         build.arg("--release");
     }
     let out = build.output().unwrap();
-    assert!(out.status.success(), "building the bench server failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let binary = profile_dir.join("examples").join("bench_server");
-    assert!(binary.exists(), "no {}", binary.display());
-    binary
+    assert!(
+        out.status.success(),
+        "building parlor and the bench server failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exists = |path: PathBuf| {
+        assert!(path.exists(), "no {}", path.display());
+        path
+    };
+    Binaries {
+        parlor: exists(profile_dir.join("parlor")),
+        bench_server: exists(profile_dir.join("examples").join("bench_server")),
+    }
 }
 
-/// The bench server on a free port, killed on drop.
+/// The bench server on a free port, killed on drop, and the `parlor` that runs the bench.
 struct Server {
     child: Child,
     url: String,
+    parlor: PathBuf,
 }
 
 impl Server {
     fn start() -> Server {
-        let mut child = Command::new(bench_server_binary())
+        let bins = binaries();
+        let mut child = Command::new(&bins.bench_server)
             .args(["--listen", "127.0.0.1:0", "--log", "warn"])
             .env_remove("PARLOR_CONFIG")
             .env_remove("PARLOR_LISTEN")
@@ -47,13 +63,13 @@ impl Server {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line.trim().strip_prefix("parlor listening on ").unwrap_or_else(|| panic!("{line:?}")).to_owned();
-        Server { child, url }
+        Server { child, url, parlor: bins.parlor }
     }
 
     /// Runs `parlor bench ARGS` against this server; returns the summary and all stdout.
     fn bench(&self, args: &[&str]) -> (Value, String) {
         let pid = self.child.id().to_string();
-        let out = Command::new(PARLOR)
+        let out = Command::new(&self.parlor)
             .arg("bench")
             .args(args)
             .args(["--url", &self.url, "--server-pid", &pid])

@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn histogram_percentiles_are_within_one_percent_of_exact_ones() {
-        let mut rng = crate::bench::ws::Rng::new(3);
+        let mut rng = crate::rng::Rng::new(3);
         let mut h = Histogram::new();
         let mut exact = Vec::new();
         for _ in 0..20_000 {

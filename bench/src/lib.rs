@@ -1,13 +1,13 @@
 //! `parlor bench`: a load generator for Socket.IO servers (Engine.IO v4 / Socket.IO v5 over
 //! WebSocket), written to stay out of the way of what it measures.
 //!
-//! It speaks the protocol itself over raw TCP ([`ws`] frames, [`proto`] packets,
-//! [`client`] connections): no per-message JSON parsing, one read and one write per batch
+//! It speaks the protocol itself over raw TCP (RFC 6455 frames from `parlor-rfc6455`, the
+//! codec the server uses too; [`proto`] packets, [`client`] connections): no per-message JSON parsing, one read and one write per batch
 //! of frames, TCP_NODELAY on every socket. Clients run on `--threads` single-threaded
 //! tokio runtimes (default one: pin the generator to one core with `taskset`), and record
 //! into per-thread [`stats::Histogram`]s, merged at the end.
 //!
-//! The server must have the bench handlers (`native/examples/bench_server.rs`): `join`
+//! The server must have the bench handlers (`bench/examples/bench_server.rs`): `join`
 //! (ack), `message` `{room, payload}` → `message` `payload` to the room, `echo` (ack).
 //!
 //! Scenarios ([`Scenario`]): `fanout`, `echo`, `idle`, `storm`, `rooms`. Each prints one
@@ -15,13 +15,30 @@
 //! `--server-pid` the server's CPU time (utime + stime from `/proc/PID/stat`) is sampled
 //! around the measured phase and divided by the operations, and its RSS (`VmRSS`) is read;
 //! the generator's own CPU time (`getrusage`) is reported the same way next to it.
+//!
+//! # Layout
+//!
+//! - [`BenchArgs`], [`Scenario`] and [`run`]: the flags of `parlor bench` and its entry
+//!   point; [`Pool`], the event-loop threads, and [`Local`], what each one records.
+//! - `scenarios`: the five scenarios, each setting up its clients and measuring one phase.
+//! - [`client`]: one connection: TCP, the WebSocket handshake, buffered frames in and out.
+//! - [`proto`]: the Engine.IO and Socket.IO packets the scenarios send and recognise.
+//! - [`stats`]: latency histograms, process CPU and memory samples, the open-file limit.
+//! - `report`: the JSON summary line and the table.
+//! - [`rng`]: the seeded random numbers (masking keys, nonces, choices).
+//!
+//! Beside the crate: `examples/bench_server.rs` (the three bench handlers on parlor's Rust
+//! API), `tests/bench.rs` (every scenario end to end against it), and the scripts that run
+//! the benchmarks: `run.sh` (every scenario, pinned, medians), `idle_nodes.sh` (idle
+//! connections over several servers) and `lib.sh` (what they and
+//! `native/benches/peers/compare.sh` share).
 
 pub mod client;
 pub mod proto;
 mod report;
+pub mod rng;
 mod scenarios;
 pub mod stats;
-pub mod ws;
 
 use clap::{Args, ValueEnum};
 use std::cell::RefCell;

@@ -3,8 +3,9 @@
 //! [`RxBuf::next_message`]) and queue what they send ([`TxBuf`]), one write per batch.
 
 use super::proto::{self, Incoming, Sio};
-use super::ws::{self, Rng, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use crate::rng::Rng;
 use anyhow::{anyhow, bail, Context};
+use parlor_rfc6455::{handshake, OpCode, Peer};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -121,23 +122,23 @@ impl RxBuf {
     pub fn next_message(&mut self) -> anyhow::Result<Option<Msg<'_>>> {
         loop {
             let pending = &self.buf[self.start..self.end];
-            let Some(h) = ws::parse_header(pending, MAX_MESSAGE)? else { return Ok(None) };
+            let Some(h) = parlor_rfc6455::parse_header(pending, MAX_MESSAGE, Peer::Server)? else { return Ok(None) };
             if pending.len() < h.frame_len() {
                 return Ok(None);
             }
             let (payload_start, payload_end) = (self.start + h.header_len, self.start + h.frame_len());
             self.start += h.frame_len();
             if let Some(mask) = h.mask {
-                ws::apply_mask(&mut self.buf[payload_start..payload_end], mask);
+                parlor_rfc6455::apply_mask(&mut self.buf[payload_start..payload_end], mask);
             }
             let payload = payload_start..payload_end;
             // Consumed fully: the next read may start at 0 again, but the payload must stay
             // valid until the caller is done, so reset lazily in `spare`.
             match h.opcode {
-                OP_PING => return Ok(Some(Msg::Ping(&self.buf[payload]))),
-                OP_PONG => continue,
-                OP_CLOSE => return Ok(Some(Msg::Close)),
-                OP_CONTINUATION => {
+                OpCode::Ping => return Ok(Some(Msg::Ping(&self.buf[payload]))),
+                OpCode::Pong => continue,
+                OpCode::Close => return Ok(Some(Msg::Close)),
+                OpCode::Continuation => {
                     if !self.fragmented {
                         bail!("continuation frame without a start");
                     }
@@ -150,7 +151,7 @@ impl RxBuf {
                         return Ok(Some(Msg::Data(&self.frag)));
                     }
                 }
-                _ => {
+                OpCode::Text | OpCode::Binary => {
                     if self.fragmented {
                         bail!("new data frame inside a fragmented message");
                     }
@@ -167,7 +168,7 @@ impl RxBuf {
 
     /// How many more bytes the frame at the front needs at least (1 if unknown).
     fn wanted(&self) -> usize {
-        match ws::parse_header(self.pending(), MAX_MESSAGE) {
+        match parlor_rfc6455::parse_header(self.pending(), MAX_MESSAGE, Peer::Server) {
             Ok(Some(h)) => h.frame_len().saturating_sub(self.end - self.start).max(1),
             _ => 1,
         }
@@ -191,7 +192,7 @@ impl TxBuf {
     /// Queues a text message.
     pub fn text(&mut self, payload: &[u8]) {
         let mask = self.rng.mask();
-        ws::encode_frame(&mut self.buf, OP_TEXT, payload, mask);
+        parlor_rfc6455::write_frame(&mut self.buf, OpCode::Text, payload, Some(mask));
     }
 
     /// Queues the packet built in `scratch` by `build` as a text message.
@@ -203,9 +204,9 @@ impl TxBuf {
         self.scratch = scratch;
     }
 
-    pub fn frame(&mut self, opcode: u8, payload: &[u8]) {
+    pub fn frame(&mut self, opcode: OpCode, payload: &[u8]) {
         let mask = self.rng.mask();
-        ws::encode_frame(&mut self.buf, opcode, payload, mask);
+        parlor_rfc6455::write_frame(&mut self.buf, opcode, payload, Some(mask));
     }
 
     #[must_use]
@@ -247,11 +248,11 @@ impl Conn {
         let mut key_bytes = [0u8; 16];
         key_bytes[..8].copy_from_slice(&rng.next_u64().to_ne_bytes());
         key_bytes[8..].copy_from_slice(&rng.next_u64().to_ne_bytes());
-        let key = ws::base64(&key_bytes);
-        let request = ws::handshake_request(&target.host, &format!("{}?EIO=4&transport=websocket", target.path), &key);
+        let key = handshake::request_key(key_bytes);
+        let request = handshake::request(&target.host, &format!("{}?EIO=4&transport=websocket", target.path), &key);
         conn.stream.write_all(request.as_bytes()).await.context("send handshake")?;
         let head = loop {
-            if let Some(end) = ws::head_end(conn.rx.pending()) {
+            if let Some(end) = handshake::head_end(conn.rx.pending()) {
                 break end;
             }
             if conn.rx.pending().len() > 16 * 1024 {
@@ -261,7 +262,7 @@ impl Conn {
                 bail!("server closed during the WebSocket handshake");
             }
         };
-        ws::check_handshake_response(&conn.rx.pending()[..head], &key).map_err(|e| anyhow!(e))?;
+        handshake::check_response(&conn.rx.pending()[..head], &key).map_err(|e| anyhow!(e))?;
         conn.rx.consume(head);
         conn.until(|m| matches!(m, Incoming::Open(_)).then_some(())).await.context("Engine.IO open packet")?;
         Ok(conn)
@@ -331,7 +332,7 @@ impl Conn {
                     }
                     Msg::Ping(data) => {
                         let data = data.to_vec();
-                        self.tx.frame(OP_PONG, &data);
+                        self.tx.frame(OpCode::Pong, &data);
                     }
                     Msg::Close => return Err(Closed("server closed the WebSocket").into()),
                 }
@@ -362,7 +363,7 @@ impl Conn {
                     Incoming::Close => return Err(Closed("server sent an Engine.IO close").into()),
                     _ => {}
                 },
-                Msg::Ping(data) => self.tx.frame(OP_PONG, data),
+                Msg::Ping(data) => self.tx.frame(OpCode::Pong, data),
                 Msg::Close => return Err(Closed("server closed the WebSocket").into()),
             }
         }
@@ -383,7 +384,7 @@ impl Conn {
     /// connection first (its side keeps the TIME_WAIT, not our ephemeral port).
     pub async fn close(mut self, grace: Duration) -> anyhow::Result<()> {
         self.tx.text(proto::DISCONNECT);
-        self.tx.frame(OP_CLOSE, &1000u16.to_be_bytes());
+        self.tx.frame(OpCode::Close, &1000u16.to_be_bytes());
         self.flush().await?;
         let mut closed = false;
         let wait = async {
@@ -434,17 +435,17 @@ mod tests {
     fn messages_come_out_of_split_and_coalesced_reads() {
         let mut wire = Vec::new();
         let mut rng = Rng::new(9);
-        ws::encode_frame(&mut wire, OP_TEXT, b"2", rng.mask());
-        ws::encode_frame(&mut wire, OP_PING, b"hb", rng.mask());
+        parlor_rfc6455::write_frame(&mut wire, OpCode::Text, b"2", Some(rng.mask()));
+        parlor_rfc6455::write_frame(&mut wire, OpCode::Ping, b"hb", Some(rng.mask()));
         // A fragmented message: "42[" + "\"a\"]".
         wire.extend_from_slice(&[0x01, 3]);
         wire.extend_from_slice(b"42[");
         wire.extend_from_slice(&[0x80, 4]);
         wire.extend_from_slice(b"\"a\"]");
         let big = vec![b'x'; 70_000];
-        ws::encode_frame(&mut wire, OP_TEXT, &big, rng.mask());
-        ws::encode_frame(&mut wire, OP_PONG, b"", rng.mask());
-        ws::encode_frame(&mut wire, OP_CLOSE, &1000u16.to_be_bytes(), rng.mask());
+        parlor_rfc6455::write_frame(&mut wire, OpCode::Text, &big, Some(rng.mask()));
+        parlor_rfc6455::write_frame(&mut wire, OpCode::Pong, b"", Some(rng.mask()));
+        parlor_rfc6455::write_frame(&mut wire, OpCode::Close, &1000u16.to_be_bytes(), Some(rng.mask()));
         for chunk in [1usize, 7, 100, 4096, wire.len()] {
             let mut rx = RxBuf::with_capacity(64);
             let mut got: Vec<String> = Vec::new();

@@ -4,8 +4,8 @@
 use super::client::{Conn, Target};
 use super::proto::{self, Sio};
 use super::report::{opt, round, us, Report};
+use super::rng::Rng;
 use super::stats::{self, ProcSample};
-use super::ws::Rng;
 use super::{now_ns, with_local, BenchArgs, Local, Pool, Scenario};
 use anyhow::bail;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

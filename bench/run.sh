@@ -3,10 +3,10 @@
 # pinned to CPU 0, generator to CPU 1 when taskset and two CPUs exist), appends each
 # summary line to OUT, and prints the medians as a Markdown table.
 #
-#   cargo build --release -j2 -p parlor --bin parlor --example bench_server
-#   native/src/bench/run.sh                      # RUNS=3 OUT=bench-results.jsonl PORT=3999
-#   SCENARIOS="fanout echo" RUNS=5 native/src/bench/run.sh
-#   SUMMARY_ONLY=1 OUT=bench-results.jsonl native/src/bench/run.sh   # medians again
+#   cargo build --release -j2 -p parlor --bin parlor -p parlor-bench --example bench_server
+#   bench/run.sh                      # RUNS=3 OUT=bench-results.jsonl PORT=3999
+#   SCENARIOS="fanout echo" RUNS=5 bench/run.sh
+#   SUMMARY_ONLY=1 OUT=bench-results.jsonl bench/run.sh   # medians again
 #
 # Before each run it waits (QUIET_MAX seconds at most, default 900) until the machine is
 # quiet: under QUIET_PCT percent of a core busy (default 15) over 2 s; WAIT_QUIET=0 skips
@@ -19,7 +19,7 @@
 # scenarios against parlor, socketioxide and Node socket.io).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
 OUT=${OUT:-bench-results.jsonl}
 PORT=${PORT:-3999}
@@ -28,11 +28,11 @@ SERVER=${SERVER:-$ROOT/target/release/examples/bench_server}
 PARLOR=${PARLOR:-$ROOT/target/release/parlor}
 SERVER_ARGS=${SERVER_ARGS:-}
 
-# shellcheck source=native/src/bench/lib.sh
-. "$ROOT/native/src/bench/lib.sh"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 for bin in "$SERVER" "$PARLOR"; do
-  [ -x "$bin" ] || { echo "missing $bin: cargo build --release -j2 -p parlor --bin parlor --example bench_server" >&2; exit 1; }
+  [ -x "$bin" ] || { echo "missing $bin: cargo build --release -j2 -p parlor --bin parlor -p parlor-bench --example bench_server" >&2; exit 1; }
 done
 
 TMP=$(mktemp -d)

@@ -6,20 +6,18 @@
 //! Reads go into a buffer on the stack and only the unfinished tail of a frame is kept
 //! (usually nothing); writes are encoded into a buffer that is freed once written. So an
 //! idle socket holds its `TcpStream`, a few counters and this task, not 8 KiB of read
-//! buffer and 64 KiB of write buffer. fastwebsockets still does the HTTP upgrade.
-
-pub(crate) mod frame;
+//! buffer and 64 KiB of write buffer. The framing is `parlor-rfc6455`'s; hyper does the HTTP
+//! upgrade.
 
 use crate::driver::{Command, DriverHandle, NotQueued, OwnedFrame};
 use crate::queues::inflow::{Credit, FRAME_OVERHEAD};
 use crate::queues::outbound::{close_payload, Item, Outbound, PushError, Take, OVERFLOW_CODE, OVERFLOW_REASON};
 use crate::queues::sync::Arc;
-use self::frame::{OpCode, Violation, INVALID_DATA, PROTOCOL_ERROR, TOO_BIG};
 use bytes::Bytes;
-use fastwebsockets::upgrade::UpgradeFut;
-use hyper::upgrade::Upgraded;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use parlor_core::host::{ConnId, OutFrame, TransportEnd};
+use parlor_rfc6455::{Header, OpCode, Peer, Violation, INVALID_DATA, PROTOCOL_ERROR, TOO_BIG};
 use std::io;
 use std::pin::Pin;
 use std::time::Duration;
@@ -38,7 +36,7 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Runs one WebSocket from its pending upgrade to the end, then reports how it ended.
 pub(crate) async fn serve(
-    upgrade: UpgradeFut,
+    upgrade: OnUpgrade,
     conn: ConnId,
     driver: DriverHandle,
     queue: Arc<Outbound>,
@@ -77,8 +75,7 @@ pub(crate) async fn serve(
 }
 
 /// The TCP stream under an upgraded connection, and any bytes hyper read past the request.
-fn into_tcp(ws: fastwebsockets::WebSocket<TokioIo<Upgraded>>) -> Result<(TcpStream, Bytes), String> {
-    let upgraded = ws.into_inner().into_inner();
+fn into_tcp(upgraded: Upgraded) -> Result<(TcpStream, Bytes), String> {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
         Err(_) => Err("the upgraded connection is not a TCP stream".to_owned()),
@@ -306,7 +303,7 @@ impl Conn {
                         Item::Pong(b) => (OpCode::Pong, b),
                         Item::Close(b) => (OpCode::Close, b),
                     };
-                    frame::write_frame(&mut self.out, opcode, payload);
+                    parlor_rfc6455::write_frame(&mut self.out, opcode, payload, None);
                     if opcode == OpCode::Close {
                         // Nothing may follow a close; the queue refuses more already.
                         self.close_in_out = true;
@@ -319,7 +316,7 @@ impl Conn {
                 tracing::debug!(conn = ?self.conn, "websocket outbound queue overflowed");
                 // Frames already encoded go out first (one may be half written); the
                 // queue dropped the rest.
-                frame::write_frame(&mut self.out, OpCode::Close, &close_payload(OVERFLOW_CODE, OVERFLOW_REASON));
+                parlor_rfc6455::write_frame(&mut self.out, OpCode::Close, &close_payload(OVERFLOW_CODE, OVERFLOW_REASON), None);
                 self.close_in_out = true;
                 // Usually the driver saw the overflow and told the core already; if a
                 // pong overflowed, only we know. A second report is ignored.
@@ -412,7 +409,7 @@ impl Conn {
     fn parse(&mut self, buf: &[u8]) -> (ReadEnd, usize, usize) {
         let mut at = 0;
         loop {
-            let header = match frame::parse_header(&buf[at..], self.max_payload) {
+            let header = match parlor_rfc6455::parse_header(&buf[at..], self.max_payload, Peer::Client) {
                 Ok(Some(h)) => h,
                 Ok(None) => return (ReadEnd::More, at, 0),
                 Err(v) => return (ReadEnd::Violation(v), at, 0),
@@ -430,9 +427,12 @@ impl Conn {
     }
 
     /// Acts on one complete frame.
-    fn frame(&mut self, h: frame::Header, masked: &[u8]) -> ReadEnd {
-        let mut payload = Vec::with_capacity(masked.len());
-        frame::unmask_into(&mut payload, masked, h.mask);
+    fn frame(&mut self, h: Header, masked: &[u8]) -> ReadEnd {
+        let mut payload = masked.to_vec();
+        // A client's frames are always masked (`parse_header` refuses the others).
+        if let Some(mask) = h.mask {
+            parlor_rfc6455::apply_mask(&mut payload, mask);
+        }
         let message = match h.opcode {
             OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
@@ -469,7 +469,7 @@ impl Conn {
             }
             OpCode::Pong => return ReadEnd::More,
             OpCode::Close => {
-                if let Err(v) = frame::check_close(&payload) {
+                if let Err(v) = parlor_rfc6455::check_close(&payload) {
                     return ReadEnd::Violation(v);
                 }
                 // Echo it (RFC 6455 §5.5.1); if our own close is queued, that one stands.
