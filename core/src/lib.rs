@@ -18,6 +18,9 @@
 //!   through.
 //! - [`store`]: storage as an effect: an application's records, encoded, in requests and
 //!   answers that know no application (the room service's records are `app::records`).
+//! - [`cluster`]: the parts of the cluster layer that know no transport: envelopes between
+//!   nodes, channel names, reference-counted subscriptions, duplicate suppression (the layer
+//!   itself and its effects come next: issue "Cluster over Redis").
 //! - [`outbox`]: the one ordered queue of effects every layer writes to, and its ids.
 //! - [`service`]: [`Service`], the layers wired into one [`Machine`].
 //! - [`app`]: the room service. [`conformance`]: the handlers the official suites expect.
@@ -66,6 +69,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod conformance;
