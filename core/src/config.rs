@@ -42,6 +42,28 @@ pub struct Config {
     pub recovery_max_bytes: usize,
     /// Disconnected sessions kept for recovery.
     pub recovery_max_sessions: usize,
+    /// Cluster mode: this node's place among others; `None` runs alone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How a node takes part in a cluster.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// This node's id (`--node-id`): printable ASCII, at most 64 bytes.
+    pub node_id: String,
+    /// Every channel and key starts with it (`--cluster-prefix`).
+    pub prefix: String,
+    /// How often the node says it is alive.
+    pub heartbeat_ms: u64,
+    /// A node not heard of for this long is gone (its registry key expires then too).
+    pub node_expiry_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { node_id: String::new(), prefix: "parlor".into(), heartbeat_ms: 3_000, node_expiry_ms: 10_000 }
+    }
 }
 
 impl Default for Config {
@@ -66,6 +88,7 @@ impl Default for Config {
             recovery_max_packets: 10_000,
             recovery_max_bytes: 64 << 20,
             recovery_max_sessions: 100_000,
+            cluster: None,
         }
     }
 }

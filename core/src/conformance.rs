@@ -75,7 +75,7 @@ impl Machine for EngineEcho {
                 return self.out.respond_json(req.conn, 404, body);
             }
             // The layers above handle these; an engine alone ignores them.
-            Input::WallClock { .. } | Input::Stored { .. } => return,
+            Input::WallClock { .. } | Input::Stored { .. } | Input::Cluster(_) => return,
         };
         self.engine.handle(&mut self.out, transport, self.now);
         self.echo();

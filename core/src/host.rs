@@ -118,6 +118,44 @@ pub enum Input<'a> {
     },
     /// A request on the HTTP API (`POST /api/notifications`, ...).
     Api(ApiRequest<'a>),
+    /// What the cluster link reports (cluster mode only).
+    Cluster(ClusterInput<'a>),
+}
+
+/// What the cluster link (Redis, or a test's bus) tells the core.
+#[derive(Clone, Debug)]
+pub enum ClusterInput<'a> {
+    /// A message arrived on a channel the core subscribed to.
+    Message { channel: &'a str, payload: &'a [u8] },
+    /// The link is (again) connected and subscribed to every channel the core holds.
+    Up,
+    /// The link is lost; it reconnects by itself.
+    Down,
+}
+
+/// What the core asks of the cluster link. The link keeps the set of subscribed channels
+/// and subscribes again after a reconnect on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterOutput {
+    Publish {
+        channel: String,
+        payload: Bytes,
+    },
+    Subscribe {
+        channel: String,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    /// Sets a key that expires after `ttl_ms` (the node registry's heartbeat key).
+    SetExpiring {
+        key: String,
+        value: Bytes,
+        ttl_ms: u64,
+    },
+    Delete {
+        key: String,
+    },
 }
 
 /// Everything the core wants done.
@@ -133,10 +171,12 @@ pub enum Output {
     Close { conn: ConnId, code: u16, reason: &'static str },
     /// Carry out a storage request and answer with [`Input::Stored`], in order.
     Store { id: StoreId, request: StoreRequest },
+    /// Hand this to the cluster link (cluster mode only), in order.
+    Cluster(ClusterOutput),
 }
 
 impl Output {
-    /// The transport this output is for (none for a storage request).
+    /// The transport this output is for (none for a storage request or the cluster).
     #[must_use]
     pub fn conn(&self) -> Option<ConnId> {
         match self {
@@ -144,7 +184,7 @@ impl Output {
             | Output::Accept { conn }
             | Output::Send { conn, .. }
             | Output::Close { conn, .. } => Some(*conn),
-            Output::Store { .. } => None,
+            Output::Store { .. } | Output::Cluster(_) => None,
         }
     }
 }

@@ -18,9 +18,10 @@
 //!   through.
 //! - [`store`]: storage as an effect: an application's records, encoded, in requests and
 //!   answers that know no application (the room service's records are `app::records`).
-//! - [`cluster`]: the parts of the cluster layer that know no transport: envelopes between
-//!   nodes, channel names, reference-counted subscriptions, duplicate suppression (the layer
-//!   itself and its effects come next: issue "Cluster over Redis").
+//! - [`cluster`]: the cluster layer the Socket.IO layer drives: envelopes between nodes,
+//!   channel names, reference-counted subscriptions, duplicate suppression, and
+//!   [`cluster::ClusterNode`] (publish, receive, the registry of live nodes by heartbeat),
+//!   whose effects are `Output::Cluster` and whose inputs `Input::Cluster`.
 //! - [`outbox`]: the one ordered queue of effects every layer writes to, and its ids.
 //! - [`service`]: [`Service`], the layers wired into one [`Machine`].
 //! - [`app`]: the room service. [`conformance`]: the handlers the official suites expect.

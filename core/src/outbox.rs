@@ -7,7 +7,7 @@
 //! after it. The host drains it with [`crate::Machine::poll_output`] after every step, so
 //! it is empty between steps; only the id allocators outlive a step (and a snapshot).
 
-use crate::host::{ConnId, Output, StoreId, StoreRequest, APPLICATION_JSON};
+use crate::host::{ClusterOutput, ConnId, Output, StoreId, StoreRequest, APPLICATION_JSON};
 use bytes::Bytes;
 use std::collections::VecDeque;
 
@@ -47,6 +47,11 @@ impl Outbox {
     /// Answers an HTTP request with a JSON body.
     pub(crate) fn respond_json(&mut self, conn: ConnId, status: u16, body: String) {
         self.push(Output::Respond { conn, status, content_type: APPLICATION_JSON, body: Bytes::from(body) });
+    }
+
+    /// Queues an effect for the cluster link.
+    pub(crate) fn cluster(&mut self, op: ClusterOutput) {
+        self.push(Output::Cluster(op));
     }
 
     /// The oldest effect not yet taken.

@@ -77,6 +77,8 @@ impl<H: Handler> Service<H> {
     pub fn restore(bytes: &[u8], now: Instant) -> Result<Self, SnapshotError> {
         let (sockets, then, app, next_store): (Sockets, Instant, Vec<u8>, u64) = snapshot::decode(SERVICE_KIND, bytes)?;
         let handler = H::restore(&app)?;
+        let mut sockets = sockets;
+        sockets.restored();
         Ok(Service { sockets, out: Outbox::starting_at(next_store), handler, now: then.max(now) })
     }
 
@@ -115,7 +117,14 @@ impl<H: Handler> Machine for Service<H> {
             Input::Request(req) => Some(TransportInput::Request(req)),
             Input::Frame { conn, frame } => Some(TransportInput::Frame { conn, frame }),
             Input::Ended { conn, how } => Some(TransportInput::Ended { conn, how }),
-            Input::Shutdown => Some(TransportInput::Shutdown),
+            Input::Shutdown => {
+                sockets.leave_cluster();
+                Some(TransportInput::Shutdown)
+            }
+            Input::Cluster(input) => {
+                sockets.on_cluster(out, input, now);
+                None
+            }
         };
         if let Some(input) = transport {
             sockets.engine_mut().handle(out, input, now);

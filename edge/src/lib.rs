@@ -23,7 +23,8 @@ use parlor_core::app::AppConfig;
 #[cfg(feature = "test-spin")]
 use parlor_core::conformance::EngineEcho;
 use parlor_core::host::{
-    ApiRequest, ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer, StoreId, TransportEnd,
+    ApiRequest, ClusterInput, ClusterOutput, ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer,
+    StoreId, TransportEnd,
 };
 use parlor_core::kinds::Kind;
 use parlor_core::service::Machine;
@@ -197,6 +198,11 @@ fn input(i: &wit::Input) -> Option<Input<'_>> {
         wit::Input::Timeout => return None,
         wit::Input::WallClock(unix_ms) => Input::WallClock { unix_ms: *unix_ms },
         wit::Input::Stored(s) => Input::Stored { id: StoreId(s.id), answer: store_answer(&s.answer) },
+        wit::Input::Cluster(c) => Input::Cluster(match c {
+            wit::ClusterIn::Message(m) => ClusterInput::Message { channel: &m.channel, payload: &m.payload },
+            wit::ClusterIn::Up => ClusterInput::Up,
+            wit::ClusterIn::Down => ClusterInput::Down,
+        }),
         wit::Input::Api(a) => Input::Api(ApiRequest {
             conn: ConnId(a.conn),
             method: method(a.method),
@@ -255,6 +261,17 @@ fn output(o: Output) -> wit::Output {
             wit::Output::Close(wit::CloseConn { conn: conn.0, code, reason: reason.to_owned() })
         }
         Output::Store { id, request } => wit::Output::Store(wit::StoreOp { id: id.0, request: Vec::from(request.0) }),
+        Output::Cluster(op) => wit::Output::Cluster(match op {
+            ClusterOutput::Publish { channel, payload } => {
+                wit::ClusterOp::Publish(wit::ClusterMessage { channel, payload: Vec::from(payload) })
+            }
+            ClusterOutput::Subscribe { channel } => wit::ClusterOp::Subscribe(channel),
+            ClusterOutput::Unsubscribe { channel } => wit::ClusterOp::Unsubscribe(channel),
+            ClusterOutput::SetExpiring { key, value, ttl_ms } => {
+                wit::ClusterOp::SetExpiring(wit::ExpiringKey { key, value: Vec::from(value), ttl_ms })
+            }
+            ClusterOutput::Delete { key } => wit::ClusterOp::Delete(key),
+        }),
     }
 }
 

@@ -34,10 +34,13 @@ use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use parlor_core::app::records::RoomAnswer;
 use parlor_core::app::{AppConfig, RoomService};
+use parlor_core::cluster::{Body, Broadcast, Envelope, NodeId};
 use parlor_core::codec::payload;
 use parlor_core::codec::socketio::{self as sio, encode, encode_args, PacketType};
+use parlor_core::config::ClusterConfig;
 use parlor_core::host::{
-    ApiRequest, ConnId, Frame, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest, TransportEnd,
+    ApiRequest, ClusterInput, ConnId, Frame, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest,
+    TransportEnd,
 };
 use parlor_core::testing::{open_sid, Host};
 use parlor_core::{Config, Input, Instant, Machine, Service};
@@ -140,6 +143,17 @@ enum Op {
         websocket: bool,
         too_large: bool,
     },
+    /// What a cluster link reports (the node runs in cluster mode when the setup's seed is
+    /// odd): another node's broadcast into the node's rooms, raw bytes, the link's state.
+    Cluster(ClusterOp),
+}
+
+#[derive(Arbitrary, Debug)]
+enum ClusterOp {
+    Broadcast { seq: u8, rooms: Vec<Str>, except: Vec<Str>, except_socket: Option<Str>, text: Vec<u8>, attachments: u8 },
+    Raw(Vec<u8>),
+    Up,
+    Down,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -400,6 +414,12 @@ impl Run {
             recovery_max_packets: 8,
             recovery_max_bytes: 2_000,
             recovery_max_sessions: 3,
+            cluster: (setup.seed % 2 == 1).then(|| ClusterConfig {
+                node_id: "here".into(),
+                prefix: "f".into(),
+                heartbeat_ms: 1_000,
+                node_expiry_ms: 3_000,
+            }),
         };
         let app = AppConfig {
             auth_keys: if setup.authed { vec![auth_key()] } else { Vec::new() },
@@ -472,6 +492,31 @@ impl Run {
     fn advance(&mut self, ms: u64) {
         self.host.advance(ms);
         self.learn();
+    }
+
+    fn cluster(&mut self, op: &ClusterOp) {
+        let channel = "f:any";
+        match op {
+            ClusterOp::Up => self.input(Input::Cluster(ClusterInput::Up)),
+            ClusterOp::Down => self.input(Input::Cluster(ClusterInput::Down)),
+            ClusterOp::Raw(bytes) => self.input(Input::Cluster(ClusterInput::Message { channel, payload: bytes })),
+            ClusterOp::Broadcast { seq, rooms, except, except_socket, text, attachments } => {
+                let render = |v: &[Str]| v.iter().take(4).map(|r| r.render(&self.seen)).collect::<Vec<_>>();
+                let broadcast = Broadcast {
+                    seq: u64::from(*seq),
+                    nsp: "/".into(),
+                    rooms: render(rooms),
+                    except_rooms: render(except),
+                    except_socket: except_socket.as_ref().map(|s| s.render(&self.seen)),
+                    volatile: false,
+                    text: text.clone().into(),
+                    binary: (0..*attachments % 3).map(|i| vec![i; 3].into()).collect(),
+                };
+                let from = NodeId::new("there").expect("a valid id");
+                let payload = Envelope { from, body: Body::Broadcast(broadcast) }.encode();
+                self.input(Input::Cluster(ClusterInput::Message { channel, payload: &payload }));
+            }
+        }
     }
 
     fn answer(&mut self, i: u8, answer: &Answer) {
@@ -708,6 +753,7 @@ impl Run {
                 self.input(Input::WallClock { unix_ms });
             }
             Op::Shutdown => self.input(Input::Shutdown),
+            Op::Cluster(op) => self.cluster(op),
             Op::Api { path, post, auth, body } => {
                 let c = self.host.conn();
                 self.api.insert(c);

@@ -12,8 +12,9 @@ use bytes::Bytes;
 use parlor::component::{ComponentMachine, Limits, Program, Runtime};
 use parlor_core::app::records::RoomAnswer;
 use parlor_core::app::{AppConfig, RoomService};
+use parlor_core::config::ClusterConfig;
 use parlor_core::conformance::{ConformanceApp, EngineEcho};
-use parlor_core::host::{ConnId, Frame, Input, Method, OutFrame, Output, Request};
+use parlor_core::host::{ClusterInput, ClusterOutput, ConnId, Frame, Input, Method, OutFrame, Output, Request};
 use parlor_core::service::Machine;
 use parlor_core::{Config, Instant, Service};
 use std::path::{Path, PathBuf};
@@ -212,6 +213,61 @@ fn the_component_computes_what_the_linked_core_computes() {
         matches!(&bin[..], [Output::Send { frame: OutFrame::Binary(b), .. }] if b == &Bytes::from_static(&[0, 1, 255]))
     );
     p.run(Input::Shutdown, 13);
+}
+
+#[test]
+fn the_component_speaks_the_cluster_contract_as_the_linked_core_does() {
+    let Some(file) = component_file() else { return };
+    let program = load(&file, Limits::default());
+    let node = |id: &str| Config {
+        cluster: Some(ClusterConfig { node_id: id.into(), prefix: "t".into(), ..ClusterConfig::default() }),
+        ..Config::default()
+    };
+    let app = AppConfig::default();
+    let cfg = json(serde_json::json!({ "core": node("a"), "app": app }));
+    let mut native = Service::new(node("a"), SEED, Instant(0), RoomService::new(app.clone()));
+    let mut wasm = ComponentMachine::new(program, "rooms", cfg, SEED, Instant(0)).unwrap();
+    // The first step subscribes the node's own channel and the registry's, on both.
+    let first = run_timeout(&mut wasm, 0);
+    assert_eq!(first, run_timeout(&mut native, 0));
+    assert_eq!(first.len(), 2, "{first:?}");
+    let mut p = Pair { native: &mut native, wasm: &mut wasm };
+    // The link comes up: a heartbeat and the registry key go out at once.
+    p.run(Input::Cluster(ClusterInput::Up), 1);
+    let beat = p.timeout(1);
+    assert!(beat.iter().any(|o| matches!(o, Output::Cluster(ClusterOutput::SetExpiring { .. }))), "{beat:?}");
+    p.run(ws_open(1), 2);
+    p.run(text(1, "40"), 3);
+    let joined = p.run(text(1, r#"42["join-room","lobby"]"#), 4);
+    assert!(
+        joined
+            .iter()
+            .any(|o| matches!(o, Output::Cluster(ClusterOutput::Subscribe { channel }) if channel.contains("lobby"))),
+        "the room's channel is subscribed: {joined:?}"
+    );
+    // Another node's broadcast to the room arrives through the link.
+    let mut other = Service::new(node("b"), [9; 32], Instant(0), RoomService::new(app));
+    let mut out = run(&mut other, ws_open(7), 1);
+    out.extend(run(&mut other, text(7, "40"), 2));
+    out.extend(run(&mut other, text(7, r#"42["join-room","lobby"]"#), 3));
+    out.extend(run(&mut other, text(7, r#"42["typing-start",{"room":"lobby"}]"#), 4));
+    let published: Vec<(String, Bytes)> = out
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Cluster(ClusterOutput::Publish { channel, payload }) if channel.contains("lobby") => {
+                Some((channel, payload))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!published.is_empty(), "the other node published to the room");
+    for (channel, payload) in &published {
+        let delivered = p.run(Input::Cluster(ClusterInput::Message { channel, payload }), 5);
+        assert!(delivered.iter().all(|o| matches!(o, Output::Send { conn: ConnId(1), .. })), "{delivered:?}");
+    }
+    p.run(Input::Cluster(ClusterInput::Down), 6);
+    let bye = p.run(Input::Shutdown, 7);
+    assert!(bye.iter().any(|o| matches!(o, Output::Cluster(ClusterOutput::Delete { .. }))), "{bye:?}");
 }
 
 #[test]

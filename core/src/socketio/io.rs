@@ -9,6 +9,7 @@
 use super::api::{Message, SocketId, Target};
 use super::recovery::Stored;
 use super::{encode_event, DisconnectReason, Sockets, Timer};
+use crate::cluster::Broadcast;
 use crate::codec::payload::OutPacket;
 use crate::codec::socketio::{self as codec, PacketType};
 use crate::host::{ConnId, StoreId, StoreRequest};
@@ -69,6 +70,37 @@ impl<'a> Io<'a> {
                 }
             }
         });
+        if let Some(cluster) = layer.cluster.as_mut() {
+            // Rooms that are local sockets' own ids stay here; anything else may have
+            // members on other nodes. The other nodes get the packets without this node's
+            // recovery offset (offsets are per node).
+            let remote: Vec<String> = target
+                .rooms
+                .iter()
+                .filter(|r| !layer.sockets.contains_key(&SocketId::from(r.as_str())))
+                .cloned()
+                .collect();
+            if target.rooms.is_empty() || !remote.is_empty() {
+                let bare;
+                let sent = if offset.is_some() {
+                    bare = encode_event(&target.nsp, None, msg, None);
+                    &bare
+                } else {
+                    &packets
+                };
+                let (text, binary) = split_packets(sent);
+                cluster.publish(Broadcast {
+                    seq: 0,
+                    nsp: target.nsp.clone(),
+                    rooms: remote,
+                    except_rooms: target.except_rooms.clone(),
+                    except_socket: target.except_socket.as_ref().map(|s| s.as_str().to_owned()),
+                    volatile: false,
+                    text,
+                    binary,
+                });
+            }
+        }
         if let Some(offset) = offset {
             let stored = Stored {
                 offset,
@@ -146,4 +178,17 @@ impl<'a> Io<'a> {
             self.layer.close_session(self.out, session);
         }
     }
+}
+
+/// The text packet and the attachments of an encoded event.
+fn split_packets(packets: &[OutPacket]) -> (Bytes, Vec<Bytes>) {
+    let mut text = Bytes::new();
+    let mut binary = Vec::new();
+    for p in packets {
+        match p {
+            OutPacket::Text(t) => text = t.clone(),
+            OutPacket::Binary(b) => binary.push(b.clone()),
+        }
+    }
+    (text, binary)
 }

@@ -12,10 +12,12 @@ pub use io::Io;
 
 pub use api::{AckReply, ConnectRefusal, DisconnectReason, Event, Handler, Message, SocketId, Target};
 
+use crate::cluster::ClusterNode;
 use crate::codec::payload::OutPacket;
 use crate::codec::socketio::{self as codec, Packet, PacketType};
 use crate::config::Config;
 use crate::engineio::{self, CloseReason, Engine, SessionId};
+use crate::host::ClusterInput;
 use crate::idhash::{IdMap, IdSet};
 use crate::outbox::Outbox;
 use crate::rng::Rng;
@@ -135,6 +137,9 @@ pub struct Sockets {
     wall: Option<(u64, Instant)>,
     /// Bytes of attachments held in incomplete binary packets, over all clients.
     partial_bytes: usize,
+    /// This node's part in a cluster (cluster mode only).
+    #[serde(default)]
+    cluster: Option<ClusterNode>,
 }
 
 impl Sockets {
@@ -146,6 +151,7 @@ impl Sockets {
             config.recovery_max_bytes,
             config.recovery_max_sessions,
         );
+        let cluster = config.cluster.as_ref().and_then(ClusterNode::new);
         Sockets {
             config,
             engine,
@@ -161,6 +167,7 @@ impl Sockets {
             disconnects: HashMap::new(),
             wall: None,
             partial_bytes: 0,
+            cluster,
         }
     }
 
@@ -235,7 +242,13 @@ impl Sockets {
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        [self.timers.next(), self.cluster.as_ref().and_then(ClusterNode::poll_timeout)].into_iter().flatten().min()
+    }
+
+    /// This node's part in the cluster, in cluster mode.
+    #[must_use]
+    pub fn cluster(&self) -> Option<&ClusterNode> {
+        self.cluster.as_ref()
     }
 
     /// Milliseconds since the Unix epoch at `now`, counted on from the last
@@ -262,7 +275,11 @@ impl Sockets {
         }
         s.rooms.insert(room.to_owned());
         let ns = self.namespaces.entry(s.nsp.clone()).or_default();
-        ns.rooms.entry(room.to_owned()).or_default().insert(socket.clone());
+        let members = ns.rooms.entry(room.to_owned()).or_default();
+        members.insert(socket.clone());
+        if let (true, Some(c)) = (members.len() == 1 && room != socket.as_str(), self.cluster.as_mut()) {
+            c.room_opened(&s.nsp, room);
+        }
         true
     }
 
@@ -270,8 +287,54 @@ impl Sockets {
         let Some(s) = self.sockets.get_mut(socket) else { return };
         if s.rooms.remove(room) {
             if let Some(ns) = self.namespaces.get_mut(&s.nsp) {
-                remove_member(ns, room, socket);
+                remove_member(ns, room, socket, &s.nsp, self.cluster.as_mut());
             }
+        }
+    }
+
+    // ---- the cluster ----
+
+    /// What the cluster link reported: a broadcast from another node goes to the local
+    /// sockets it targets, by the same rules as a local one.
+    pub(crate) fn on_cluster(&mut self, out: &mut Outbox, input: ClusterInput<'_>, now: Instant) {
+        let Some(cluster) = self.cluster.as_mut() else { return };
+        match input {
+            ClusterInput::Up => cluster.link_up(now),
+            ClusterInput::Down => cluster.link_down(),
+            ClusterInput::Message { payload, .. } => {
+                let Some(b) = cluster.receive(payload, now) else { return };
+                let target = Target {
+                    nsp: b.nsp,
+                    rooms: b.rooms,
+                    except_rooms: b.except_rooms,
+                    except_socket: b.except_socket.map(SocketId::from),
+                };
+                let mut packets = Vec::with_capacity(1 + b.binary.len());
+                packets.push(OutPacket::Text(b.text));
+                packets.extend(b.binary.into_iter().map(OutPacket::Binary));
+                let (sockets, engine) = (&self.sockets, &mut self.engine);
+                visit_targets(&self.namespaces, &target, |id| {
+                    if let Some(s) = sockets.get(id) {
+                        for p in &packets {
+                            engine.send(out, s.session, p.clone());
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// The node stops: the other nodes are told.
+    pub(crate) fn leave_cluster(&mut self) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.leave();
+        }
+    }
+
+    /// After a snapshot restore: what the cluster part derives from its config.
+    pub(crate) fn restored(&mut self) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.restored();
         }
     }
 
@@ -295,9 +358,15 @@ impl Sockets {
             }
         }
         self.engine.flush(out);
+        if let Some(c) = self.cluster.as_mut() {
+            c.flush(out);
+        }
     }
 
     pub(crate) fn handle_timeout<H: Handler>(&mut self, out: &mut Outbox, handler: &mut H, now: Instant) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.handle_timeout(now);
+        }
         while let Some(t) = self.timers.pop_expired(now) {
             match t {
                 Timer::Connect(s) => {
@@ -539,9 +608,16 @@ impl Sockets {
         self.next_seq += 1;
         self.by_seq.insert(seq, id.clone());
         let ns = self.namespaces.entry(nsp.to_owned()).or_default();
+        if let (true, Some(c)) = (ns.sockets.is_empty(), self.cluster.as_mut()) {
+            c.namespace_opened(nsp);
+        }
         ns.sockets.insert(id.clone());
         for room in &rooms {
-            ns.rooms.entry(room.clone()).or_default().insert(id.clone());
+            let members = ns.rooms.entry(room.clone()).or_default();
+            members.insert(id.clone());
+            if let (true, Some(c)) = (members.len() == 1 && room != id.as_str(), self.cluster.as_mut()) {
+                c.room_opened(nsp, room);
+            }
         }
         self.sockets.insert(
             id.clone(),
@@ -584,7 +660,10 @@ impl Sockets {
         if let Some(ns) = self.namespaces.get_mut(&sock.nsp) {
             ns.sockets.remove(id);
             for room in &sock.rooms {
-                remove_member(ns, room, id);
+                remove_member(ns, room, id, &sock.nsp, self.cluster.as_mut());
+            }
+            if let (true, Some(c)) = (ns.sockets.is_empty(), self.cluster.as_mut()) {
+                c.namespace_closed(&sock.nsp);
             }
         }
         let mut acks: Vec<u64> = sock.pending_acks.iter().copied().collect();
@@ -643,11 +722,16 @@ fn visit_targets(namespaces: &HashMap<String, Namespace>, target: &Target, f: im
     }
 }
 
-fn remove_member(ns: &mut Namespace, room: &str, id: &SocketId) {
+/// Takes a socket out of a room; the cluster lets go of the room's channel with its last
+/// local member (a socket's own-id room has no channel).
+fn remove_member(ns: &mut Namespace, room: &str, id: &SocketId, nsp: &str, cluster: Option<&mut ClusterNode>) {
     if let Some(members) = ns.rooms.get_mut(room) {
         members.remove(id);
         if members.is_empty() {
             ns.rooms.remove(room);
+            if let (true, Some(c)) = (room != id.as_str(), cluster) {
+                c.room_closed(nsp, room);
+            }
         }
     }
 }

@@ -13,7 +13,8 @@
 use super::MemStore;
 use crate::config::Config;
 use crate::host::{
-    ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest, TransportEnd,
+    ClusterOutput, ConnId, Frame, Input, Method, OutFrame, Output, Request, StoreAnswer, StoreId, StoreRequest,
+    TransportEnd,
 };
 use crate::service::Machine;
 use crate::time::Instant;
@@ -94,6 +95,8 @@ pub struct Contract {
     /// Long polls waiting for packets.
     waiting: BTreeSet<ConnId>,
     store_ids: HashSet<StoreId>,
+    /// Cluster channels subscribed and not unsubscribed since.
+    pub subscribed: BTreeSet<String>,
     /// (max_connections, max_namespaces_per_connection).
     limits: Option<(usize, usize)>,
     shut_down: bool,
@@ -169,6 +172,19 @@ impl Contract {
                 self.open.remove(conn);
             }
             Output::Store { id, .. } => assert!(self.store_ids.insert(*id), "store id {id:?} reused"),
+            Output::Cluster(ClusterOutput::Subscribe { channel }) => {
+                assert!(self.subscribed.insert(channel.clone()), "{channel} subscribed twice");
+            }
+            Output::Cluster(ClusterOutput::Unsubscribe { channel }) => {
+                assert!(self.subscribed.remove(channel), "{channel} unsubscribed, never subscribed");
+            }
+            Output::Cluster(ClusterOutput::Publish { payload, .. }) => {
+                assert!(!payload.is_empty(), "an empty cluster message");
+            }
+            Output::Cluster(ClusterOutput::SetExpiring { ttl_ms, .. }) => {
+                assert!(*ttl_ms > 0, "a key that never expires")
+            }
+            Output::Cluster(ClusterOutput::Delete { .. }) => {}
         }
     }
 

@@ -4,6 +4,7 @@
 //! [`MemStore`], the in-memory store it answers from; and [`nodes`], several machines on
 //! one clock joined by a deterministic bus.
 
+pub mod cluster;
 pub mod host;
 pub mod nodes;
 

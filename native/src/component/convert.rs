@@ -9,7 +9,7 @@ use super::bindings::exports::parlor::edge::machine as wit;
 use bytes::Bytes;
 use parlor_core::engineio::Traffic;
 use parlor_core::host::{
-    ConnId, Frame, Input, Method, OutFrame, Output, StoreAnswer, StoreId, StoreRequest, TransportEnd, APPLICATION_JSON,
+    ClusterInput, ClusterOutput, ConnId, Frame, Input, Method, OutFrame, Output, StoreAnswer, StoreId, StoreRequest, TransportEnd, APPLICATION_JSON,
     TEXT_PLAIN,
 };
 use parlor_core::service::Metrics;
@@ -54,6 +54,13 @@ pub(super) fn input(i: &Input<'_>) -> wit::Input {
         Input::Shutdown => wit::Input::Shutdown,
         Input::WallClock { unix_ms } => wit::Input::WallClock(*unix_ms),
         Input::Stored { id, answer } => wit::Input::Stored(wit::Stored { id: id.0, answer: store_answer(answer) }),
+        Input::Cluster(c) => wit::Input::Cluster(match c {
+            ClusterInput::Message { channel, payload } => {
+                wit::ClusterIn::Message(wit::ClusterMessage { channel: (*channel).to_owned(), payload: payload.to_vec() })
+            }
+            ClusterInput::Up => wit::ClusterIn::Up,
+            ClusterInput::Down => wit::ClusterIn::Down,
+        }),
         Input::Api(a) => wit::Input::Api(wit::ApiRequest {
             conn: a.conn.0,
             method: method(a.method),
@@ -92,6 +99,15 @@ pub(super) fn output(o: wit::Output, into: &mut VecDeque<Output>) {
             Output::Close { conn: ConnId(c.conn), code: c.code, reason: intern(c.reason, Kind::Reason) }
         }
         wit::Output::Store(s) => Output::Store { id: StoreId(s.id), request: StoreRequest(Bytes::from(s.request)) },
+        wit::Output::Cluster(op) => Output::Cluster(match op {
+            wit::ClusterOp::Publish(m) => ClusterOutput::Publish { channel: m.channel, payload: Bytes::from(m.payload) },
+            wit::ClusterOp::Subscribe(channel) => ClusterOutput::Subscribe { channel },
+            wit::ClusterOp::Unsubscribe(channel) => ClusterOutput::Unsubscribe { channel },
+            wit::ClusterOp::SetExpiring(k) => {
+                ClusterOutput::SetExpiring { key: k.key, value: Bytes::from(k.value), ttl_ms: k.ttl_ms }
+            }
+            wit::ClusterOp::Delete(key) => ClusterOutput::Delete { key },
+        }),
     };
     into.push_back(one);
 }

@@ -2,7 +2,7 @@
 //! store; the cluster link becomes one more sink here.
 
 use super::Driver;
-use parlor_core::host::{StoreId, StoreRequest};
+use parlor_core::host::{ClusterOutput, StoreId, StoreRequest};
 
 impl Driver {
     /// Hands a storage request to the mount's store; its answer comes back on `answers`
@@ -19,5 +19,12 @@ impl Driver {
             }
             None => self.unstored.push(id),
         }
+    }
+
+    /// A cluster effect. A node runs alone until the Redis link is wired in (issue 14):
+    /// its core is configured without a cluster and emits none, so one arriving here is
+    /// a machine's mistake, dropped with a log line.
+    pub(super) fn cluster(&mut self, op: &ClusterOutput) {
+        tracing::debug!(?op, mount = %self.mount, "cluster effect without a cluster link; dropped");
     }
 }
