@@ -312,3 +312,27 @@ async fn the_byte_bound_drops_what_would_overflow_it() {
     let stats = link.stats();
     assert_eq!((stats.queued, stats.queued_bytes, stats.dropped), (2, 902, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_a_server_that_stops_answering_goes_down_on_its_ping_and_comes_back() {
+    let redis = OwnRedis::start_on(OwnRedis::free_port());
+    redis.wait_ready().await;
+    let mut config = LinkConfig::parse(&redis.url()).unwrap();
+    config.ping_every = Duration::from_millis(100);
+    config.response_timeout = Duration::from_millis(200);
+    let (link, mut events) = cluster::spawn(config);
+    wait_up(&mut events).await;
+
+    // The connection stays open, the server just says nothing: only the ping can tell.
+    let mut con = inspect(&redis.url()).await;
+    let () = redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("ALL").query_async(&mut con).await.unwrap();
+    let paused = Instant::now();
+    match next_event(&mut events).await {
+        Event::Down { reason } => println!("down {:?} into the pause: {reason}", paused.elapsed()),
+        other => panic!("expected Down, got {other:?}"),
+    }
+    assert!(paused.elapsed() < Duration::from_millis(1500), "noticed only when the pause ended");
+    assert_eq!(next_event(&mut events).await, Event::Up);
+    println!("up {:?} after the pause began", paused.elapsed());
+    assert_eq!(link.stats().reconnects, 1);
+}
