@@ -336,3 +336,34 @@ async fn a_link_to_a_server_that_stops_answering_goes_down_on_its_ping_and_comes
     println!("up {:?} after the pause began", paused.elapsed());
     assert_eq!(link.stats().reconnects, 1);
 }
+
+#[tokio::test]
+async fn messages_the_owner_leaves_unread_stay_within_their_byte_bound_and_the_rest_is_counted() {
+    let channel = format!("{}slow", prefix());
+    let mut config = LinkConfig::parse(LOCAL_REDIS).unwrap();
+    config.events_bytes = 10_000;
+    let (slow, mut slow_events) = cluster::spawn(config);
+    wait_up(&mut slow_events).await;
+    let (publisher, _pub_events) = up_link(LOCAL_REDIS).await;
+    slow.subscribe(channel.clone());
+    until("subscribed", || slow.stats().subscriptions == 1).await;
+
+    let payload = Bytes::from(vec![1; 1000 - channel.len()]);
+    for _ in 0..50 {
+        publisher.publish(channel.clone(), payload.clone());
+    }
+    until("all 50 arrived or were dropped", || {
+        let stats = slow.stats();
+        stats.received + stats.dropped_events == 50
+    })
+    .await;
+    let stats = slow.stats();
+    assert_eq!((stats.received, stats.dropped_events, stats.events_bytes), (10, 40, 10_000));
+    // Reading releases the bytes: the next message fits again.
+    for _ in 0..10 {
+        next_message(&mut slow_events).await;
+    }
+    assert_eq!(slow.stats().events_bytes, 0);
+    publisher.publish(channel.clone(), payload.clone());
+    assert_eq!(next_message(&mut slow_events).await, (channel, payload));
+}

@@ -7,11 +7,13 @@
 //!
 //! # What it guarantees
 //!
-//! - **Bounded memory while Redis is away.** Commands wait in one queue bounded both in count
-//!   and in bytes; a command that does not fit is dropped at the call and counted
-//!   ([`LinkStats::dropped`]). Messages the owner does not read fast enough are dropped and
-//!   counted too ([`LinkStats::dropped_events`]): holding them back would only move the buffer
-//!   into the Redis client, which keeps reading the socket. Nothing else grows with an outage.
+//! - **Bounded memory, whatever Redis or the owner does.** Commands wait in one queue bounded
+//!   both in count and in bytes; a command that does not fit is dropped at the call and counted
+//!   ([`LinkStats::dropped`]). Messages wait for the owner in a queue bounded the same way
+//!   (by default as much as Redis itself holds for a slow subscriber before it disconnects
+//!   one); beyond it they are dropped and counted ([`LinkStats::dropped_events`]). Holding
+//!   them back instead would not slow Redis down: the client keeps reading the socket into a
+//!   buffer of its own, without bound. Nothing else grows with an outage or a slow owner.
 //! - **Subscriptions survive reconnects.** Subscribing changes the link's *desired* set; the task
 //!   reconciles the connection against it whenever it changes and after every reconnect, before
 //!   it reports [`Event::Up`]. (socketioxide's Redis adapter does not resubscribe, so a node
@@ -41,7 +43,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, Notify};
 
 use super::backoff::Backoff;
@@ -55,7 +57,7 @@ const SUBSCRIBE_CHUNK: usize = 512;
 /// [`LinkConfig::parse`] gives the defaults; the fields can be changed before [`spawn`].
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
-    info: ConnectionInfo,
+    client: Client,
     /// Commands (publish, set, delete) that may wait for Redis; more are dropped and counted.
     pub queue_commands: usize,
     /// Bytes (channels, keys, payloads, values) that may wait for Redis; more are dropped and
@@ -64,6 +66,11 @@ pub struct LinkConfig {
     /// Events (messages, up, down) the owner may leave unread; further messages are dropped and
     /// counted. `Up` and `Down` are never dropped: the task waits for room for them.
     pub events: usize,
+    /// Bytes (channels and payloads) of the messages the owner may leave unread; a message
+    /// that does not fit is dropped and counted (one larger than this still passes when none
+    /// wait). The default matches Redis's own hard limit for a subscriber's output buffer
+    /// (`client-output-buffer-limit pubsub 32mb`): a node never holds more than Redis would.
+    pub events_bytes: usize,
     /// The largest pipelined batch, in bytes (a batch holds at least one command).
     pub batch_bytes: usize,
     /// The first reconnect delay; it doubles with each failed attempt of an outage.
@@ -93,17 +100,21 @@ impl LinkConfig {
     /// `redis://:PASSWORD@HOST`, `redis+unix:///PATH`, `?protocol=...` is overridden to RESP3),
     /// with the default bounds and timings.
     pub fn parse(url: &str) -> Result<LinkConfig, LinkError> {
-        let info = url.into_connection_info().map_err(|err| LinkError::Url {
+        let refuse = |err: redis::RedisError| LinkError::Url {
             // Whatever precedes an `@` may be a password: keep it out of logs.
             url: url.rsplit_once('@').map_or_else(|| url.to_owned(), |(_, host)| format!("…@{host}")),
             reason: err.to_string(),
-        })?;
+        };
+        let info = url.into_connection_info().map_err(refuse)?;
         let redis = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        // Opening a client connects nothing: it holds the settings (and checks them again).
+        let client = Client::open(info.set_redis_settings(redis)).map_err(refuse)?;
         Ok(LinkConfig {
-            info: info.set_redis_settings(redis),
+            client,
             queue_commands: 4096,
             queue_bytes: 16 << 20,
-            events: 4096,
+            events: 65536,
+            events_bytes: 32 << 20,
             batch_bytes: 1 << 20,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
@@ -116,12 +127,12 @@ impl LinkConfig {
 
     /// `HOST:PORT` (or the socket path), for logs and `/healthz`; never the password.
     pub fn address(&self) -> String {
-        self.info.addr().to_string()
+        self.client.get_connection_info().addr().to_string()
     }
 
     /// The database number from the URL's path (0 without one).
     pub fn db(&self) -> i64 {
-        self.info.redis_settings().db()
+        self.client.get_connection_info().redis_settings().db()
     }
 }
 
@@ -138,9 +149,45 @@ pub enum Event {
     Down { reason: String },
 }
 
-/// The owner's end of the event queue. `recv()` returns `None` once the task has ended (every
-/// [`LinkHandle`] dropped and what was queued sent).
-pub type Events = mpsc::Receiver<Event>;
+/// The owner's end of the event queue (a bounded tokio channel that also keeps count of the
+/// bytes waiting in it).
+pub struct Events {
+    events: mpsc::Receiver<Event>,
+    shared: Arc<Shared>,
+}
+
+impl Events {
+    /// The next event; `None` once the task has ended (every [`LinkHandle`] dropped and what
+    /// was queued sent). Cancel-safe, like the channel's: usable in `select!`.
+    pub async fn recv(&mut self) -> Option<Event> {
+        let event = self.events.recv().await;
+        self.taken(event.as_ref());
+        event
+    }
+
+    /// The next event if one is waiting (for a driver that drains after a wake-up).
+    pub fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
+        let event = self.events.try_recv();
+        self.taken(event.as_ref().ok());
+        event
+    }
+
+    /// Events waiting now.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// No event waits.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    fn taken(&self, event: Option<&Event>) {
+        if let Some(Event::Message { channel, payload }) = event {
+            self.shared.events_bytes.fetch_sub(channel.len() + payload.len(), Ordering::Relaxed);
+        }
+    }
+}
 
 /// A snapshot of the link's counters, for `/metrics` and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -156,7 +203,7 @@ pub struct LinkStats {
     /// Commands dropped at the call: the queue was full (in commands or bytes), or the task
     /// had ended.
     pub dropped: u64,
-    /// Messages dropped because the owner's event queue was full.
+    /// Messages dropped because the owner's event queue was full (in events or bytes).
     pub dropped_events: u64,
     /// Commands in flight when the connection failed: Redis may or may not have run them.
     pub lost: u64,
@@ -174,6 +221,8 @@ pub struct LinkStats {
     pub queued: usize,
     /// Their bytes.
     pub queued_bytes: usize,
+    /// Channel and payload bytes of the messages waiting for the owner now.
+    pub events_bytes: usize,
 }
 
 /// Starts the link task (on the current tokio runtime) and returns the handle to drive it and
@@ -192,6 +241,8 @@ pub fn spawn(config: LinkConfig) -> (LinkHandle, Events) {
         up: AtomicBool::new(false),
         queue_bytes: config.queue_bytes,
         queued_bytes: AtomicUsize::new(0),
+        events_bound: config.events_bytes,
+        events_bytes: AtomicUsize::new(0),
         counters: Counters::default(),
     });
     let seed = config.seed.unwrap_or_else(|| {
@@ -200,7 +251,7 @@ pub fn spawn(config: LinkConfig) -> (LinkHandle, Events) {
         let _ = getrandom::getrandom(&mut bytes);
         u64::from_le_bytes(bytes)
     });
-    let client = Client::open(config.info.clone()).expect("a ConnectionInfo is always a valid client");
+    let client = config.client.clone();
     let task = Task {
         backoff: Backoff::new(config.backoff_min, config.backoff_max, seed),
         client,
@@ -214,9 +265,9 @@ pub fn spawn(config: LinkConfig) -> (LinkHandle, Events) {
     let handle = LinkHandle {
         commands: commands_tx,
         shared: Arc::clone(&shared),
-        _closer: Arc::new(Closer(shared)),
+        _closer: Arc::new(Closer(Arc::clone(&shared))),
     };
-    (handle, events)
+    (handle, Events { events, shared })
 }
 
 /// The driver's side of the link: every call returns at once.
@@ -302,6 +353,7 @@ impl LinkHandle {
             bytes_out: get(&c.bytes_out),
             queued: self.queued(),
             queued_bytes: self.shared.queued_bytes.load(Ordering::Relaxed),
+            events_bytes: self.shared.events_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -345,6 +397,9 @@ struct Shared {
     up: AtomicBool,
     queue_bytes: usize,
     queued_bytes: AtomicUsize,
+    /// [`LinkConfig::events_bytes`], and the message bytes waiting for the owner now.
+    events_bound: usize,
+    events_bytes: AtomicUsize,
     counters: Counters,
 }
 
@@ -648,13 +703,17 @@ impl Pushes {
             return;
         }
         let Some(events) = self.events.upgrade() else { return };
-        let bytes = (channel.len() + payload.len()) as u64;
-        match events.try_send(Event::Message { channel, payload: Bytes::from(payload) }) {
-            Ok(()) => {
-                self.shared.count(|c| &c.received, 1);
-                self.shared.count(|c| &c.bytes_in, bytes);
-            }
-            Err(_) => self.shared.count(|c| &c.dropped_events, 1),
+        let size = channel.len() + payload.len();
+        // Reserved before the send, as the owner may take the message (and release its bytes)
+        // the moment it is in the channel.
+        let before = self.shared.events_bytes.fetch_add(size, Ordering::Relaxed);
+        let fits = before == 0 || before + size <= self.shared.events_bound;
+        if fits && events.try_send(Event::Message { channel, payload: Bytes::from(payload) }).is_ok() {
+            self.shared.count(|c| &c.received, 1);
+            self.shared.count(|c| &c.bytes_in, size as u64);
+        } else {
+            self.shared.events_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.shared.count(|c| &c.dropped_events, 1);
         }
     }
 }
@@ -675,7 +734,7 @@ mod tests {
     #[test]
     fn the_link_always_speaks_resp3() {
         let config = LinkConfig::parse("redis://127.0.0.1/?protocol=resp2").unwrap();
-        assert_eq!(config.info.redis_settings().protocol(), ProtocolVersion::RESP3);
+        assert_eq!(config.client.get_connection_info().redis_settings().protocol(), ProtocolVersion::RESP3);
     }
 
     #[test]
