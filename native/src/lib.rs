@@ -28,6 +28,9 @@
 //!   requests to the store).
 //! - [`queues`]: what tasks share, and all that loom checks: the driver's inbox, the
 //!   per-WebSocket outbound queue, the inbound credit, the `sync` facade.
+//! - [`cluster`]: the link to Redis that carries the cluster's traffic (the cluster's logic is
+//!   the core's): publish, subscribe and resubscribe, reconnect with backoff, report up/down,
+//!   every queue bounded and every drop counted.
 //! - [`store`]: the embedded store (SQLite, one thread) behind the core's storage requests.
 //! - [`component`]: the wasmtime host that runs the core from a WebAssembly component
 //!   (`--component`): its runtime, compile cache, machine (trap recovery), the conversion
@@ -78,6 +81,7 @@ pub mod queues;
 not_under_loom! {
     pub mod cli;
     pub mod clock;
+    pub mod cluster;
     pub mod component;
     pub mod config;
     mod driver;
