@@ -46,6 +46,9 @@
 //! data-dir = "./parlor-data"
 //! history-keep = 1000
 //! static = "native/web/dist"                    # a folder served at /; none = off
+//! redis = "redis://127.0.0.1:6379/0"            # cluster mode; none = the node runs alone
+//! cluster-prefix = "parlor"
+//! node-id = "node-1"                            # none = random
 //! # the core from a WebAssembly component instead of the linked one
 //! component = "target/wasm32-wasip2/release/parlor_edge.wasm"
 //! component-memory-mb = 1024
@@ -330,6 +333,15 @@ declare_settings! {
         /// their paths, and no path outside the folder is ever served
         #[arg(env = "PARLOR_STATIC", value_name = "DIR")]
         static_dir as "static": PathBuf = optional(static_dir, "off");
+        /// Cluster mode: share rooms with the other nodes on this Redis (`redis://HOST:PORT/DB`)
+        #[arg(env = "PARLOR_REDIS", value_name = "URL")]
+        redis: String = optional(cluster.redis, "off: the node runs alone");
+        /// Every Redis channel and key of the cluster starts with this
+        #[arg(env = "PARLOR_CLUSTER_PREFIX", value_name = "PREFIX")]
+        cluster_prefix: String = value(cluster.prefix);
+        /// This node's id in the cluster: printable ASCII without blanks, at most 64 bytes
+        #[arg(env = "PARLOR_NODE_ID", value_name = "ID")]
+        node_id: String = optional(cluster.node_id, "random");
         /// Log filter: a level (`info`, `debug`) or tracing directives
         #[arg(env = "PARLOR_LOG", value_name = "LEVEL")]
         log: String = optional(log, "RUST_LOG, else info");
@@ -487,6 +499,42 @@ pub struct Settings {
     pub host: HostLimits,
     /// The folder served at `/` (`--static`); `None`: no static files.
     pub static_dir: Option<PathBuf>,
+    /// Cluster mode (`--redis`), off by default.
+    pub cluster: ClusterSettings,
+}
+
+/// How the node joins a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The Redis URL; `None`: the node runs alone.
+    pub redis: Option<String>,
+    pub prefix: String,
+    /// `None`: drawn at start.
+    pub node_id: Option<String>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings { redis: None, prefix: "parlor".into(), node_id: None }
+    }
+}
+
+impl ClusterSettings {
+    /// The core's cluster configuration when the node is in a cluster: the given node id,
+    /// or a fresh random one (16 hex digits).
+    #[must_use]
+    pub fn core_config(&self) -> Option<parlor_core::config::ClusterConfig> {
+        self.redis.as_ref()?;
+        let node_id = self.node_id.clone().unwrap_or_else(|| {
+            let seed = crate::random_seed();
+            seed[..8].iter().map(|b| format!("{b:02x}")).collect()
+        });
+        Some(parlor_core::config::ClusterConfig {
+            node_id,
+            prefix: self.prefix.clone(),
+            ..parlor_core::config::ClusterConfig::default()
+        })
+    }
 }
 
 /// The host's budgets for what clients send (the core's are in [`Config`]).
@@ -596,6 +644,7 @@ impl Default for Settings {
             threads: None,
             host: HostLimits::default(),
             static_dir: None,
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -630,6 +679,9 @@ impl Settings {
         args.component.apply(&mut file, &mut settings)?;
         args.runtime.apply(&mut file, &mut settings)?;
         settings.check()?;
+        // Decided once, so that every machine built from these settings (and a component
+        // swapped in later) is the same node.
+        settings.core.cluster = settings.cluster.core_config();
         Ok(settings)
     }
 
@@ -657,6 +709,16 @@ impl Settings {
         }
         if self.data_dir.as_os_str().is_empty() {
             bail!("data-dir must not be empty");
+        }
+        let cluster = &self.cluster;
+        if let Some(url) = &cluster.redis {
+            crate::cluster::LinkConfig::parse(url).map_err(|e| anyhow::anyhow!("redis: {e}"))?;
+        }
+        if cluster.node_id.as_deref().is_some_and(|id| parlor_core::cluster::NodeId::new(id).is_none()) {
+            bail!("node-id must be 1 to 64 printable ASCII characters without blanks");
+        }
+        if cluster.prefix.is_empty() || cluster.prefix.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            bail!("cluster-prefix must be a non-empty word without blanks (got {:?})", cluster.prefix);
         }
         Ok(())
     }

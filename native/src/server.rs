@@ -80,13 +80,21 @@ pub(crate) async fn run(
     let mut stores = Vec::new();
     let mut components = Vec::new();
     let mut admin = None;
+    // The mount at the main path is the one in the cluster (cluster mode only).
+    let main_path = crate::config::normalize_path(&settings.path)?;
+    let mut link = match &settings.cluster.redis {
+        Some(url) => Some(crate::cluster::LinkConfig::parse(url).map_err(|e| anyhow::anyhow!("redis: {e}"))?),
+        None => None,
+    };
     for mount in mounts {
         let path = crate::config::normalize_path(&mount.path)?;
+        let link = if path == main_path { link.take() } else { None };
         tracing::info!(%addr, path = %path, api = mount.api, "serving Engine.IO");
         if let Some(store) = &mount.store {
             stores.push(store.clone());
         }
-        let driver = driver::spawn(mount.machine, mount.store, settings.outbound_limit, path.clone(), done_tx.clone());
+        let driver =
+            driver::spawn(mount.machine, mount.store, link, settings.outbound_limit, path.clone(), done_tx.clone());
         // The first mount that says who its admins are guards the host's admin routes.
         admin = admin.or(mount.admin);
         if let Some(spec) = mount.component {

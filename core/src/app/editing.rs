@@ -136,7 +136,7 @@ impl DocState {
 
 /// Emits to everyone in a document but the sender.
 fn to_others_in_doc(io: &mut Io<'_>, member: &Member, doc: &str, socket: &SocketId, msg: &Message, now: Instant) {
-    io.emit(&Target::all(&member.nsp).to(doc_room(doc)).except_socket(socket), msg, now);
+    io.emit(&doc_target(&member.nsp, doc).except_socket(socket), msg, now);
 }
 
 /// A document id: the bare string, or `{docId}`.
@@ -254,7 +254,7 @@ impl RoomService {
         // The state goes once: a large document sent twice (event and ack) would not fit
         // the joiner's outbound queue.
         io.emit_to(socket, &Message::new("document-state", vec![state]), now);
-        let others = Target::all(nsp).to(doc_room(doc)).except_socket(socket);
+        let others = doc_target(nsp, doc).except_socket(socket);
         io.emit(
             &others,
             &Message::new("user-joined-document", vec![json!({"socketId": socket.as_str(), "user": user})]),
@@ -353,7 +353,7 @@ impl RoomService {
         for e in edits {
             self.writes.end(&e.socket);
             if stored {
-                let others = Target::all(nsp).to(doc_room(doc)).except_socket(&e.socket);
+                let others = doc_target(nsp, doc).except_socket(&e.socket);
                 let change = json!({"delta": e.delta, "author": e.author, "version": e.version});
                 io.emit(&others, &Message::new("text-change", vec![change]), now);
                 super::ack(io, &e.socket, e.ack, json!({"version": e.version}));
@@ -435,7 +435,7 @@ impl RoomService {
             entry.doc.remove_cursor(socket);
         }
         let left = json!({"socketId": socket.as_str()});
-        io.emit(&Target::all(nsp).to(doc_room(doc)), &Message::new("user-left-document", vec![left]), now);
+        io.emit(&doc_target(nsp, doc), &Message::new("user-left-document", vec![left]), now);
         self.evict_document(io, nsp, doc);
     }
 
@@ -448,4 +448,11 @@ impl RoomService {
             }
         }
     }
+}
+
+/// A document's editors on this node. Each node keeps its own copy of a document for now,
+/// so its events stay on the node: another node's versions would not apply to this copy
+/// (one authoritative node per document, by a lease, is the cluster issue's next part).
+fn doc_target(nsp: &str, doc: &str) -> Target {
+    Target::all(nsp).to(doc_room(doc)).local()
 }

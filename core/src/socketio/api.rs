@@ -87,6 +87,8 @@ pub struct Target {
     pub rooms: Vec<String>,
     pub except_rooms: Vec<String>,
     pub except_socket: Option<SocketId>,
+    /// This node's sockets only, in cluster mode (Socket.IO's `local` flag).
+    pub local: bool,
 }
 
 impl Target {
@@ -107,6 +109,13 @@ impl Target {
     #[must_use]
     pub fn except(mut self, room: impl Into<String>) -> Self {
         self.except_rooms.push(room.into());
+        self
+    }
+
+    /// This node's sockets only: nothing is published to the other nodes (`io.local`).
+    #[must_use]
+    pub fn local(mut self) -> Self {
+        self.local = true;
         self
     }
 

@@ -70,7 +70,7 @@ impl<'a> Io<'a> {
                 }
             }
         });
-        if let Some(cluster) = layer.cluster.as_mut() {
+        if let Some(cluster) = layer.cluster.as_mut().filter(|_| !target.local) {
             // Rooms that are local sockets' own ids stay here; anything else may have
             // members on other nodes. The other nodes get the packets without this node's
             // recovery offset (offsets are per node).

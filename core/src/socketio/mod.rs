@@ -308,6 +308,7 @@ impl Sockets {
                     rooms: b.rooms,
                     except_rooms: b.except_rooms,
                     except_socket: b.except_socket.map(SocketId::from),
+                    local: true,
                 };
                 let mut packets = Vec::with_capacity(1 + b.binary.len());
                 packets.push(OutPacket::Text(b.text));

@@ -179,6 +179,7 @@ mod tests {
                     io.emit(&target, &Message::new("m", vec![arg(2)]), now);
                 }
                 "all" => io.emit(&Target::all("/"), &Message::new("m", vec![arg(0)]), now),
+                "local" => io.emit(&Target::all("/").local(), &Message::new("m", vec![arg(0)]), now),
                 _ => {}
             }
         }
@@ -264,6 +265,15 @@ mod tests {
         let stats = c.nodes.nodes[2].machine.sockets().cluster().unwrap().stats();
         // Its own broadcast and its own first heartbeat came back; neither was delivered.
         assert_eq!((stats.own, stats.delivered), (2, 0), "{stats:?}");
+        // A local broadcast stays on its node.
+        say(&mut c, 2, conns[2], &json!(["local", "here only"]));
+        assert_eq!(got(&mut c, 2, conns[2]), ["\"here only\""]);
+        assert!(got(&mut c, 0, conns[0]).is_empty() && got(&mut c, 1, conns[1]).is_empty());
+        assert_eq!(
+            c.nodes.nodes[2].machine.sockets().cluster().unwrap().stats().published,
+            1,
+            "nothing more published"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Effects: what the machine asks of the world besides its connections. Today that is the
-//! store; the cluster link becomes one more sink here.
+//! Effects: what the machine asks of the world besides its connections: the store, and
+//! in cluster mode the cluster link.
 
 use super::Driver;
 use parlor_core::host::{ClusterOutput, StoreId, StoreRequest};
@@ -21,10 +21,30 @@ impl Driver {
         }
     }
 
-    /// A cluster effect. A node runs alone until the Redis link is wired in (issue 14):
-    /// its core is configured without a cluster and emits none, so one arriving here is
-    /// a machine's mistake, dropped with a log line.
-    pub(super) fn cluster(&mut self, op: &ClusterOutput) {
-        tracing::debug!(?op, mount = %self.mount, "cluster effect without a cluster link; dropped");
+    /// A cluster effect goes to the link, which never waits: what its bounded queue cannot
+    /// take it drops and counts. Without a link (a mount outside the cluster) there is
+    /// nothing to do: such a machine was configured without a cluster and emits none.
+    pub(super) fn cluster(&mut self, op: ClusterOutput) {
+        let Some(link) = &self.link else {
+            tracing::debug!(?op, mount = %self.mount, "cluster effect without a cluster link; dropped");
+            return;
+        };
+        match op {
+            ClusterOutput::Publish { channel, payload } => {
+                link.publish(channel, payload);
+            }
+            ClusterOutput::Subscribe { channel } => {
+                link.subscribe(channel);
+            }
+            ClusterOutput::Unsubscribe { channel } => {
+                link.unsubscribe(&channel);
+            }
+            ClusterOutput::SetExpiring { key, value, ttl_ms } => {
+                link.set_expiring(key, value, ttl_ms);
+            }
+            ClusterOutput::Delete { key } => {
+                link.delete(key);
+            }
+        }
     }
 }

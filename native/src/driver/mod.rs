@@ -18,10 +18,14 @@
 //! order); the answer comes back on the driver's own unbounded channel and is fed as
 //! `Input::Stored`. A mount without a store answers every request `Failed` at once.
 //!
+//! Cluster: in cluster mode the mount has a [`crate::cluster`] link; `Output::Cluster`
+//! goes to it (never waiting: its queue is bounded and counts what it drops) and what it
+//! reports comes back as `Input::Cluster`.
+//!
 //! Wall clock: `Input::WallClock` is fed before anything else and then every second.
 //!
 //! Parts: [`commands`] (what connections send, and [`DriverHandle`]), [`routing`]
-//! (outputs to connections), [`effects`] (outputs to the store).
+//! (outputs to connections), [`effects`] (outputs to the store and the cluster link).
 
 mod commands;
 mod effects;
@@ -33,14 +37,26 @@ pub(crate) use self::commands::{
 use self::commands::{Control, INBOX_BYTES, INBOX_CAPACITY};
 use self::routing::Destination;
 use crate::clock;
+use crate::cluster::{Event, Events, LinkConfig, LinkHandle};
 use crate::queues::inbox::{self, Taken};
 use crate::metrics::MountMetrics;
 use crate::store::Store;
-use parlor_core::host::{ApiRequest, ConnId, Frame, Input, Request, StoreAnswer, StoreId, TransportEnd};
+use parlor_core::host::{ApiRequest, ClusterInput, ConnId, Frame, Input, Request, StoreAnswer, StoreId, TransportEnd};
 use parlor_core::idhash::IdMap;
 use parlor_core::service::Machine;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
+
+/// Cluster messages handled per wake-up after the first, before the inbox gets a turn.
+const LINK_BATCH: usize = 256;
+
+/// The link's next event; never, without a link.
+async fn next_event(events: &mut Option<Events>) -> Option<Event> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// How often the machine is told the wall clock (at least).
 const WALL_CLOCK_EVERY: Duration = Duration::from_secs(1);
@@ -56,13 +72,23 @@ fn unix_ms() -> u64 {
 pub(crate) fn spawn(
     machine: Box<dyn Machine + Send>,
     store: Option<Store>,
+    link: Option<LinkConfig>,
     outbound_limit: usize,
     mount: String,
     done: mpsc::Sender<()>,
 ) -> DriverHandle {
     let (inbox_tx, inbox) = inbox::channel(INBOX_CAPACITY, INBOX_BYTES);
     let (answers_tx, answers) = mpsc::unbounded_channel();
+    let (link, events) = match link {
+        Some(config) => {
+            tracing::info!(redis = %config.address(), db = config.db(), mount = %mount, "cluster mode");
+            let (handle, events) = crate::cluster::spawn(config);
+            (Some(handle), Some(events))
+        }
+        None => (None, None),
+    };
     let driver = Driver {
+        link,
         machine,
         routes: IdMap::default(),
         outbound_limit,
@@ -73,12 +99,14 @@ pub(crate) fn spawn(
         overflows: 0,
         mount,
     };
-    tokio::spawn(driver.run(inbox, answers, done));
+    tokio::spawn(driver.run(inbox, answers, events, done));
     DriverHandle { inbox: inbox_tx }
 }
 
 struct Driver {
     machine: Box<dyn Machine + Send>,
+    /// The cluster link, in cluster mode: the core's cluster effects go there.
+    link: Option<LinkHandle>,
     routes: IdMap<ConnId, Destination>,
     outbound_limit: usize,
     /// Transports found dead while routing (overflowed queues, abandoned upgrades), fed
@@ -98,6 +126,7 @@ impl Driver {
         mut self,
         inbox: inbox::Receiver<Command, Control>,
         mut answers: mpsc::UnboundedReceiver<(StoreId, StoreAnswer)>,
+        mut events: Option<Events>,
         _done: mpsc::Sender<()>,
     ) {
         // The wall clock before anything else, so the first timestamps are right.
@@ -147,11 +176,36 @@ impl Driver {
             tokio::select! {
                 biased;
                 Some((id, answer)) = answers.recv() => self.handle(Input::Stored { id, answer }),
+                Some(event) = next_event(&mut events) => {
+                    self.link_event(event);
+                    // What else arrived meanwhile, at most a batch, before new work.
+                    for _ in 0..LINK_BATCH {
+                        let Some(Ok(event)) = events.as_mut().map(Events::try_recv) else { break };
+                        self.link_event(event);
+                    }
+                }
                 () = inbox.changed() => {}
                 () = &mut sleep => {}
             }
         }
         tracing::debug!(mount = %self.mount, "driver stopped");
+    }
+
+    /// What the cluster link reports, as the core's cluster input.
+    fn link_event(&mut self, event: Event) {
+        match event {
+            Event::Message { channel, payload } => {
+                self.handle(Input::Cluster(ClusterInput::Message { channel: &channel, payload: &payload }));
+            }
+            Event::Up => {
+                tracing::info!(mount = %self.mount, "cluster link up");
+                self.handle(Input::Cluster(ClusterInput::Up));
+            }
+            Event::Down { reason } => {
+                tracing::warn!(mount = %self.mount, %reason, "cluster link down; local clients are still served");
+                self.handle(Input::Cluster(ClusterInput::Down));
+            }
+        }
     }
 
     fn control(&mut self, request: Control) {
@@ -324,7 +378,7 @@ mod tests {
         let log = std::sync::Arc::new(Mutex::new(Vec::new()));
         let machine = Recorder { log: log.clone(), out: VecDeque::new(), next: 0 };
         let (done, done_rx) = mpsc::channel(1);
-        (spawn(Box::new(machine), store, 1 << 20, "/t/".into(), done), log, done_rx)
+        (spawn(Box::new(machine), store, None, 1 << 20, "/t/".into(), done), log, done_rx)
     }
 
     async fn wait_for(log: &Mutex<Vec<String>>, n: usize) -> Vec<String> {

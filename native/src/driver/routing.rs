@@ -83,7 +83,7 @@ impl Driver {
                 None => {}
             },
             Output::Store { id, request } => self.store(id, request),
-            Output::Cluster(op) => self.cluster(&op),
+            Output::Cluster(op) => self.cluster(op),
         }
     }
 }
