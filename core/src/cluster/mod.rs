@@ -10,6 +10,8 @@ pub mod channels;
 pub mod envelope;
 pub mod node;
 pub mod seen;
+#[cfg(test)]
+mod sim;
 pub mod subscriptions;
 
 pub use channels::Channels;

@@ -7,8 +7,10 @@ use super::nodes::{BusConfig, NodeId, Nodes, Packet};
 use super::Host;
 use crate::host::{ClusterInput, ClusterOutput, Input, Output};
 use crate::service::Machine;
+use crate::socketio::{Event, Handler, Io, Message, SocketId, Target};
 use crate::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A cluster of machines joined through a model of Redis pub/sub.
@@ -142,48 +144,45 @@ fn take_cluster<M: Machine>(host: &mut Host<M>) -> Vec<ClusterOutput> {
     ops
 }
 
+/// Joins rooms and broadcasts on request: `["join", room]`, `["leave", room]`,
+/// `["to", [rooms], [except rooms], text]` (the sender left out), `["all", text]`.
+#[derive(Default)]
+pub struct Relay;
+
+impl Handler for Relay {
+    type Auth = ();
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == "/"
+    }
+    fn on_event(&mut self, io: &mut Io<'_>, socket: &SocketId, event: Event, now: Instant) {
+        let arg = |i: usize| event.args.get(i).cloned().unwrap_or(Value::Null);
+        let names = |v: Value| -> Vec<String> {
+            v.as_array().map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        };
+        match event.name.as_str() {
+            "join" => {
+                io.join(socket, arg(0).as_str().unwrap_or_default());
+            }
+            "leave" => io.leave(socket, arg(0).as_str().unwrap_or_default()),
+            "to" => {
+                let mut target = Target::all("/").except_socket(socket);
+                target.rooms = names(arg(0));
+                target.except_rooms = names(arg(1));
+                io.emit(&target, &Message::new("m", vec![arg(2)]), now);
+            }
+            "all" => io.emit(&Target::all("/"), &Message::new("m", vec![arg(0)]), now),
+            "local" => io.emit(&Target::all("/").local(), &Message::new("m", vec![arg(0)]), now),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{ClusterConfig, Config};
-    use crate::socketio::{Event, Handler, Io, Message, SocketId, Target};
     use crate::Service;
     use serde_json::{json, Value};
-
-    /// Joins rooms and broadcasts on request: `["join", room]`, `["leave", room]`,
-    /// `["to", [rooms], [except rooms], text]` (the sender left out), `["all", text]`.
-    #[derive(Default)]
-    struct Relay;
-
-    impl Handler for Relay {
-        type Auth = ();
-        fn has_namespace(&self, nsp: &str) -> bool {
-            nsp == "/"
-        }
-        fn on_event(&mut self, io: &mut Io<'_>, socket: &SocketId, event: Event, now: Instant) {
-            let arg = |i: usize| event.args.get(i).cloned().unwrap_or(Value::Null);
-            let names = |v: Value| -> Vec<String> {
-                v.as_array()
-                    .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect())
-                    .unwrap_or_default()
-            };
-            match event.name.as_str() {
-                "join" => {
-                    io.join(socket, arg(0).as_str().unwrap_or_default());
-                }
-                "leave" => io.leave(socket, arg(0).as_str().unwrap_or_default()),
-                "to" => {
-                    let mut target = Target::all("/").except_socket(socket);
-                    target.rooms = names(arg(0));
-                    target.except_rooms = names(arg(1));
-                    io.emit(&target, &Message::new("m", vec![arg(2)]), now);
-                }
-                "all" => io.emit(&Target::all("/"), &Message::new("m", vec![arg(0)]), now),
-                "local" => io.emit(&Target::all("/").local(), &Message::new("m", vec![arg(0)]), now),
-                _ => {}
-            }
-        }
-    }
 
     fn node(id: &str) -> Service<Relay> {
         let cluster = ClusterConfig { node_id: id.into(), prefix: "t".into(), ..ClusterConfig::default() };

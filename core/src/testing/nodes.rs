@@ -121,6 +121,11 @@ impl Bus {
         }
     }
 
+    /// Changes the drop rate for messages sent from now on.
+    pub fn set_drop_percent(&mut self, percent: u64) {
+        self.config.drop_percent = percent;
+    }
+
     /// Restores every cut link.
     pub fn heal(&mut self) {
         self.cut.clear();
