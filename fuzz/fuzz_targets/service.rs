@@ -513,7 +513,8 @@ impl Run {
                     binary: (0..*attachments % 3).map(|i| vec![i; 3].into()).collect(),
                 };
                 let from = NodeId::new("there").expect("a valid id");
-                let payload = Envelope { from, body: Body::Broadcast(broadcast) }.encode();
+                let payload =
+                    Envelope { from, incarnation: u64::from(*seq % 2), body: Body::Broadcast(broadcast) }.encode();
                 self.input(Input::Cluster(ClusterInput::Message { channel, payload: &payload }));
             }
         }

@@ -42,6 +42,9 @@ impl std::fmt::Display for NodeId {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Envelope {
     pub from: NodeId,
+    /// Drawn when the node starts: a node restarted under the same id is a new sender (its
+    /// broadcasts count from 0 again), and two running nodes given one id are told apart.
+    pub incarnation: u64,
     pub body: Body,
 }
 
@@ -127,6 +130,7 @@ mod tests {
     fn broadcast() -> Envelope {
         Envelope {
             from: node("node-a"),
+            incarnation: 42,
             body: Body::Broadcast(Broadcast {
                 seq: 7,
                 nsp: "/chat".into(),
@@ -144,8 +148,8 @@ mod tests {
     fn every_body_round_trips() {
         for envelope in [
             broadcast(),
-            Envelope { from: node("n"), body: Body::Heartbeat { ttl_ms: 10_000 } },
-            Envelope { from: node("n"), body: Body::Leaving },
+            Envelope { from: node("n"), incarnation: 1, body: Body::Heartbeat { ttl_ms: 10_000 } },
+            Envelope { from: node("n"), incarnation: u64::MAX, body: Body::Leaving },
         ] {
             let bytes = envelope.encode();
             assert_eq!(bytes[0], VERSION);
@@ -174,7 +178,7 @@ mod tests {
         for bad in ["", "has space", "tab\t", "é", &"x".repeat(MAX_NODE_ID + 1)] {
             assert!(NodeId::new(bad).is_none(), "{bad:?}");
         }
-        let forged = Envelope { from: NodeId("bad id".into()), body: Body::Leaving };
+        let forged = Envelope { from: NodeId("bad id".into()), incarnation: 0, body: Body::Leaving };
         assert!(matches!(Envelope::decode(&forged.encode()), Err(EnvelopeError::Malformed(_))));
     }
 }

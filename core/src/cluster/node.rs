@@ -27,6 +27,8 @@ pub struct ClusterStats {
     pub own: u64,
     /// Messages of another format version, or malformed.
     pub refused: u64,
+    /// Messages from another running node with this node's id (a misconfiguration).
+    pub id_conflicts: u64,
     pub link_up: bool,
     pub link_losses: u64,
 }
@@ -35,11 +37,12 @@ pub struct ClusterStats {
 pub struct ClusterNode {
     config: ClusterConfig,
     id: NodeId,
+    incarnation: u64,
     #[serde(skip, default = "no_channels")]
     channels: Channels,
     subscriptions: Subscriptions,
-    /// Other live nodes, with when each expires unless heard of again.
-    nodes: BTreeMap<NodeId, Instant>,
+    /// Other live nodes: when each expires unless heard of again, and its incarnation.
+    nodes: BTreeMap<NodeId, (Instant, u64)>,
     next_heartbeat: Option<Instant>,
     next_seq: u64,
     #[serde(skip)]
@@ -54,14 +57,16 @@ fn no_channels() -> Channels {
 }
 
 impl ClusterNode {
-    /// A node of the cluster `config` describes; `None` if its node id is not valid.
+    /// A node of the cluster `config` describes, started as `incarnation` (random, from
+    /// the core's seeded stream); `None` if its node id is not valid.
     #[must_use]
-    pub fn new(config: &ClusterConfig) -> Option<ClusterNode> {
+    pub fn new(config: &ClusterConfig, incarnation: u64) -> Option<ClusterNode> {
         let id = NodeId::new(&config.node_id)?;
         let channels = Channels::new(&config.prefix);
         let mut node = ClusterNode {
             config: config.clone(),
             id,
+            incarnation,
             channels,
             subscriptions: Subscriptions::default(),
             nodes: BTreeMap::new(),
@@ -157,7 +162,9 @@ impl ClusterNode {
         } else {
             broadcast.rooms.iter().map(|r| self.channels.room(&broadcast.nsp, r)).collect()
         };
-        let payload = Envelope { from: self.id.clone(), body: Body::Broadcast(broadcast) }.encode();
+        let payload =
+            Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::Broadcast(broadcast) }
+                .encode();
         for channel in channels {
             self.stats.published += 1;
             self.queued.push_back(ClusterOutput::Publish { channel, payload: payload.clone() });
@@ -176,8 +183,18 @@ impl ClusterNode {
             }
         };
         if envelope.from == self.id {
-            self.stats.own += 1;
+            if envelope.incarnation == self.incarnation {
+                self.stats.own += 1;
+            } else {
+                self.stats.id_conflicts += 1;
+            }
             return None;
+        }
+        // A node seen under a new incarnation restarted: what it sent before is history.
+        if let Some((_, known)) = self.nodes.get(&envelope.from) {
+            if *known != envelope.incarnation {
+                self.seen.forget(&envelope.from);
+            }
         }
         match envelope.body {
             Body::Broadcast(b) => {
@@ -187,7 +204,7 @@ impl ClusterNode {
                     self.stats.refused += 1;
                     return None;
                 }
-                if !self.seen.first_time(&envelope.from, b.seq) {
+                if !self.seen.first_time(&envelope.from, envelope.incarnation, b.seq) {
                     self.stats.duplicates += 1;
                     return None;
                 }
@@ -198,7 +215,7 @@ impl ClusterNode {
                 // Never longer than this node's own expiry: a peer cannot make itself
                 // immortal in our registry.
                 let ttl = ttl_ms.min(self.config.node_expiry_ms);
-                self.nodes.insert(envelope.from, now.plus(ttl));
+                self.nodes.insert(envelope.from, (now.plus(ttl), envelope.incarnation));
                 None
             }
             Body::Leaving => {
@@ -229,7 +246,7 @@ impl ClusterNode {
     /// The next heartbeat or node expiry.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let expiry = self.nodes.values().min().copied();
+        let expiry = self.nodes.values().map(|(at, _)| *at).min();
         [self.next_heartbeat, expiry].into_iter().flatten().min()
     }
 
@@ -237,14 +254,20 @@ impl ClusterNode {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.next_heartbeat.is_some_and(|t| t <= now) {
             let ttl = self.config.node_expiry_ms;
-            let beat = Envelope { from: self.id.clone(), body: Body::Heartbeat { ttl_ms: ttl } }.encode();
+            let beat = Envelope {
+                from: self.id.clone(),
+                incarnation: self.incarnation,
+                body: Body::Heartbeat { ttl_ms: ttl },
+            }
+            .encode();
             self.queued.push_back(ClusterOutput::Publish { channel: self.channels.nodes(), payload: beat });
             let key = self.channels.node_key(&self.id);
             let value = bytes::Bytes::copy_from_slice(self.id.as_str().as_bytes());
             self.queued.push_back(ClusterOutput::SetExpiring { key, value, ttl_ms: ttl });
             self.next_heartbeat = Some(now.plus(self.config.heartbeat_ms.max(1)));
         }
-        let expired: Vec<NodeId> = self.nodes.iter().filter(|(_, at)| **at <= now).map(|(n, _)| n.clone()).collect();
+        let expired: Vec<NodeId> =
+            self.nodes.iter().filter(|(_, (at, _))| *at <= now).map(|(n, _)| n.clone()).collect();
         for node in expired {
             self.forget(&node);
         }
@@ -252,7 +275,7 @@ impl ClusterNode {
 
     /// The node stops: the others forget it now.
     pub(crate) fn leave(&mut self) {
-        let bye = Envelope { from: self.id.clone(), body: Body::Leaving }.encode();
+        let bye = Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::Leaving }.encode();
         self.queued.push_back(ClusterOutput::Publish { channel: self.channels.nodes(), payload: bye });
         self.queued.push_back(ClusterOutput::Delete { key: self.channels.node_key(&self.id) });
         self.next_heartbeat = None;

@@ -14,14 +14,15 @@ pub const WINDOW: usize = 1024;
 
 #[derive(Debug, Default)]
 pub struct Seen {
-    by_sender: HashMap<NodeId, BTreeSet<u64>>,
+    /// By sender: its node id and incarnation.
+    by_sender: HashMap<(NodeId, u64), BTreeSet<u64>>,
 }
 
 impl Seen {
     /// Whether `(from, seq)` is new, remembering it. A sequence number older than the
     /// sender's window counts as seen: delivering it late could deliver it twice.
-    pub fn first_time(&mut self, from: &NodeId, seq: u64) -> bool {
-        let seqs = self.by_sender.entry(from.clone()).or_default();
+    pub fn first_time(&mut self, from: &NodeId, incarnation: u64, seq: u64) -> bool {
+        let seqs = self.by_sender.entry((from.clone(), incarnation)).or_default();
         if seqs.len() >= WINDOW && seqs.first().is_some_and(|oldest| seq < *oldest) {
             return false;
         }
@@ -34,9 +35,9 @@ impl Seen {
         true
     }
 
-    /// Forgets a sender that left (its restart starts a new sequence).
+    /// Forgets every incarnation of a node (it left, expired, or restarted).
     pub fn forget(&mut self, node: &NodeId) {
-        self.by_sender.remove(node);
+        self.by_sender.retain(|(n, _), _| n != node);
     }
 
     /// Sequence numbers held, over all senders.
@@ -59,16 +60,18 @@ mod tests {
     fn each_broadcast_once_per_sender_in_a_bounded_window() {
         let (a, b) = (NodeId::new("a").unwrap(), NodeId::new("b").unwrap());
         let mut seen = Seen::default();
-        assert!(seen.first_time(&a, 1));
-        assert!(!seen.first_time(&a, 1), "the copy from a second room channel");
-        assert!(seen.first_time(&b, 1), "another sender's 1");
+        assert!(seen.first_time(&a, 7, 1));
+        assert!(!seen.first_time(&a, 7, 1), "the copy from a second room channel");
+        assert!(seen.first_time(&b, 7, 1), "another sender's 1");
+        assert!(seen.first_time(&a, 8, 1), "the same node restarted: a new sender");
         for seq in 2..=5000 {
-            assert!(seen.first_time(&a, seq));
-            assert!(!seen.first_time(&a, seq));
+            assert!(seen.first_time(&a, 7, seq));
+            assert!(!seen.first_time(&a, 7, seq));
         }
-        assert!(seen.len() <= 2 * WINDOW, "bounded: {}", seen.len());
-        assert!(!seen.first_time(&a, 3), "older than the window: treated as seen");
+        assert!(seen.len() <= 3 * WINDOW, "bounded: {}", seen.len());
+        assert!(!seen.first_time(&a, 7, 3), "older than the window: treated as seen");
         seen.forget(&a);
-        assert!(seen.first_time(&a, 1), "a restarted sender starts again");
+        assert!(seen.first_time(&a, 7, 1), "forgotten: starts again");
+        assert_eq!(seen.len(), 2, "b's one, and a's new one");
     }
 }

@@ -144,14 +144,15 @@ pub struct Sockets {
 
 impl Sockets {
     #[must_use]
-    pub(crate) fn new(config: Config, engine: Engine, rng: Rng) -> Self {
+    pub(crate) fn new(config: Config, engine: Engine, mut rng: Rng) -> Self {
         let recovery = Recovery::new(
             config.recovery_window_ms,
             config.recovery_max_packets,
             config.recovery_max_bytes,
             config.recovery_max_sessions,
         );
-        let cluster = config.cluster.as_ref().and_then(ClusterNode::new);
+        // Drawn only in cluster mode, so a node alone keeps the stream it always had.
+        let cluster = config.cluster.as_ref().and_then(|c| ClusterNode::new(c, rng.next_u64()));
         Sockets {
             config,
             engine,

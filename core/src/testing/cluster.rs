@@ -185,9 +185,14 @@ mod tests {
     use serde_json::{json, Value};
 
     fn node(id: &str) -> Service<Relay> {
+        seeded(id, id.len() as u8)
+    }
+
+    /// A node whose incarnation comes from `seed`.
+    fn seeded(id: &str, seed: u8) -> Service<Relay> {
         let cluster = ClusterConfig { node_id: id.into(), prefix: "t".into(), ..ClusterConfig::default() };
         let config = Config { cluster: Some(cluster), ..Config::default() };
-        Service::new(config, [id.len() as u8; 32], Instant(0), Relay)
+        Service::new(config, [seed; 32], Instant(0), Relay)
     }
 
     fn three() -> Cluster<Service<Relay>> {
@@ -314,6 +319,31 @@ mod tests {
     }
 
     #[test]
+    fn a_node_restarted_under_its_id_is_a_new_sender_and_a_second_node_with_it_a_conflict() {
+        let mut c = three();
+        let (a, b) = (client(&mut c, 0), client(&mut c, 1));
+        say(&mut c, 0, a, &json!(["join", "r"]));
+        say(&mut c, 1, b, &json!(["join", "r"]));
+        for text in ["one", "two"] {
+            say(&mut c, 0, a, &json!(["to", ["r"], [], text]));
+        }
+        assert_eq!(got(&mut c, 1, b), ["\"one\"", "\"two\""]);
+        // Node 0 crashes and comes back under the same id: its count starts at 0 again.
+        c.nodes.nodes[0] = Host::with_store(seeded("a", 99));
+        c.nodes.nodes[0].advance_to(c.nodes.now);
+        c.nodes.nodes[0].input(Input::Cluster(ClusterInput::Up));
+        let a2 = client(&mut c, 0);
+        say(&mut c, 0, a2, &json!(["join", "r"]));
+        say(&mut c, 0, a2, &json!(["to", ["r"], [], "after the restart"]));
+        assert_eq!(got(&mut c, 1, b), ["\"after the restart\""], "not taken for a copy of the first broadcast");
+
+        let mut twins = Cluster::new(vec![seeded("same", 1), seeded("same", 2)], BusConfig::default());
+        twins.advance(50);
+        let conflicts = |n: usize| twins.nodes.nodes[n].machine.sockets().cluster().unwrap().stats().id_conflicts;
+        assert!(conflicts(0) > 0 && conflicts(1) > 0, "each hears the other under its own id");
+    }
+
+    #[test]
     fn a_message_of_another_format_is_refused_and_counted() {
         let mut c = three();
         let channel = c.nodes.nodes[0].machine.sockets().cluster().unwrap().names().nodes();
@@ -334,7 +364,8 @@ mod tests {
                 binary: vec![],
             };
             let from = crate::cluster::NodeId::new("bb").unwrap();
-            let payload = crate::cluster::Envelope { from, body: crate::cluster::Body::Broadcast(b) }.encode();
+            let payload =
+                crate::cluster::Envelope { from, incarnation: 1, body: crate::cluster::Body::Broadcast(b) }.encode();
             c.nodes.nodes[0].input(Input::Cluster(ClusterInput::Message { channel: &channel, payload: &payload }));
         }
         assert_eq!(c.nodes.nodes[0].machine.sockets().cluster().unwrap().stats().refused, 6);
