@@ -37,6 +37,8 @@ pub struct Metrics {
     pub traffic: Traffic,
     /// Socket disconnects so far, by Socket.IO reason.
     pub disconnects: Vec<(&'static str, u64)>,
+    /// The cluster layer's counts, in cluster mode.
+    pub cluster: Option<crate::cluster::ClusterStats>,
 }
 
 /// The core: an Engine.IO engine, the Socket.IO layer over it, and an application, with

@@ -146,6 +146,7 @@ impl wit::GuestService for EdgeService {
                 "bytes_out": m.traffic.bytes_out,
             },
             "disconnects": m.disconnects,
+            "cluster": m.cluster,
         })
         .to_string()
     }

@@ -1,12 +1,18 @@
-//! `/metrics`: the Prometheus text exposition of every mount's numbers, summed.
+//! `/metrics`: every mount's numbers, summed, in the OpenMetrics text format (through the
+//! `prometheus-client` crate, which names, types, escapes and terminates it).
 //!
 //! The core counts (it sees every packet); the host adds what only it sees (open TCP
 //! connections, outbound overflows) and renders. Mounts are summed so that dashboards do
 //! not change when an application moves between paths.
 
+use crate::cluster::LinkStats;
 use parlor_core::service::Metrics;
-use std::collections::BTreeMap;
-use std::fmt::Write;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
 
 /// One mount's numbers: the core's, plus the driver's own.
 #[derive(Clone, Debug, Default)]
@@ -14,6 +20,8 @@ pub(crate) struct MountMetrics {
     pub core: Metrics,
     /// Connections closed because their outbound queue overflowed.
     pub overflows: u64,
+    /// The cluster link's counts, in cluster mode.
+    pub link: Option<LinkStats>,
 }
 
 /// Everything `/metrics` shows.
@@ -24,86 +32,109 @@ pub(crate) struct Snapshot {
     pub mounts: Vec<MountMetrics>,
 }
 
-/// The Prometheus content type of [`render`]'s output.
-pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of [`render`]'s output (OpenMetrics text, which Prometheus scrapes).
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Renders `snapshot` in the Prometheus text format, one `# HELP`/`# TYPE` pair per metric.
+/// One label, for the families below.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Namespace {
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// Renders `snapshot` through a registry built for this one scrape: every value is read from
+/// the mounts at the time of the request, so nothing is kept between scrapes. Counters get
+/// their `_total` suffix from the format.
 pub(crate) fn render(snapshot: &Snapshot) -> String {
-    let mut connections = 0usize;
-    let mut overflows = 0u64;
-    let (mut packets_in, mut packets_out, mut bytes_in, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
-    // Sorted maps: a stable order makes the output diffable and testable.
-    let mut namespaces: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    let mut disconnects: BTreeMap<&str, u64> = BTreeMap::new();
-    for m in &snapshot.mounts {
-        let core = &m.core;
-        connections += core.connections;
-        overflows += m.overflows;
-        packets_in += core.traffic.packets_in;
-        packets_out += core.traffic.packets_out;
-        bytes_in += core.traffic.bytes_in;
-        bytes_out += core.traffic.bytes_out;
-        for (name, sockets, rooms) in &core.namespaces {
-            let entry = namespaces.entry(name.as_str()).or_default();
-            entry.0 += sockets;
-            entry.1 += rooms;
-        }
-        for (reason, n) in &core.disconnects {
-            *disconnects.entry(reason).or_default() += n;
-        }
-    }
+    let mut registry = Registry::with_prefix("parlor");
+    let gauge = |value: usize| ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    let counter = |value: u64| ConstCounter::new(value);
 
-    let mut out = String::with_capacity(1024);
-    header(&mut out, "parlor_connections", "gauge", "Open Engine.IO sessions.");
-    let _ = writeln!(out, "parlor_connections {connections}");
-    header(&mut out, "parlor_tcp_connections", "gauge", "Open TCP connections (HTTP and WebSocket).");
-    let _ = writeln!(out, "parlor_tcp_connections {}", snapshot.tcp_connections);
-    header(&mut out, "parlor_sockets", "gauge", "Connected Socket.IO sockets per namespace.");
-    for (name, (sockets, _)) in &namespaces {
-        let _ = writeln!(out, "parlor_sockets{{namespace=\"{}\"}} {sockets}", escape(name));
-    }
-    header(&mut out, "parlor_rooms", "gauge", "Rooms per namespace, not counting each socket's own room.");
-    for (name, (_, rooms)) in &namespaces {
-        let _ = writeln!(out, "parlor_rooms{{namespace=\"{}\"}} {rooms}", escape(name));
-    }
-    header(&mut out, "parlor_packets_total", "counter", "Engine.IO packets received and sent.");
-    let _ = writeln!(out, "parlor_packets_total{{direction=\"in\"}} {packets_in}");
-    let _ = writeln!(out, "parlor_packets_total{{direction=\"out\"}} {packets_out}");
-    header(&mut out, "parlor_bytes_total", "counter", "Engine.IO payload bytes received and sent.");
-    let _ = writeln!(out, "parlor_bytes_total{{direction=\"in\"}} {bytes_in}");
-    let _ = writeln!(out, "parlor_bytes_total{{direction=\"out\"}} {bytes_out}");
-    header(&mut out, "parlor_disconnects_total", "counter", "Socket.IO socket disconnects by reason.");
-    for (reason, n) in &disconnects {
-        let _ = writeln!(out, "parlor_disconnects_total{{reason=\"{}\"}} {n}", escape(reason));
-    }
-    header(
-        &mut out,
-        "parlor_outbound_overflows_total",
-        "counter",
-        "WebSockets closed because the client did not read fast enough.",
+    let cores = || snapshot.mounts.iter().map(|m| &m.core);
+    registry.register("connections", "Open Engine.IO sessions", gauge(cores().map(|c| c.connections).sum()));
+    registry.register(
+        "tcp_connections",
+        "Open TCP connections (HTTP and WebSocket)",
+        gauge(snapshot.tcp_connections),
     );
-    let _ = writeln!(out, "parlor_outbound_overflows_total {overflows}");
+
+    let sockets = Family::<Namespace, Gauge>::default();
+    let rooms = Family::<Namespace, Gauge>::default();
+    let packets = Family::<Direction, Counter>::default();
+    let bytes = Family::<Direction, Counter>::default();
+    let disconnects = Family::<Reason, Counter>::default();
+    for core in cores() {
+        for (name, n_sockets, n_rooms) in &core.namespaces {
+            let label = Namespace { namespace: name.clone() };
+            sockets.get_or_create(&label).inc_by(i64::try_from(*n_sockets).unwrap_or(i64::MAX));
+            rooms.get_or_create(&label).inc_by(i64::try_from(*n_rooms).unwrap_or(i64::MAX));
+        }
+        let t = &core.traffic;
+        packets.get_or_create(&Direction { direction: "in" }).inc_by(t.packets_in);
+        packets.get_or_create(&Direction { direction: "out" }).inc_by(t.packets_out);
+        bytes.get_or_create(&Direction { direction: "in" }).inc_by(t.bytes_in);
+        bytes.get_or_create(&Direction { direction: "out" }).inc_by(t.bytes_out);
+        for (reason, n) in &core.disconnects {
+            disconnects.get_or_create(&Reason { reason }).inc_by(*n);
+        }
+    }
+    registry.register("sockets", "Connected Socket.IO sockets per namespace", sockets);
+    registry.register("rooms", "Rooms per namespace, not counting each socket's own room", rooms);
+    registry.register("packets", "Engine.IO packets received and sent", packets);
+    registry.register("bytes", "Engine.IO payload bytes received and sent", bytes);
+    registry.register("disconnects", "Socket.IO socket disconnects by reason", disconnects);
+    registry.register(
+        "outbound_overflows",
+        "WebSockets closed because the client did not read fast enough",
+        counter(snapshot.mounts.iter().map(|m| m.overflows).sum()),
+    );
+
+    cluster(&mut registry, snapshot);
+
+    let mut out = String::with_capacity(2048);
+    // Writing into a String cannot fail; the encoder's errors are formatting errors only.
+    let _ = encode(&mut out, &registry);
     out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Escapes a label value: backslash, double quote and newline, as the format requires.
-/// Namespace names come from clients, so this is not optional.
-fn escape(value: &str) -> String {
-    let mut s = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
+/// The cluster's numbers (cluster mode only): the core's layer and the Redis link.
+fn cluster(registry: &mut Registry, snapshot: &Snapshot) {
+    let layers: Vec<_> = snapshot.mounts.iter().filter_map(|m| m.core.cluster).collect();
+    let links: Vec<LinkStats> = snapshot.mounts.iter().filter_map(|m| m.link).collect();
+    if layers.is_empty() && links.is_empty() {
+        return;
     }
-    s
+    let c = registry.sub_registry_with_prefix("cluster");
+    let sum = |f: fn(&parlor_core::cluster::ClusterStats) -> u64| layers.iter().map(f).sum::<u64>();
+    let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    c.register("link_up", "1 while the link to Redis is connected and subscribed", gauge(links.iter().filter(|l| l.up).count() as u64));
+    c.register("live_nodes", "Other nodes heard of within their expiry", gauge(sum(|s| s.live_nodes)));
+    c.register("subscriptions", "Channels this node holds (rooms with a local member, namespaces, its own)", gauge(sum(|s| s.subscriptions)));
+    for (name, help, value) in [
+        ("published", "Broadcasts published for other nodes (once per target channel)", sum(|s| s.published)),
+        ("received", "Cluster messages received", sum(|s| s.received)),
+        ("delivered", "Other nodes' broadcasts delivered to local sockets", sum(|s| s.delivered)),
+        ("duplicates", "Second copies of a broadcast (it came on several channels this node holds)", sum(|s| s.duplicates)),
+        ("refused", "Cluster messages of another format version, or malformed", sum(|s| s.refused)),
+        ("id_conflicts", "Messages from another running node with this node's id", sum(|s| s.id_conflicts)),
+        ("reconnects", "Connections to Redis made again after the first", links.iter().map(|l| l.reconnects).sum()),
+        ("dropped", "Commands for Redis dropped: the link's queue was full or Redis away", links.iter().map(|l| l.dropped).sum()),
+        ("dropped_events", "Messages from Redis dropped: the node did not keep up", links.iter().map(|l| l.dropped_events).sum()),
+        ("lost", "Commands in flight when the link failed (Redis may or may not have run them)", links.iter().map(|l| l.lost).sum()),
+        ("bytes_in", "Bytes of the messages Redis delivered", links.iter().map(|l| l.bytes_in).sum()),
+        ("bytes_out", "Bytes of the commands Redis accepted", links.iter().map(|l| l.bytes_out).sum()),
+    ] {
+        c.register(name, help, ConstCounter::new(value));
+    }
 }
 
 #[cfg(test)]
@@ -122,7 +153,7 @@ mod tests {
         core.traffic.packets_out = 4;
         core.traffic.bytes_in = 30;
         core.traffic.bytes_out = 40;
-        MountMetrics { core, overflows: 1 }
+        MountMetrics { core, overflows: 1, link: None }
     }
 
     #[test]
@@ -144,7 +175,7 @@ mod tests {
             "parlor_sockets{namespace=\"/chat\"} 1",
             "parlor_rooms{namespace=\"/\"} 4",
             "parlor_rooms{namespace=\"/chat\"} 0",
-            "# TYPE parlor_packets_total counter",
+            "# TYPE parlor_packets counter",
             "parlor_packets_total{direction=\"in\"} 6",
             "parlor_packets_total{direction=\"out\"} 8",
             "parlor_bytes_total{direction=\"in\"} 60",
@@ -158,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn every_metric_has_help_and_type_before_its_samples() {
+    fn every_metric_has_help_and_type_before_its_samples_and_the_text_ends_with_eof() {
         let text = render(&Snapshot { tcp_connections: 0, mounts: vec![mount(0, &[("/", 0, 0)], &[])] });
         let mut declared = std::collections::HashSet::new();
         for line in text.lines() {
@@ -166,8 +197,34 @@ mod tests {
                 declared.insert(rest.split(' ').next().unwrap().to_owned());
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                assert!(declared.contains(name), "{name} sampled before its TYPE");
+                let family = name.strip_suffix("_total").unwrap_or(name);
+                assert!(declared.contains(family), "{name} sampled before its TYPE");
             }
+        }
+        assert_eq!(text.lines().last(), Some("# EOF"));
+    }
+
+    #[test]
+    fn cluster_numbers_appear_in_cluster_mode_only() {
+        let alone = render(&Snapshot { tcp_connections: 0, mounts: vec![mount(0, &[], &[])] });
+        assert!(!alone.contains("parlor_cluster"), "{alone}");
+        let mut m = mount(0, &[], &[]);
+        m.core.cluster = Some(parlor_core::cluster::ClusterStats {
+            published: 5,
+            duplicates: 2,
+            live_nodes: 2,
+            ..Default::default()
+        });
+        m.link = Some(LinkStats { up: true, dropped: 3, ..LinkStats::default() });
+        let text = render(&Snapshot { tcp_connections: 0, mounts: vec![m] });
+        for line in [
+            "parlor_cluster_link_up 1",
+            "parlor_cluster_live_nodes 2",
+            "parlor_cluster_published_total 5",
+            "parlor_cluster_duplicates_total 2",
+            "parlor_cluster_dropped_total 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
     }
 

@@ -31,6 +31,12 @@ pub struct ClusterStats {
     pub id_conflicts: u64,
     pub link_up: bool,
     pub link_losses: u64,
+    /// Channels held now.
+    #[serde(default)]
+    pub subscriptions: u64,
+    /// Other nodes alive now.
+    #[serde(default)]
+    pub live_nodes: u64,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -95,7 +101,11 @@ impl ClusterNode {
 
     #[must_use]
     pub fn stats(&self) -> ClusterStats {
-        self.stats
+        ClusterStats {
+            subscriptions: self.subscriptions.len() as u64,
+            live_nodes: self.nodes.len() as u64,
+            ..self.stats
+        }
     }
 
     /// The other nodes known to be alive, sorted.
@@ -215,7 +225,12 @@ impl ClusterNode {
                 // Never longer than this node's own expiry: a peer cannot make itself
                 // immortal in our registry.
                 let ttl = ttl_ms.min(self.config.node_expiry_ms);
-                self.nodes.insert(envelope.from, (now.plus(ttl), envelope.incarnation));
+                let known = self.nodes.insert(envelope.from, (now.plus(ttl), envelope.incarnation));
+                // A node new to us (or restarted) hears from us at once rather than at our
+                // next beat, so a node that joins knows the cluster within a round trip.
+                if known.is_none_or(|(_, incarnation)| incarnation != envelope.incarnation) && self.stats.link_up {
+                    self.next_heartbeat = Some(now);
+                }
                 None
             }
             Body::Leaving => {

@@ -238,7 +238,13 @@ impl Sockets {
         namespaces.sort();
         let disconnects =
             DisconnectReason::ALL.iter().map(|r| (r.as_str(), self.disconnects.get(r).copied().unwrap_or(0))).collect();
-        Metrics { connections: self.engine.session_count(), namespaces, traffic: self.engine.traffic(), disconnects }
+        Metrics {
+            connections: self.engine.session_count(),
+            namespaces,
+            traffic: self.engine.traffic(),
+            disconnects,
+            cluster: self.cluster.as_ref().map(ClusterNode::stats),
+        }
     }
 
     #[must_use]
@@ -614,7 +620,10 @@ impl Sockets {
             c.namespace_opened(nsp);
         }
         ns.sockets.insert(id.clone());
-        for room in &rooms {
+        // In order, as in `remove_socket`.
+        let mut sorted: Vec<&String> = rooms.iter().collect();
+        sorted.sort_unstable();
+        for room in sorted {
             let members = ns.rooms.entry(room.clone()).or_default();
             members.insert(id.clone());
             if let (true, Some(c)) = (members.len() == 1 && room != id.as_str(), self.cluster.as_mut()) {
@@ -661,7 +670,11 @@ impl Sockets {
         }
         if let Some(ns) = self.namespaces.get_mut(&sock.nsp) {
             ns.sockets.remove(id);
-            for room in &sock.rooms {
+            // In order: the cluster's unsubscribes come out the same on every host (a hash
+            // set's order is not, and the component must match the linked core).
+            let mut rooms: Vec<&String> = sock.rooms.iter().collect();
+            rooms.sort_unstable();
+            for room in rooms {
                 remove_member(ns, room, id, &sock.nsp, self.cluster.as_mut());
             }
             if let (true, Some(c)) = (ns.sockets.is_empty(), self.cluster.as_mut()) {

@@ -267,8 +267,8 @@ mod tests {
             assert_eq!(got(&mut c, n, *conn), ["\"everyone\""], "node {n}");
         }
         let stats = c.nodes.nodes[2].machine.sockets().cluster().unwrap().stats();
-        // Its own broadcast and its own first heartbeat came back; neither was delivered.
-        assert_eq!((stats.own, stats.delivered), (2, 0), "{stats:?}");
+        // Its own broadcast came back (with its own heartbeats); none of it was delivered.
+        assert!(stats.own >= 2 && stats.delivered == 0, "{stats:?}");
         // A local broadcast stays on its node.
         say(&mut c, 2, conns[2], &json!(["local", "here only"]));
         assert_eq!(got(&mut c, 2, conns[2]), ["\"here only\""]);

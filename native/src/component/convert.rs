@@ -7,6 +7,7 @@
 
 use super::bindings::exports::parlor::edge::machine as wit;
 use bytes::Bytes;
+use parlor_core::cluster::ClusterStats;
 use parlor_core::engineio::Traffic;
 use parlor_core::host::{
     ClusterInput, ClusterOutput, ConnId, Frame, Input, Method, OutFrame, Output, StoreAnswer, StoreId, StoreRequest, TransportEnd, APPLICATION_JSON,
@@ -126,6 +127,8 @@ struct MetricsJson {
     namespaces: Vec<(String, usize, usize)>,
     traffic: Traffic,
     disconnects: Vec<(String, u64)>,
+    #[serde(default)]
+    cluster: Option<ClusterStats>,
 }
 
 /// The core's metrics from the guest's JSON; unreadable JSON gives empty metrics.
@@ -136,6 +139,7 @@ pub(super) fn metrics(text: &str) -> Metrics {
             namespaces: m.namespaces,
             traffic: m.traffic,
             disconnects: m.disconnects.into_iter().map(|(reason, n)| (intern(reason, Kind::Reason), n)).collect(),
+            cluster: m.cluster,
         },
         Err(e) => {
             tracing::warn!(error = %e, "the component's metrics do not parse");

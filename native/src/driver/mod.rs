@@ -211,7 +211,8 @@ impl Driver {
     fn control(&mut self, request: Control) {
         match request {
             Control::Metrics(tx) => {
-                let _ = tx.send(MountMetrics { core: self.machine.metrics(), overflows: self.overflows });
+                let link = self.link.as_ref().map(LinkHandle::stats);
+                let _ = tx.send(MountMetrics { core: self.machine.metrics(), overflows: self.overflows, link });
             }
             Control::Shutdown => {
                 tracing::info!(mount = %self.mount, "shutting down the core");

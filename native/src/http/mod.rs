@@ -30,7 +30,7 @@ pub(crate) mod static_files;
 use self::bodies::BodyBudget;
 use self::cors::Cors;
 use crate::driver::{DriverHandle, FirstOutput};
-use crate::metrics::{self, Snapshot};
+use crate::metrics::{self, MountMetrics, Snapshot};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -115,7 +115,7 @@ impl Router {
             }
         }
         match (req.method(), path) {
-            (&HttpMethod::GET | &HttpMethod::HEAD, "/healthz") => text(StatusCode::OK, "ok"),
+            (&HttpMethod::GET | &HttpMethod::HEAD, "/healthz") => self.health().await,
             (&HttpMethod::GET, "/metrics") => self.metrics(&req).await,
             (&HttpMethod::POST, "/admin/reload") if self.reload.is_some() => self.reload(&req).await,
             _ => match &self.static_files {
@@ -148,6 +148,20 @@ impl Router {
         *resp.status_mut() = status;
         resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(parlor_core::host::APPLICATION_JSON));
         resp
+    }
+
+    /// `/healthz`: 200 while serving. In cluster mode a node whose Redis link is down still
+    /// serves its own clients, so it stays 200 and says `degraded` (load balancers keep it;
+    /// dashboards see it).
+    async fn health(&self) -> Response<Body> {
+        for m in &self.mounts {
+            if let Some(MountMetrics { link: Some(link), .. }) = m.driver.metrics().await {
+                if !link.up {
+                    return text(StatusCode::OK, "degraded: the cluster link to Redis is down");
+                }
+            }
+        }
+        text(StatusCode::OK, "ok")
     }
 
     async fn metrics(&self, req: &Request<Incoming>) -> Response<Body> {

@@ -71,6 +71,19 @@ describe('cluster mode: rooms across nodes over Redis', { timeout: 120_000 }, ()
     await h.sync(eve.s);
     assert.equal(bob.rec.events('new-message').length, before + 1, 'delivered once');
     assert.deepEqual(eve.rec.events('new-message'), [], 'a member of another room on the same node gets nothing');
+
+    // Both nodes count it in /metrics, and say they are healthy.
+    const metric = (text, name) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+      return line === undefined ? undefined : Number(line.split(' ')[1]);
+    };
+    const m1 = await (await h.fetch(`${one.url}/metrics`)).text();
+    const m2 = await (await h.fetch(`${two.url}/metrics`)).text();
+    assert.equal(metric(m1, 'parlor_cluster_link_up'), 1, m1);
+    assert.ok(metric(m1, 'parlor_cluster_published_total') >= 2, m1);
+    assert.ok(metric(m2, 'parlor_cluster_delivered_total') >= 2, m2);
+    assert.equal(metric(m2, 'parlor_cluster_live_nodes'), 1, 'node two knows node one');
+    assert.equal(await (await h.fetch(`${one.url}/healthz`)).text(), 'ok');
   });
 
   it('typing and presence events of a room cross nodes too', async () => {
@@ -105,5 +118,10 @@ describe('cluster mode: Redis away', { timeout: 60_000 }, () => {
     assert.equal(reply.success, true);
     const [msg] = await rec.waitFor('new-message', 1, T);
     assert.equal(msg.args[0].content, 'still here');
+    const health = await h.fetch(`${server.url}/healthz`);
+    assert.equal(health.status, 200, 'it still serves');
+    assert.match(await health.text(), /^degraded/);
+    const metrics = await (await h.fetch(`${server.url}/metrics`)).text();
+    assert.ok(metrics.includes('parlor_cluster_link_up 0'), metrics);
   });
 });

@@ -120,7 +120,7 @@ describe('parlor serve', { timeout: 60_000 }, () => {
     assert.ok(allow !== 'http://evil.test' && allow !== '*', `unlisted origin must not be allowed (got ${allow})`);
   });
 
-  it('/healthz answers 200 and /metrics is Prometheus text with parlor_connections', async () => {
+  it('/healthz answers 200 and /metrics is OpenMetrics text with parlor_connections', async () => {
     const s = await h.connect(server.url, { transports: ['websocket'] });
     assert.ok(s.connected);
     const health = await h.fetch(`${server.url}/healthz`);
@@ -128,7 +128,7 @@ describe('parlor serve', { timeout: 60_000 }, () => {
     await health.text();
     const metrics = await h.fetch(`${server.url}/metrics`);
     assert.equal(metrics.status, 200);
-    assert.match(metrics.headers.get('content-type') || '', /^text\/plain/);
+    assert.match(metrics.headers.get('content-type') || '', /^application\/openmetrics-text; version=1\.0\.0/);
     const text = await metrics.text();
     assert.match(text, /parlor_connections/);
     const m = /^parlor_connections(?:\{[^}]*\})?\s+(\d+(?:\.\d+)?)\s*$/m.exec(text);
