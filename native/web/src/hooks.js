@@ -352,6 +352,11 @@ export function useDocument({ onError }) {
     const unsent = diff(shadow, s.local);
     const local = transform(unsent, remote, false);
     s.local = apply(s.local, local);
+    // A caret waiting to be sent is a position in the text before this edit: it moves with
+    // the edit too, or the others would be shown where it was (moving the textarea's
+    // selection below fires no select event to report it again).
+    const c = cursor.current;
+    if (c.pending !== null) c.pending = transformPosition(local, c.pending, true);
     // Written to the textarea now, not at React's next render: a key pressed before that
     // render would otherwise be read from the old text and undo the remote edit.
     const el = textarea.current;
