@@ -58,11 +58,20 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     /// A node not heard of for this long is gone (its registry key expires then too).
     pub node_expiry_ms: u64,
+    /// How long a question to the other nodes (who is in a room opening here) waits for
+    /// their answers; then it is answered with what arrived, naming the nodes that did not.
+    pub query_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { node_id: String::new(), prefix: "parlor".into(), heartbeat_ms: 3_000, node_expiry_ms: 10_000 }
+        ClusterConfig {
+            node_id: String::new(),
+            prefix: "parlor".into(),
+            heartbeat_ms: 3_000,
+            node_expiry_ms: 10_000,
+            query_timeout_ms: 2_000,
+        }
     }
 }
 

@@ -33,6 +33,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use parlor_core::app::records::RoomAnswer;
+use parlor_core::app::presence::User;
+use parlor_core::app::peers::Shared;
 use parlor_core::app::{AppConfig, RoomService};
 use parlor_core::cluster::{Body, Broadcast, Envelope, NodeId};
 use parlor_core::codec::payload;
@@ -152,8 +154,31 @@ enum Op {
 enum ClusterOp {
     Broadcast { seq: u8, rooms: Vec<Str>, except: Vec<Str>, except_socket: Option<Str>, text: Vec<u8>, attachments: u8 },
     Raw(Vec<u8>),
+    /// A room service's message from one of three other nodes: news, a question to
+    /// answer, or an answer to one of this node's questions (by a small number).
+    Shared { from: u8, message: SharedOp },
+    Ask { from: u8, query: u8, message: SharedOp },
+    Reply { from: u8, query: u8, message: SharedOp },
+    /// One of the other nodes stops.
+    Leaving { from: u8 },
     Up,
     Down,
+}
+
+/// The room service's presence messages between nodes, with names from the run.
+#[derive(Arbitrary, Debug)]
+enum SharedOp {
+    Roster { nsp: bool, room: Str, version: u8, users: Vec<(Str, Str, u8)> },
+    Joined { nsp: bool, room: Str, version: u8, user: (Str, Str, u8) },
+    Left { nsp: bool, room: Str, version: u8, user: Str },
+    RosterWanted { nsp: bool, room: Str },
+    Holding { nsp: bool, rooms: Vec<Str> },
+    Find { nsp: bool, to: Str },
+    Found { socket: bool, user: bool },
+    Stats,
+    NodeStats { json: J },
+    Kick { user: Option<Str>, socket: Option<Str> },
+    Kicked { count: u8 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -419,6 +444,7 @@ impl Run {
                 prefix: "f".into(),
                 heartbeat_ms: 1_000,
                 node_expiry_ms: 3_000,
+                query_timeout_ms: 500,
             }),
         };
         let app = AppConfig {
@@ -500,6 +526,25 @@ impl Run {
             ClusterOp::Up => self.input(Input::Cluster(ClusterInput::Up)),
             ClusterOp::Down => self.input(Input::Cluster(ClusterInput::Down)),
             ClusterOp::Raw(bytes) => self.input(Input::Cluster(ClusterInput::Message { channel, payload: bytes })),
+            ClusterOp::Shared { from, message } => {
+                let body = Body::App(self.shared(message).encode());
+                let payload = Envelope { from: peer(*from), incarnation: 1, body }.encode();
+                self.input(Input::Cluster(ClusterInput::Message { channel, payload: &payload }));
+            }
+            ClusterOp::Ask { from, query, message } => {
+                let body = Body::Ask { query: u64::from(*query), payload: self.shared(message).encode() };
+                let payload = Envelope { from: peer(*from), incarnation: 1, body }.encode();
+                self.input(Input::Cluster(ClusterInput::Message { channel, payload: &payload }));
+            }
+            ClusterOp::Reply { from, query, message } => {
+                let body = Body::Reply { query: u64::from(*query % 8), payload: self.shared(message).encode() };
+                let payload = Envelope { from: peer(*from), incarnation: 1, body }.encode();
+                self.input(Input::Cluster(ClusterInput::Message { channel, payload: &payload }));
+            }
+            ClusterOp::Leaving { from } => {
+                let payload = Envelope { from: peer(*from), incarnation: 1, body: Body::Leaving }.encode();
+                self.input(Input::Cluster(ClusterInput::Message { channel, payload: &payload }));
+            }
             ClusterOp::Broadcast { seq, rooms, except, except_socket, text, attachments } => {
                 let render = |v: &[Str]| v.iter().take(4).map(|r| r.render(&self.seen)).collect::<Vec<_>>();
                 let broadcast = Broadcast {
@@ -512,11 +557,50 @@ impl Run {
                     text: text.clone().into(),
                     binary: (0..*attachments % 3).map(|i| vec![i; 3].into()).collect(),
                 };
-                let from = NodeId::new("there").expect("a valid id");
-                let payload =
-                    Envelope { from, incarnation: u64::from(*seq % 2), body: Body::Broadcast(broadcast) }.encode();
+                let payload = Envelope { from: peer(0), incarnation: u64::from(*seq % 2), body: Body::Broadcast(broadcast) }
+                    .encode();
                 self.input(Input::Cluster(ClusterInput::Message { channel, payload: &payload }));
             }
+        }
+    }
+
+    /// A presence message with the run's names (rooms as clients named them).
+    fn shared(&self, op: &SharedOp) -> Shared {
+        let seen = &self.seen;
+        let nsp = |chat: &bool| if *chat { "/chat" } else { "/" }.to_owned();
+        let user = |(id, name, since): &(Str, Str, u8)| {
+            (User { id: id.render(seen), username: name.render(seen) }, u64::from(*since))
+        };
+        match op {
+            SharedOp::Roster { nsp: n, room, version, users } => Shared::Roster {
+                nsp: nsp(n),
+                room: room.render(seen),
+                version: u64::from(*version),
+                users: users.iter().take(8).map(user).collect(),
+            },
+            SharedOp::Joined { nsp: n, room, version, user: u } => {
+                let (user, since) = user(u);
+                Shared::Joined { nsp: nsp(n), room: room.render(seen), version: u64::from(*version), user, since }
+            }
+            SharedOp::Left { nsp: n, room, version, user } => Shared::Left {
+                nsp: nsp(n),
+                room: room.render(seen),
+                version: u64::from(*version),
+                user: user.render(seen),
+            },
+            SharedOp::RosterWanted { nsp: n, room } => Shared::RosterWanted { nsp: nsp(n), room: room.render(seen) },
+            SharedOp::Holding { nsp: n, rooms } => {
+                Shared::Holding { nsp: nsp(n), rooms: rooms.iter().take(4).map(|r| r.render(seen)).collect() }
+            }
+            SharedOp::Find { nsp: n, to } => Shared::Find { nsp: nsp(n), to: to.render(seen) },
+            SharedOp::Found { socket, user } => Shared::Found { socket: *socket, user: *user },
+            SharedOp::Stats => Shared::Stats,
+            SharedOp::NodeStats { json } => Shared::NodeStats { json: json.render(seen).to_string() },
+            SharedOp::Kick { user, socket } => Shared::Kick {
+                user: user.as_ref().map(|u| u.render(seen)),
+                socket: socket.as_ref().map(|s| s.render(seen)),
+            },
+            SharedOp::Kicked { count } => Shared::Kicked { count: u64::from(*count) },
         }
     }
 
@@ -869,6 +953,11 @@ fn store_answer(store: &mut MemStore, request: &StoreRequest, answer: &Answer, s
         Answer::Garbage(bytes) => StoreAnswer::Done(bytes.clone().into()),
         Answer::Drop => return None,
     })
+}
+
+/// One of three other nodes.
+fn peer(i: u8) -> NodeId {
+    NodeId::new(["there", "yonder", "beyond"][usize::from(i % 3)]).expect("valid ids")
 }
 
 fuzz_target!(|input: (Setup, Vec<Op>)| {

@@ -49,6 +49,7 @@
 //! redis = "redis://127.0.0.1:6379/0"            # cluster mode; none = the node runs alone
 //! cluster-prefix = "parlor"
 //! node-id = "node-1"                            # none = random
+//! cluster-query-timeout = 2000
 //! # the core from a WebAssembly component instead of the linked one
 //! component = "target/wasm32-wasip2/release/parlor_edge.wasm"
 //! component-memory-mb = 1024
@@ -342,6 +343,10 @@ declare_settings! {
         /// This node's id in the cluster: printable ASCII without blanks, at most 64 bytes
         #[arg(env = "PARLOR_NODE_ID", value_name = "ID")]
         node_id: String = optional(cluster.node_id, "random");
+        /// How long a question to the other nodes (who is in a room that opens here) waits
+        /// before it is answered with what arrived, naming the nodes that did not answer
+        #[arg(env = "PARLOR_CLUSTER_QUERY_TIMEOUT", value_name = "MS")]
+        cluster_query_timeout: u64 = value(cluster.query_timeout_ms), nonzero;
         /// Log filter: a level (`info`, `debug`) or tracing directives
         #[arg(env = "PARLOR_LOG", value_name = "LEVEL")]
         log: String = optional(log, "RUST_LOG, else info");
@@ -511,11 +516,14 @@ pub struct ClusterSettings {
     pub prefix: String,
     /// `None`: drawn at start.
     pub node_id: Option<String>,
+    /// See [`parlor_core::config::ClusterConfig::query_timeout_ms`].
+    pub query_timeout_ms: u64,
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
-        ClusterSettings { redis: None, prefix: "parlor".into(), node_id: None }
+        let core = parlor_core::config::ClusterConfig::default();
+        ClusterSettings { redis: None, prefix: core.prefix, node_id: None, query_timeout_ms: core.query_timeout_ms }
     }
 }
 
@@ -532,6 +540,7 @@ impl ClusterSettings {
         Some(parlor_core::config::ClusterConfig {
             node_id,
             prefix: self.prefix.clone(),
+            query_timeout_ms: self.query_timeout_ms,
             ..parlor_core::config::ClusterConfig::default()
         })
     }

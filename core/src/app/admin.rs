@@ -1,14 +1,17 @@
 //! The producers: the `/admin` namespace (`stats`, `kick`, `notify`, `broadcast`) and the
 //! HTTP API (`POST /api/notifications`, `POST /api/broadcast`) with an admin Bearer token.
 
+use super::peers::Shared;
+use super::remote::Asked;
 use super::validate::{self, AppError, ErrorCode};
-use super::{chat_room, user_room, ReplyTo, RoomService, SCOPES};
+use super::{chat_room, ReplyTo, RoomService, SCOPES};
 use crate::codec::socketio::RESERVED_EVENTS;
 use crate::host::ApiRequest;
 use crate::host::Method;
 use crate::socketio::{Event, Io, Message, SocketId, Target};
 use crate::time::Instant;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 impl RoomService {
     pub(super) fn on_admin_event(&mut self, io: &mut Io<'_>, socket: &SocketId, event: &Event, now: Instant) {
@@ -16,13 +19,20 @@ impl RoomService {
         let reply = ReplyTo::Ack { socket: socket.clone(), ack: event.ack };
         let result = match event.name.as_str() {
             "stats" => {
-                let stats = self.stats(io);
-                super::ack(io, socket, event.ack, stats);
+                // In cluster mode the ack waits for every node's numbers.
+                let local = self.stats(io);
+                let asked = Asked::Stats {
+                    socket: socket.clone(),
+                    ack: event.ack,
+                    local: local.clone(),
+                    nodes: BTreeMap::new(),
+                };
+                if !self.ask(io, &Shared::Stats, asked, now) {
+                    super::ack(io, socket, event.ack, local);
+                }
                 Ok(())
             }
-            "kick" => self.kick(io, arg.and_then(Value::as_object), now).map(|n| {
-                super::ack(io, socket, event.ack, json!({"success": true, "kicked": n}));
-            }),
+            "kick" => self.kick(io, socket, event.ack, arg.and_then(Value::as_object), now),
             "notify" => self.notify(io, arg.and_then(Value::as_object), reply, now),
             "broadcast" => broadcast(io, arg.and_then(Value::as_object), now).map(|()| {
                 super::ack(io, socket, event.ack, json!({"success": true}));
@@ -34,21 +44,31 @@ impl RoomService {
         }
     }
 
-    /// Disconnects every socket of a user, or one socket, in the chat namespaces.
-    fn kick(&mut self, io: &mut Io<'_>, arg: Option<&Map<String, Value>>, now: Instant) -> Result<usize, AppError> {
+    /// Disconnects every socket of a user, or one socket, in the chat namespaces, here and
+    /// (cluster mode) on every node; the ack counts them.
+    fn kick(
+        &mut self,
+        io: &mut Io<'_>,
+        admin: &SocketId,
+        ack: Option<u64>,
+        arg: Option<&Map<String, Value>>,
+        now: Instant,
+    ) -> Result<(), AppError> {
         let Some(arg) = arg else { return Err(AppError::validation("payload must be an object")) };
-        let sockets: Vec<SocketId> = if let Some(user) = arg.get("userId") {
-            let user = validate::text(Some(user), "userId", 1, validate::MAX_ROOM)?;
-            SCOPES.iter().flat_map(|nsp| io.sockets_in(nsp, &[&user_room(&user)])).collect()
+        let (user, socket) = if let Some(user) = arg.get("userId") {
+            (Some(validate::text(Some(user), "userId", 1, validate::MAX_ROOM)?), None)
         } else {
-            let id = validate::text(arg.get("socketId"), "socketId", 1, validate::MAX_ROOM)?;
-            let id = SocketId::from(id);
-            io.nsp_of(&id).filter(|n| SCOPES.contains(n)).map(|_| vec![id]).unwrap_or_default()
+            (None, Some(validate::text(arg.get("socketId"), "socketId", 1, validate::MAX_ROOM)?))
         };
+        let sockets = self.kickable(io, user.as_deref(), socket.as_deref());
         for s in &sockets {
             io.disconnect(s, now);
         }
-        Ok(sockets.len())
+        let asked = Asked::Kick { socket: admin.clone(), ack, kicked: sockets.len() as u64 };
+        if !self.ask(io, &Shared::Kick { user, socket }, asked, now) {
+            super::ack(io, admin, ack, json!({"success": true, "kicked": sockets.len()}));
+        }
+        Ok(())
     }
 
     /// The HTTP producer API.

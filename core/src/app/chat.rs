@@ -2,9 +2,11 @@
 //! before they are announced, room history, and typing indicators.
 
 use super::records::{Answer, RoomAnswer, RoomRequest};
+use super::roster::Waiter;
 use super::validate::{self, AppError};
 use super::{
-    chat_room, invalid, reply_error, to_chat_room, user_room, EventCx, Limited, Outcome, Pending, RoomService,
+    chat_room, invalid, presence_to_room, reply_error, to_chat_room, user_room, EventCx, Limited, Outcome, Pending,
+    RoomService,
 };
 use crate::socketio::{Io, Message, SocketId, Target};
 use crate::time::Instant;
@@ -64,21 +66,14 @@ impl RoomService {
         self.join_chat(io, socket, &room, now)?;
         let nsp = member.nsp.clone();
         let scope = self.scope(&nsp);
-        match scope.history.get_mut(&room) {
-            Some(History::Ready(_)) => self.send_room_info(io, socket, &nsp, &room, now),
-            // A repeated join while the store is slow waits once, not once per join.
-            Some(History::Loading(waiting)) => {
-                if !waiting.contains(socket) {
-                    waiting.push(socket.clone());
-                }
-            }
-            None => {
-                scope.history.insert(room.clone(), History::Loading(vec![socket.clone()]));
-                let limit = self.config.recent_limit as u64;
-                let load = RoomRequest::LoadHistory { scope: nsp.clone(), room: room.clone(), limit };
-                self.writes.ask(io, load, Pending::History { nsp, room });
-            }
+        if !scope.history.contains_key(&room) {
+            scope.history.insert(room.clone(), History::Loading(Vec::new()));
+            let limit = self.config.recent_limit as u64;
+            let load = RoomRequest::LoadHistory { scope: nsp.clone(), room: room.clone(), limit };
+            self.writes.ask(io, load, Pending::History { nsp: nsp.clone(), room: room.clone() });
         }
+        // A repeated join while the store is slow waits once, not once per join.
+        self.room_info_due(io, socket, &nsp, &room, now);
         super::ack(io, socket, ack, json!({"success": true}));
         Ok(())
     }
@@ -89,8 +84,10 @@ impl RoomService {
         let room = validate::room(arg)?;
         self.join_chat(io, socket, &room, now)?;
         let Some(nsp) = io.nsp_of(socket).map(str::to_owned) else { return Ok(()) };
-        let users = self.scope(&nsp).presence.users_json(&room);
-        super::ack(io, socket, ack, json!({ "users": users }));
+        if !self.wait_for_opening(&nsp, &room, Waiter::Ack(socket.clone(), ack)) {
+            let users = self.scope(&nsp).presence.users_json(&room);
+            super::ack(io, socket, ack, json!({ "users": users }));
+        }
         Ok(())
     }
 
@@ -111,11 +108,16 @@ impl RoomService {
         }
         let (nsp, user) = (member.nsp.clone(), member.user.clone());
         let presence = &mut self.scope(&nsp).presence;
-        if presence.join(room, &user, socket) {
-            let users = presence.users_json(room);
+        let joined = presence.join(room, &user, socket, io.wall_ms(now));
+        if joined.here {
+            self.share_join(io, &nsp, room, &user, joined.opened, now);
+        }
+        // A room still opening shows its whole list when the other nodes have answered.
+        if joined.new && !self.is_opening(&nsp, room) {
+            let users = self.scope(&nsp).presence.users_json(room);
             let joined = json!({"user": user.to_json(), "message": format!("{} joined the chat", user.username)});
-            to_chat_room(io, &nsp, room, Some(socket), &Message::new("user-joined", vec![joined]), now);
-            to_chat_room(io, &nsp, room, None, &Message::new("room-users-update", vec![users]), now);
+            presence_to_room(io, &nsp, room, Some(socket), &Message::new("user-joined", vec![joined]), now);
+            presence_to_room(io, &nsp, room, None, &Message::new("room-users-update", vec![users]), now);
         }
         Ok(())
     }
@@ -134,15 +136,20 @@ impl RoomService {
             self.stop_typing(io, &nsp, room, &user.id, now);
         }
         let scope = self.scope(&nsp);
-        if let Some(gone) = scope.presence.leave(room, &user.id, socket) {
+        let (_, version) = scope.presence.local(room);
+        let left = scope.presence.leave(room, &user.id, socket);
+        if left.closed {
+            // Nobody left here to show it to; the store keeps the history.
+            scope.history.remove(room);
+        }
+        if let Some(gone) = &left.gone {
             let users = scope.presence.users_json(room);
-            if scope.presence.users(room).is_empty() {
-                // Nobody left to show it to; the store keeps the history.
-                scope.history.remove(room);
-            }
-            let left = json!({"user": gone.to_json(), "message": format!("{} left the chat", gone.username)});
-            to_chat_room(io, &nsp, room, Some(socket), &Message::new("user-left", vec![left]), now);
-            to_chat_room(io, &nsp, room, None, &Message::new("room-users-update", vec![users]), now);
+            let msg = json!({"user": gone.to_json(), "message": format!("{} left the chat", gone.username)});
+            presence_to_room(io, &nsp, room, Some(socket), &Message::new("user-left", vec![msg]), now);
+            presence_to_room(io, &nsp, room, None, &Message::new("room-users-update", vec![users]), now);
+        }
+        if left.here {
+            Self::share_leave(io, &nsp, room, &user.id, version + 1);
         }
     }
 
@@ -229,12 +236,27 @@ impl RoomService {
             _ => Vec::new(),
         };
         for socket in waiting {
-            if self.members.get(&socket).is_some_and(|m| m.chat_rooms.contains(room)) {
-                self.send_room_info(io, &socket, nsp, room, now);
-            }
+            self.room_info_due(io, &socket, nsp, room, now);
         }
-        if self.scope(nsp).presence.users(room).is_empty() {
+        if !self.scope(nsp).presence.is_open(room) {
             self.scope(nsp).history.remove(room);
+        }
+    }
+
+    /// `room-info` for a socket that joined: now if the history and the room's list are
+    /// complete, else when the later of them is.
+    pub(super) fn room_info_due(&mut self, io: &mut Io<'_>, socket: &SocketId, nsp: &str, room: &str, now: Instant) {
+        if !self.members.get(socket).is_some_and(|m| m.chat_rooms.contains(room)) {
+            return;
+        }
+        if self.wait_for_opening(nsp, room, Waiter::Info(socket.clone())) {
+            return;
+        }
+        match self.scope(nsp).history.get_mut(room) {
+            Some(History::Ready(_)) => self.send_room_info(io, socket, nsp, room, now),
+            Some(History::Loading(waiting)) if !waiting.contains(socket) => waiting.push(socket.clone()),
+            // Already waiting, or the room closed here meanwhile.
+            Some(History::Loading(_)) | None => {}
         }
     }
 

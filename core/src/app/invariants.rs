@@ -42,6 +42,17 @@ impl RoomService {
         self.limits.check_bounds(c, |s| self.members.contains(s), |u| self.members.has_user(u))?;
         let sockets = io.metrics().namespaces.iter().map(|n| n.1).sum::<usize>();
         self.members.check_bounds(io.config().recovery_max_sessions, sockets)?;
+        // Every question waiting here is one the cluster layer waits for (it bounds them),
+        // and what waits on a room's opening is a join each, inside the sockets' buckets.
+        let questions = self.openings.len() + self.asks.len();
+        let waiting = io.cluster().map_or(0, crate::cluster::ClusterNode::questions_waiting);
+        if questions > waiting {
+            return Err(format!("{questions} questions wait here, {waiting} in the cluster layer"));
+        }
+        let waiters: usize = self.openings.values().map(roster::Opening::waiters).sum();
+        if waiters > sockets * c.event_limit.capacity as usize {
+            return Err(format!("{waiters} joins wait on openings"));
+        }
         self.typing.check_bounds()
     }
 }
@@ -68,7 +79,7 @@ impl RoomService {
         }
         for (nsp, scope) in &self.scopes {
             for room in scope.presence.rooms() {
-                let mut listed: Vec<String> = scope.presence.users(room).into_iter().map(|u| u.id).collect();
+                let mut listed: Vec<String> = scope.presence.local(room).0.into_iter().map(|(u, _)| u.id).collect();
                 let mut live: Vec<String> = self
                     .members
                     .iter()

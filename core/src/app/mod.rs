@@ -9,7 +9,8 @@
 //! staged edits) and [`ot`] (deltas), [`admin`] (`/admin` and `/api/`), [`auth`] (tokens),
 //! [`presence`], `limits` (every bucket) over [`ratelimit`], [`validate`] (checks and
 //! [`validate::AppError`]), [`timestamp`] (ISO 8601), [`config`], [`records`] (what it
-//! asks the store, and the answers). State that must survive goes through the store as
+//! asks the store, and the answers), [`roster`] (presence across nodes, in cluster mode) and `remote` (questions to the
+//! other nodes), over [`peers`] (what nodes' room services say to each other). State that must survive goes through the store as
 //! effects; an ack that says "stored" is sent only when the
 //! store confirmed it.
 //!
@@ -29,9 +30,12 @@ mod limits;
 mod members;
 pub mod notify;
 pub mod ot;
+pub mod peers;
 pub mod presence;
 pub mod ratelimit;
 pub mod records;
+mod remote;
+pub mod roster;
 pub mod timestamp;
 pub mod typing;
 pub mod validate;
@@ -40,13 +44,16 @@ mod writes;
 pub use config::AppConfig;
 pub use writes::MAX_IN_FLIGHT;
 
+use crate::cluster::{NodeId, QueryId};
 use crate::host::ApiRequest;
 use crate::socketio::{ConnectRefusal, DisconnectReason, Event, Handler, Io, Message, SocketId, Sockets, Target};
 use crate::store::{StoreAnswer, StoreId};
 use crate::time::Instant;
 use auth::Claims;
+use bytes::Bytes;
 use limits::Limited;
 use members::{Member, Members, Recovery};
+use peers::Shared;
 use presence::{Presence, User};
 use ratelimit::Verdict;
 use records::{RoomAnswer, RoomRequest};
@@ -87,6 +94,15 @@ pub struct RoomService {
     writes: Writes,
     /// Bytes in the op logs of all open documents (bounded by `doc_log_total_bytes`).
     doc_log_bytes: usize,
+    /// Messages from other nodes' room services that were not of this build's format.
+    #[serde(default)]
+    refused_shared: u64,
+    /// Rooms opening here while the other nodes say who is in them (cluster mode).
+    #[serde(default)]
+    openings: roster::Openings,
+    /// Questions to the other nodes waiting for their answers (cluster mode).
+    #[serde(default)]
+    asks: remote::Asks,
 }
 
 impl Default for RoomService {
@@ -106,6 +122,9 @@ impl RoomService {
             typing: typing::Typing::default(),
             writes: Writes::default(),
             doc_log_bytes: 0,
+            refused_shared: 0,
+            openings: roster::Openings::new(),
+            asks: remote::Asks::new(),
         }
     }
 
@@ -160,6 +179,16 @@ impl RoomService {
             (ReplyTo::Http { conn }, Ok((status, body))) => io.respond(*conn, status, &body),
             (ReplyTo::Http { conn }, Err((status, err))) => io.respond(*conn, status, &err.body()),
         }
+    }
+
+    /// Another node's room service message, or `None` (counted) if it is none of this
+    /// build's.
+    fn decode_shared(&mut self, bytes: &[u8]) -> Option<Shared> {
+        let shared = Shared::decode(bytes);
+        if shared.is_none() {
+            self.refused_shared += 1;
+        }
+        shared
     }
 
     /// Numbers for `/admin` `stats`.
@@ -404,6 +433,7 @@ impl Handler for RoomService {
             self.drop_from_document(io, socket, &member.nsp, doc, now);
         }
         self.members.leave(socket);
+        self.forget_waiter(socket);
         self.limits.socket_gone(socket);
         self.limits.sweep(&self.config, now);
         if reason.is_recoverable() && io.config().recovery_window_ms > 0 {
@@ -444,6 +474,52 @@ impl Handler for RoomService {
         self.api(io, req, now);
     }
 
+    fn on_cluster_message(&mut self, io: &mut Io<'_>, from: &NodeId, payload: &[u8], now: Instant) {
+        let Some(shared) = self.decode_shared(payload) else { return };
+        // A list asked for after a gap goes back to the node that asked.
+        if let Some(mine) = self.on_presence(io, from, shared, false, now) {
+            io.cluster_to_node(from, mine.encode());
+        }
+    }
+
+    fn on_cluster_question(&mut self, io: &mut Io<'_>, from: &NodeId, question: &[u8], now: Instant) -> Bytes {
+        let Some(shared) = self.decode_shared(question) else { return Bytes::new() };
+        let answer = match shared {
+            Shared::Find { .. } | Shared::Stats | Shared::Kick { .. } => self.answer_question(io, &shared, now),
+            presence => self.on_presence(io, from, presence, true, now),
+        };
+        answer.map(|a| a.encode()).unwrap_or_default()
+    }
+
+    fn on_cluster_answer(&mut self, io: &mut Io<'_>, query: QueryId, from: &NodeId, answer: &[u8], now: Instant) {
+        // Every node answers every question, so an empty answer is no refusal.
+        if answer.is_empty() {
+            return;
+        }
+        let Some(shared) = self.decode_shared(answer) else { return };
+        match shared {
+            Shared::Found { .. } | Shared::NodeStats { .. } | Shared::Kicked { .. } => {
+                self.on_answer(io, query, from, shared, now);
+            }
+            presence => {
+                self.on_presence(io, from, presence, false, now);
+            }
+        }
+    }
+
+    fn on_cluster_query_done(&mut self, io: &mut Io<'_>, query: QueryId, missing: &[NodeId], now: Instant) {
+        self.opening_done(io, query, missing, now);
+        self.on_asked_done(io, query, missing, now);
+    }
+
+    fn on_node_gone(&mut self, io: &mut Io<'_>, node: &NodeId, now: Instant) {
+        self.peer_gone(io, node, now);
+    }
+
+    fn on_cluster_up(&mut self, io: &mut Io<'_>, now: Instant) {
+        self.link_up(io, now);
+    }
+
     fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         self.expire_typing(io, now);
     }
@@ -473,6 +549,16 @@ impl Handler for RoomService {
 /// Emits `msg` to every socket of a chat room of `nsp`, optionally but one.
 fn to_chat_room(io: &mut Io<'_>, nsp: &str, room: &str, except: Option<&SocketId>, msg: &Message, now: Instant) {
     let mut target = Target::all(nsp).to(chat_room(room));
+    if let Some(s) = except {
+        target = target.except_socket(s);
+    }
+    io.emit(&target, msg, now);
+}
+
+/// A presence event to this node's members of a chat room (optionally but one): in
+/// cluster mode every node tells its own members what it heard, so these never cross.
+fn presence_to_room(io: &mut Io<'_>, nsp: &str, room: &str, except: Option<&SocketId>, msg: &Message, now: Instant) {
+    let mut target = Target::all(nsp).to(chat_room(room)).local();
     if let Some(s) = except {
         target = target.except_socket(s);
     }

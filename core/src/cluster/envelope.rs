@@ -57,6 +57,13 @@ pub enum Body {
     Heartbeat { ttl_ms: u64 },
     /// The sender stops (a drain or a shutdown): forget it now rather than at expiry.
     Leaving,
+    /// Bytes for the application on the receiving node (the room service's shared
+    /// presence, say), in the application's own format.
+    App(Bytes),
+    /// A question for every node's application (see `queries`).
+    Ask { query: u64, payload: Bytes },
+    /// A node's answer to the sender's question `query`.
+    Reply { query: u64, payload: Bytes },
 }
 
 /// A broadcast as it crosses: who gets it, by the same rules as on one node (`Target`),
@@ -89,15 +96,20 @@ pub enum EnvelopeError {
     Malformed(String),
 }
 
+/// `version`, then `value` in postcard: the shape of every message between nodes.
+pub(crate) fn versioned<T: serde::Serialize>(version: u8, value: &T) -> Bytes {
+    let mut out = vec![version];
+    // Serializing into a Vec fails only for shapes postcard cannot express; the messages
+    // between nodes have none.
+    out.extend_from_slice(&postcard::to_allocvec(value).unwrap_or_default());
+    Bytes::from(out)
+}
+
 impl Envelope {
     /// The envelope's bytes: the version, then postcard.
     #[must_use]
     pub fn encode(&self) -> Bytes {
-        let mut out = vec![VERSION];
-        // Serializing into a Vec fails only for shapes postcard cannot express; an
-        // envelope has none.
-        out.extend_from_slice(&postcard::to_allocvec(self).unwrap_or_default());
-        Bytes::from(out)
+        versioned(VERSION, self)
     }
 
     /// The envelope in `bytes`, or why there is none. Trailing bytes are refused: a
@@ -150,6 +162,13 @@ mod tests {
             broadcast(),
             Envelope { from: node("n"), incarnation: 1, body: Body::Heartbeat { ttl_ms: 10_000 } },
             Envelope { from: node("n"), incarnation: u64::MAX, body: Body::Leaving },
+            Envelope { from: node("n"), incarnation: 3, body: Body::App(Bytes::from_static(b"\x01app")) },
+            Envelope {
+                from: node("n"),
+                incarnation: 3,
+                body: Body::Ask { query: 9, payload: Bytes::from_static(b"?") },
+            },
+            Envelope { from: node("n"), incarnation: 3, body: Body::Reply { query: 9, payload: Bytes::new() } },
         ] {
             let bytes = envelope.encode();
             assert_eq!(bytes[0], VERSION);

@@ -6,13 +6,14 @@
 
 use super::channels::Channels;
 use super::envelope::{Body, Broadcast, Envelope, EnvelopeError, NodeId};
+use super::queries::{Done, Queries, QueryId};
 use super::seen::Seen;
 use super::subscriptions::{Change, Subscriptions};
 use crate::config::ClusterConfig;
 use crate::host::ClusterOutput;
 use crate::outbox::Outbox;
 use crate::time::Instant;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// What the cluster layer counts (for `/metrics`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +38,43 @@ pub struct ClusterStats {
     /// Other nodes alive now.
     #[serde(default)]
     pub live_nodes: u64,
+    /// Messages for the application, sent and received.
+    #[serde(default)]
+    pub app_sent: u64,
+    #[serde(default)]
+    pub app_received: u64,
+    /// Nodes not taken into the registry because it was full ([`MAX_NODES`]).
+    #[serde(default)]
+    pub nodes_refused: u64,
+    /// Questions asked of the other nodes, those done at their timeout, and the nodes
+    /// that had not answered them (summed over questions).
+    #[serde(default)]
+    pub queries: u64,
+    #[serde(default)]
+    pub query_timeouts: u64,
+    #[serde(default)]
+    pub missing_nodes: u64,
+    /// Questions this node answered.
+    #[serde(default)]
+    pub answered: u64,
+}
+
+/// At most this many other nodes in the registry: the ids come from whatever publishes on
+/// the cluster's channels, so the map is bounded whatever they say.
+pub const MAX_NODES: usize = 1024;
+
+/// What a message from another node brings for the layers above.
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// A broadcast to deliver to the local sockets it targets.
+    Broadcast(Broadcast),
+    /// Bytes for the application.
+    App { from: NodeId, payload: bytes::Bytes },
+    /// Another node's question for the application, to answer with [`ClusterNode::reply`].
+    Question { from: NodeId, query: QueryId, payload: bytes::Bytes },
+    /// An answer to one of this node's questions (also one that came after the question
+    /// was done: the application decides what it is still worth).
+    Answer { from: NodeId, query: QueryId, payload: bytes::Bytes },
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -55,6 +93,14 @@ pub struct ClusterNode {
     seen: Seen,
     #[serde(skip)]
     queued: VecDeque<ClusterOutput>,
+    /// Nodes forgotten (expired, gone, restarted) since the layer above last asked.
+    #[serde(skip)]
+    gone: Vec<NodeId>,
+    /// The questions waiting for answers, and those done since the layer above last asked.
+    #[serde(default)]
+    queries: Queries,
+    #[serde(skip)]
+    done: Done,
     stats: ClusterStats,
 }
 
@@ -80,6 +126,9 @@ impl ClusterNode {
             next_seq: 0,
             seen: Seen::default(),
             queued: VecDeque::new(),
+            gone: Vec::new(),
+            queries: Queries::default(),
+            done: Vec::new(),
             stats: ClusterStats::default(),
         };
         let own = node.channels.node(&node.id);
@@ -112,6 +161,12 @@ impl ClusterNode {
     #[must_use]
     pub fn live_nodes(&self) -> Vec<&NodeId> {
         self.nodes.keys().collect()
+    }
+
+    /// Questions of this node's still waiting for answers.
+    #[must_use]
+    pub fn questions_waiting(&self) -> usize {
+        self.queries.len()
     }
 
     /// The channels held, sorted.
@@ -164,14 +219,24 @@ impl ClusterNode {
     /// Publishes a broadcast for the other nodes: on the namespace's channel when it goes
     /// to every socket, else on each of its rooms' channels (a node in several of them
     /// delivers it once).
-    pub(crate) fn publish(&mut self, mut broadcast: Broadcast) {
-        broadcast.seq = self.next_seq;
-        self.next_seq += 1;
+    pub(crate) fn publish(&mut self, broadcast: Broadcast) {
         let channels: Vec<String> = if broadcast.rooms.is_empty() {
             vec![self.channels.namespace(&broadcast.nsp)]
         } else {
             broadcast.rooms.iter().map(|r| self.channels.room(&broadcast.nsp, r)).collect()
         };
+        self.publish_on(broadcast, channels);
+    }
+
+    /// Publishes a broadcast for one node's sockets only (a socket's own room there).
+    pub(crate) fn publish_to_node(&mut self, node: &NodeId, broadcast: Broadcast) {
+        let channel = self.channels.node(node);
+        self.publish_on(broadcast, vec![channel]);
+    }
+
+    fn publish_on(&mut self, mut broadcast: Broadcast, channels: Vec<String>) {
+        broadcast.seq = self.next_seq;
+        self.next_seq += 1;
         let payload =
             Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::Broadcast(broadcast) }
                 .encode();
@@ -181,9 +246,49 @@ impl ClusterNode {
         }
     }
 
-    /// A message from the link: the broadcast to deliver here, if it is one this node has
-    /// not delivered yet. Heartbeats and departures update the registry.
-    pub(crate) fn receive(&mut self, payload: &[u8], now: Instant) -> Option<Broadcast> {
+    /// Publishes bytes for the applications of the nodes that hold `channel`.
+    pub(crate) fn publish_app(&mut self, channel: String, payload: bytes::Bytes) {
+        let payload =
+            Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::App(payload) }.encode();
+        self.stats.app_sent += 1;
+        self.queued.push_back(ClusterOutput::Publish { channel, payload });
+    }
+
+    /// Asks every live node a question for its application (on the nodes' channel); the
+    /// answers come back as [`Received::Answer`], and the question is done (see
+    /// [`ClusterNode::take_done`]) when every node alive now has answered or gone, or at
+    /// the query timeout.
+    pub(crate) fn ask(&mut self, payload: bytes::Bytes, now: Instant) -> QueryId {
+        let nodes: BTreeSet<NodeId> = self.nodes.keys().cloned().collect();
+        let (query, done) = self.queries.ask(nodes, now.plus(self.config.query_timeout_ms));
+        self.stats.queries += 1;
+        if let Some(missing) = done {
+            self.stats.missing_nodes += missing.len() as u64;
+            self.done.push((query, missing));
+        }
+        let envelope =
+            Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::Ask { query, payload } };
+        self.queued.push_back(ClusterOutput::Publish { channel: self.channels.nodes(), payload: envelope.encode() });
+        query
+    }
+
+    /// Answers another node's question.
+    pub(crate) fn reply(&mut self, to: &NodeId, query: QueryId, payload: bytes::Bytes) {
+        let envelope =
+            Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::Reply { query, payload } };
+        self.stats.answered += 1;
+        self.queued.push_back(ClusterOutput::Publish { channel: self.channels.node(to), payload: envelope.encode() });
+    }
+
+    /// The questions done since the last call, each with the nodes that did not answer.
+    pub(crate) fn take_done(&mut self) -> Done {
+        std::mem::take(&mut self.done)
+    }
+
+    /// A message from the link: the broadcast to deliver here (if this node has not
+    /// delivered it yet), or bytes for the application. Heartbeats and departures update
+    /// the registry.
+    pub(crate) fn receive(&mut self, payload: &[u8], now: Instant) -> Option<Received> {
         self.stats.received += 1;
         let envelope = match Envelope::decode(payload) {
             Ok(e) => e,
@@ -200,11 +305,10 @@ impl ClusterNode {
             }
             return None;
         }
-        // A node seen under a new incarnation restarted: what it sent before is history.
-        if let Some((_, known)) = self.nodes.get(&envelope.from) {
-            if *known != envelope.incarnation {
-                self.seen.forget(&envelope.from);
-            }
+        // A node seen under a new incarnation restarted: what it sent before is history,
+        // and what the application knew of it too.
+        if self.nodes.get(&envelope.from).is_some_and(|(_, known)| *known != envelope.incarnation) {
+            self.forget(&envelope.from);
         }
         match envelope.body {
             Body::Broadcast(b) => {
@@ -219,16 +323,42 @@ impl ClusterNode {
                     return None;
                 }
                 self.stats.delivered += 1;
-                Some(b)
+                Some(Received::Broadcast(b))
+            }
+            body @ (Body::App(_) | Body::Ask { .. } | Body::Reply { .. }) => {
+                // A sender the registry does not know yet is taken in until its heartbeat
+                // says more: whatever the application keeps of it goes when it expires.
+                if !self.nodes.contains_key(&envelope.from) {
+                    let until = now.plus(self.config.node_expiry_ms);
+                    if !self.register(envelope.from.clone(), until, envelope.incarnation) {
+                        return None;
+                    }
+                }
+                self.stats.app_received += 1;
+                let from = envelope.from;
+                Some(match body {
+                    Body::Ask { query, payload } => Received::Question { from, query, payload },
+                    Body::Reply { query, payload } => {
+                        if let (_, true) = self.queries.answered(query, &from) {
+                            self.done.push((query, Vec::new()));
+                        }
+                        Received::Answer { from, query, payload }
+                    }
+                    Body::App(payload) => Received::App { from, payload },
+                    Body::Broadcast(_) | Body::Heartbeat { .. } | Body::Leaving => return None,
+                })
             }
             Body::Heartbeat { ttl_ms } => {
                 // Never longer than this node's own expiry: a peer cannot make itself
                 // immortal in our registry.
                 let ttl = ttl_ms.min(self.config.node_expiry_ms);
-                let known = self.nodes.insert(envelope.from, (now.plus(ttl), envelope.incarnation));
+                let new = !self.nodes.contains_key(&envelope.from);
+                if !self.register(envelope.from, now.plus(ttl), envelope.incarnation) {
+                    return None;
+                }
                 // A node new to us (or restarted) hears from us at once rather than at our
                 // next beat, so a node that joins knows the cluster within a round trip.
-                if known.is_none_or(|(_, incarnation)| incarnation != envelope.incarnation) && self.stats.link_up {
+                if new && self.stats.link_up {
                     self.next_heartbeat = Some(now);
                 }
                 None
@@ -240,9 +370,28 @@ impl ClusterNode {
         }
     }
 
+    /// Takes a node into the registry (or refreshes it); false if the registry is full.
+    fn register(&mut self, node: NodeId, until: Instant, incarnation: u64) -> bool {
+        if self.nodes.len() >= MAX_NODES && !self.nodes.contains_key(&node) {
+            self.stats.nodes_refused += 1;
+            return false;
+        }
+        self.nodes.insert(node, (until, incarnation));
+        true
+    }
+
     fn forget(&mut self, node: &NodeId) {
-        self.nodes.remove(node);
+        if self.nodes.remove(node).is_some() {
+            self.gone.push(node.clone());
+        }
         self.seen.forget(node);
+        let done = self.queries.gone(node);
+        self.done.extend(done);
+    }
+
+    /// The nodes forgotten since the last call, in the order they went.
+    pub(crate) fn take_gone(&mut self) -> Vec<NodeId> {
+        std::mem::take(&mut self.gone)
     }
 
     /// The link is back: say at once that this node is alive.
@@ -258,11 +407,11 @@ impl ClusterNode {
         self.stats.link_up = false;
     }
 
-    /// The next heartbeat or node expiry.
+    /// The next heartbeat, node expiry or question timeout.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let expiry = self.nodes.values().map(|(at, _)| *at).min();
-        [self.next_heartbeat, expiry].into_iter().flatten().min()
+        [self.next_heartbeat, expiry, self.queries.poll_timeout()].into_iter().flatten().min()
     }
 
     /// Heartbeats due, nodes expired.
@@ -285,6 +434,11 @@ impl ClusterNode {
             self.nodes.iter().filter(|(_, (at, _))| *at <= now).map(|(n, _)| n.clone()).collect();
         for node in expired {
             self.forget(&node);
+        }
+        for (query, missing) in self.queries.expire(now) {
+            self.stats.query_timeouts += 1;
+            self.stats.missing_nodes += missing.len() as u64;
+            self.done.push((query, missing));
         }
     }
 

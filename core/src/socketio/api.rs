@@ -1,6 +1,7 @@
 //! The Rust API applications are written against: what a [`Handler`] is told, and the
 //! values it passes back to [`Io`](super::Io) to emit, ack, join and leave.
 
+use crate::cluster::{NodeId, QueryId};
 use crate::host::ApiRequest;
 use crate::store::{StoreAnswer, StoreId};
 use crate::time::Instant;
@@ -293,6 +294,52 @@ pub trait Handler {
     {
         Err(crate::snapshot::SnapshotError::Unsupported)
     }
+
+    /// In cluster mode: bytes another node's application sent this node's with
+    /// [`Io::cluster_to_room`](super::Io::cluster_to_room) or
+    /// [`Io::cluster_to_node`](super::Io::cluster_to_node). They come from the network:
+    /// check them like a client's input.
+    fn on_cluster_message(&mut self, _io: &mut super::Io<'_>, _from: &NodeId, _payload: &[u8], _now: Instant) {}
+
+    /// In cluster mode: a node is gone (its heartbeat expired, it said it stops, or it
+    /// came back as a new incarnation); what the application keeps of it is stale.
+    fn on_node_gone(&mut self, _io: &mut super::Io<'_>, _node: &NodeId, _now: Instant) {}
+
+    /// In cluster mode: another node asked every node a question
+    /// ([`Io::ask_cluster`](super::Io::ask_cluster)); the bytes returned are this node's
+    /// answer (every live node answers, if only with nothing, so that the asker knows when
+    /// it has heard from all).
+    fn on_cluster_question(
+        &mut self,
+        _io: &mut super::Io<'_>,
+        _from: &NodeId,
+        _question: &[u8],
+        _now: Instant,
+    ) -> Bytes {
+        Bytes::new()
+    }
+
+    /// In cluster mode: a node's answer to this node's question `query` (it may come after
+    /// the question is done).
+    fn on_cluster_answer(
+        &mut self,
+        _io: &mut super::Io<'_>,
+        _query: QueryId,
+        _from: &NodeId,
+        _answer: &[u8],
+        _now: Instant,
+    ) {
+    }
+
+    /// In cluster mode: question `query` is done: every node alive when it was asked has
+    /// answered or gone, or the query timeout passed; `missing` are the nodes that did not
+    /// answer.
+    fn on_cluster_query_done(&mut self, _io: &mut super::Io<'_>, _query: QueryId, _missing: &[NodeId], _now: Instant) {}
+
+    /// In cluster mode: the link is up (at start, and after every outage). What the other
+    /// nodes learnt from this one while it was away may be stale, and they may have
+    /// forgotten it.
+    fn on_cluster_up(&mut self, _io: &mut super::Io<'_>, _now: Instant) {}
 
     /// The application's own timers.
     fn handle_timeout(&mut self, _io: &mut super::Io<'_>, _now: Instant) {}

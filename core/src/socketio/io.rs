@@ -9,7 +9,7 @@
 use super::api::{Message, SocketId, Target};
 use super::recovery::Stored;
 use super::{encode_event, DisconnectReason, Sockets, Timer};
-use crate::cluster::Broadcast;
+use crate::cluster::{Broadcast, NodeId, QueryId};
 use crate::codec::payload::OutPacket;
 use crate::codec::socketio::{self as codec, PacketType};
 use crate::host::{ConnId, StoreId, StoreRequest};
@@ -70,7 +70,7 @@ impl<'a> Io<'a> {
                 }
             }
         });
-        if let Some(cluster) = layer.cluster.as_mut().filter(|_| !target.local) {
+        if layer.cluster.is_some() && !target.local {
             // Rooms that are local sockets' own ids stay here; anything else may have
             // members on other nodes. The other nodes get the packets without this node's
             // recovery offset (offsets are per node).
@@ -88,17 +88,10 @@ impl<'a> Io<'a> {
                 } else {
                     &packets
                 };
-                let (text, binary) = split_packets(sent);
-                cluster.publish(Broadcast {
-                    seq: 0,
-                    nsp: target.nsp.clone(),
-                    rooms: remote,
-                    except_rooms: target.except_rooms.clone(),
-                    except_socket: target.except_socket.as_ref().map(|s| s.as_str().to_owned()),
-                    volatile: false,
-                    text,
-                    binary,
-                });
+                let broadcast = Broadcast { rooms: remote, ..crossing(target, sent) };
+                if let Some(cluster) = layer.cluster.as_mut() {
+                    cluster.publish(broadcast);
+                }
             }
         }
         if let Some(offset) = offset {
@@ -112,6 +105,50 @@ impl<'a> Io<'a> {
                 packets,
             };
             layer.recovery.store(stored, now);
+        }
+    }
+
+    /// In cluster mode: sends `payload` to the applications of the other nodes that have
+    /// a member of `room` in `nsp` (their `on_cluster_message`), after this step's
+    /// broadcasts to that room, in order. Nothing without a cluster.
+    pub fn cluster_to_room(&mut self, nsp: &str, room: &str, payload: Bytes) {
+        if let Some(c) = self.layer.cluster.as_mut() {
+            let channel = c.names().room(nsp, room);
+            c.publish_app(channel, payload);
+        }
+    }
+
+    /// In cluster mode: asks every other node's application a question (their
+    /// `on_cluster_question`); the answers come to `on_cluster_answer`, and
+    /// `on_cluster_query_done` says when it is done and which nodes did not answer. `None`
+    /// without a cluster.
+    pub fn ask_cluster(&mut self, question: Bytes, now: Instant) -> Option<QueryId> {
+        self.layer.cluster.as_mut().map(|c| c.ask(question, now))
+    }
+
+    /// In cluster mode: sends `payload` to every other live node's application.
+    pub fn cluster_to_all(&mut self, payload: Bytes) {
+        if let Some(c) = self.layer.cluster.as_mut() {
+            let channel = c.names().nodes();
+            c.publish_app(channel, payload);
+        }
+    }
+
+    /// In cluster mode: sends `payload` to one node's application.
+    pub fn cluster_to_node(&mut self, node: &NodeId, payload: Bytes) {
+        if let Some(c) = self.layer.cluster.as_mut() {
+            let channel = c.names().node(node);
+            c.publish_app(channel, payload);
+        }
+    }
+
+    /// In cluster mode: emits to the sockets `target` selects on one other node only (a
+    /// socket there by its id, say); nothing is delivered here.
+    pub fn emit_on_node(&mut self, node: &NodeId, target: &Target, msg: &Message, _now: Instant) {
+        let packets = encode_event(&target.nsp, None, msg, None);
+        let broadcast = crossing(target, &packets);
+        if let Some(c) = self.layer.cluster.as_mut() {
+            c.publish_to_node(node, broadcast);
         }
     }
 
@@ -177,6 +214,21 @@ impl<'a> Io<'a> {
         if let Some(session) = self.layer.sockets.get(socket).map(|s| s.session) {
             self.layer.close_session(self.out, session);
         }
+    }
+}
+
+/// A broadcast to `target` as it crosses to other nodes, with its encoded packets.
+fn crossing(target: &Target, packets: &[OutPacket]) -> Broadcast {
+    let (text, binary) = split_packets(packets);
+    Broadcast {
+        seq: 0,
+        nsp: target.nsp.clone(),
+        rooms: target.rooms.clone(),
+        except_rooms: target.except_rooms.clone(),
+        except_socket: target.except_socket.as_ref().map(|s| s.as_str().to_owned()),
+        volatile: false,
+        text,
+        binary,
     }
 }
 

@@ -12,7 +12,8 @@ pub use io::Io;
 
 pub use api::{AckReply, ConnectRefusal, DisconnectReason, Event, Handler, Message, SocketId, Target};
 
-use crate::cluster::ClusterNode;
+use crate::cluster::node::Received;
+use crate::cluster::{Broadcast, ClusterNode, NodeId, QueryId};
 use crate::codec::payload::OutPacket;
 use crate::codec::socketio::{self as codec, Packet, PacketType};
 use crate::config::Config;
@@ -110,8 +111,41 @@ enum Timer {
 /// A callback owed to the handler, queued because the handler was busy when it arose.
 #[derive(Debug)]
 enum Notice {
-    Disconnected { id: SocketId, nsp: String, reason: DisconnectReason },
-    Ack { id: SocketId, tag: u64, reply: AckReply },
+    Disconnected {
+        id: SocketId,
+        nsp: String,
+        reason: DisconnectReason,
+    },
+    Ack {
+        id: SocketId,
+        tag: u64,
+        reply: AckReply,
+    },
+    /// Bytes from another node's application.
+    Cluster {
+        from: NodeId,
+        payload: Bytes,
+    },
+    /// Another node is gone (expired, stopped, or restarted as a new incarnation).
+    NodeGone(NodeId),
+    /// The link to the cluster is up again.
+    ClusterUp,
+    /// Another node's question, and an answer to one of this node's.
+    Question {
+        from: NodeId,
+        query: QueryId,
+        payload: Bytes,
+    },
+    Answer {
+        from: NodeId,
+        query: QueryId,
+        payload: Bytes,
+    },
+    /// One of this node's questions is done; the nodes that did not answer.
+    QueryDone {
+        query: QueryId,
+        missing: Vec<NodeId>,
+    },
 }
 
 /// The Socket.IO layer of one node. Applications read it (its getters are public) and act
@@ -306,29 +340,62 @@ impl Sockets {
     pub(crate) fn on_cluster(&mut self, out: &mut Outbox, input: ClusterInput<'_>, now: Instant) {
         let Some(cluster) = self.cluster.as_mut() else { return };
         match input {
-            ClusterInput::Up => cluster.link_up(now),
+            ClusterInput::Up => {
+                cluster.link_up(now);
+                self.notices.push_back(Notice::ClusterUp);
+            }
             ClusterInput::Down => cluster.link_down(),
             ClusterInput::Message { payload, .. } => {
-                let Some(b) = cluster.receive(payload, now) else { return };
-                let target = Target {
-                    nsp: b.nsp,
-                    rooms: b.rooms,
-                    except_rooms: b.except_rooms,
-                    except_socket: b.except_socket.map(SocketId::from),
-                    local: true,
+                let received = cluster.receive(payload, now);
+                // A node that restarted is gone before its new incarnation's message; a
+                // question that its answer completes is done after it.
+                self.take_gone_nodes();
+                let notice = match received {
+                    Some(Received::Broadcast(b)) => return self.deliver(out, b),
+                    Some(Received::App { from, payload }) => Notice::Cluster { from, payload },
+                    Some(Received::Question { from, query, payload }) => Notice::Question { from, query, payload },
+                    Some(Received::Answer { from, query, payload }) => Notice::Answer { from, query, payload },
+                    None => return,
                 };
-                let mut packets = Vec::with_capacity(1 + b.binary.len());
-                packets.push(OutPacket::Text(b.text));
-                packets.extend(b.binary.into_iter().map(OutPacket::Binary));
-                let (sockets, engine) = (&self.sockets, &mut self.engine);
-                visit_targets(&self.namespaces, &target, |id| {
-                    if let Some(s) = sockets.get(id) {
-                        for p in &packets {
-                            engine.send(out, s.session, p.clone());
-                        }
-                    }
-                });
+                self.notices.push_back(notice);
+                self.take_done_queries();
             }
+        }
+    }
+
+    /// A broadcast from another node goes to the local sockets it targets.
+    fn deliver(&mut self, out: &mut Outbox, b: Broadcast) {
+        let target = Target {
+            nsp: b.nsp,
+            rooms: b.rooms,
+            except_rooms: b.except_rooms,
+            except_socket: b.except_socket.map(SocketId::from),
+            local: true,
+        };
+        let mut packets = Vec::with_capacity(1 + b.binary.len());
+        packets.push(OutPacket::Text(b.text));
+        packets.extend(b.binary.into_iter().map(OutPacket::Binary));
+        let (sockets, engine) = (&self.sockets, &mut self.engine);
+        visit_targets(&self.namespaces, &target, |id| {
+            if let Some(s) = sockets.get(id) {
+                for p in &packets {
+                    engine.send(out, s.session, p.clone());
+                }
+            }
+        });
+    }
+
+    /// Owes the handler a notice for every node the cluster part forgot.
+    fn take_gone_nodes(&mut self) {
+        if let Some(c) = self.cluster.as_mut() {
+            self.notices.extend(c.take_gone().into_iter().map(Notice::NodeGone));
+        }
+    }
+
+    /// Owes the handler a notice for every question that is done.
+    fn take_done_queries(&mut self) {
+        if let Some(c) = self.cluster.as_mut() {
+            self.notices.extend(c.take_done().into_iter().map(|(query, missing)| Notice::QueryDone { query, missing }));
         }
     }
 
@@ -360,9 +427,30 @@ impl Sockets {
                         handler.on_disconnect(&mut Io::new(self, out), &id, &nsp, reason, now)
                     }
                     Notice::Ack { id, tag, reply } => handler.on_ack(&mut Io::new(self, out), &id, tag, reply, now),
+                    Notice::Cluster { from, payload } => {
+                        handler.on_cluster_message(&mut Io::new(self, out), &from, &payload, now);
+                    }
+                    Notice::NodeGone(node) => handler.on_node_gone(&mut Io::new(self, out), &node, now),
+                    Notice::ClusterUp => handler.on_cluster_up(&mut Io::new(self, out), now),
+                    Notice::Question { from, query, payload } => {
+                        let answer = handler.on_cluster_question(&mut Io::new(self, out), &from, &payload, now);
+                        if let Some(c) = self.cluster.as_mut() {
+                            c.reply(&from, query, answer);
+                        }
+                    }
+                    Notice::Answer { from, query, payload } => {
+                        handler.on_cluster_answer(&mut Io::new(self, out), query, &from, &payload, now);
+                    }
+                    Notice::QueryDone { query, missing } => {
+                        handler.on_cluster_query_done(&mut Io::new(self, out), query, &missing, now);
+                    }
                 }
             } else {
-                break;
+                // A question the handler asked may be done at once (nobody to ask).
+                self.take_done_queries();
+                if self.notices.is_empty() {
+                    break;
+                }
             }
         }
         self.engine.flush(out);
@@ -375,6 +463,8 @@ impl Sockets {
         if let Some(c) = self.cluster.as_mut() {
             c.handle_timeout(now);
         }
+        self.take_gone_nodes();
+        self.take_done_queries();
         while let Some(t) = self.timers.pop_expired(now) {
             match t {
                 Timer::Connect(s) => {

@@ -117,6 +117,19 @@ impl<M: Machine> Cluster<M> {
         self.pump();
     }
 
+    /// A node that crashed comes back as `machine` (a fresh start): its old connection's
+    /// subscriptions are gone, as Redis drops them with the connection, and its link is up.
+    pub fn restart(&mut self, node: NodeId, machine: M) {
+        for subscribers in self.subscribers.values_mut() {
+            subscribers.remove(&node);
+        }
+        let now = self.nodes.now;
+        self.nodes.nodes[node] = Host::with_store(machine);
+        self.nodes.nodes[node].advance_to(now);
+        self.nodes.bus.revive(node);
+        self.nodes.nodes[node].input(Input::Cluster(ClusterInput::Up));
+    }
+
     /// The channels a node is subscribed to.
     #[must_use]
     pub fn subscriptions(&self, node: NodeId) -> Vec<&str> {

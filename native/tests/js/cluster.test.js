@@ -1,10 +1,11 @@
 'use strict';
-// Cluster mode (`--redis`): two parlor nodes on the local Redis (a prefix of their own per run),
-// real socket.io-client on each. A room's broadcasts (messages, typing, presence events) reach its
-// members on the other node; members of other rooms get nothing; with Redis unreachable a node
-// still starts and serves its local clients.
+// Cluster mode (`--redis`): parlor nodes on the local Redis (a prefix of their own per run), real
+// socket.io-client on each. A room's broadcasts (messages, typing) reach its members on the other
+// nodes; members of other rooms get nothing; presence is the cluster's (a user with tabs on two
+// nodes is one user, a SIGKILLed node's users leave when its heartbeat expires); with Redis
+// unreachable a node still starts and serves its local clients.
 //
-// In progress (issue 14): presence lists, history, notifications and documents are still per node.
+// In progress (issue 14): history, notifications and documents are still per node.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -96,6 +97,118 @@ describe('cluster mode: rooms across nodes over Redis', { timeout: 120_000 }, ()
     const cat = await joined(one, 'Cat', room);
     const joinedEv = await bob.rec.waitWhere('user-joined', (e) => e.user && e.user.username === 'Cat', T);
     assert.equal(joinedEv.user.id, cat.s.id);
+  });
+});
+
+describe('cluster mode: presence is the cluster\'s', { timeout: 120_000 }, () => {
+  const prefix = `parlor-presence-${process.pid}-${Date.now()}`;
+  let keys;
+  const nodes = [];
+  before(async () => {
+    keys = await h.keygen();
+    for (const id of ['p1', 'p2', 'p3']) {
+      nodes.push(
+        await h.startRoomServer(['--auth-key', keys.pubPath, '--redis', REDIS, '--cluster-prefix', prefix, '--node-id', id]),
+      );
+    }
+    // Every node knows the others (they answer a newcomer's heartbeat at once).
+    await h.waitUntil(async () => {
+      for (const n of nodes) {
+        const text = await (await h.fetch(`${n.url}/metrics`)).text();
+        if (!text.includes('parlor_cluster_live_nodes 2')) return false;
+      }
+      return true;
+    }, 'every node knows the other two', T);
+  });
+  after(async () => {
+    h.closeAllClients();
+    for (const n of nodes) await n.stop();
+  });
+
+  async function tab(server, sub, name) {
+    const token = await h.cliToken(keys.keyPath, { sub, name });
+    const s = await h.connect(server.url, { transports: ['websocket'], auth: { token } });
+    return { s, rec: h.recorder(s) };
+  }
+
+  const ids = (users) => users.map((u) => u.id);
+  const lastUsers = (rec) => ids(rec.events('room-users-update').at(-1).args[0]);
+
+  it('users on three nodes see one list; a user\'s tabs on two nodes are one user; user-left comes with the last tab', async () => {
+    const room = h.unique('presence');
+    const ann = await tab(nodes[0], 'ann', 'Ann');
+    const first = await h.callWithin(T, ann.s, 'join-room', room);
+    assert.deepEqual(ids(first.users), ['ann']);
+    const bob = await tab(nodes[1], 'bob', 'Bob');
+    // The ack waits for every live node's answer: Ann of node p1 is in it.
+    const second = await h.callWithin(T, bob.s, 'join-room', room);
+    assert.deepEqual(ids(second.users), ['ann', 'bob']);
+    assert.equal(second.missingNodes, undefined, 'every node answered');
+    const [joinedEv] = await ann.rec.waitFor('user-joined', 1, T);
+    assert.equal(joinedEv.args[0].user.id, 'bob');
+    // Ann's second tab on node p3: nobody hears a second Ann.
+    const ann2 = await tab(nodes[2], 'ann', 'Ann');
+    const third = await h.callWithin(T, ann2.s, 'join-room', room);
+    assert.deepEqual(ids(third.users), ['ann', 'bob'], 'listed once');
+    // Her first tab leaves: she is still there (p3 holds her).
+    await h.callWithin(T, ann.s, 'leave-room', room);
+    await h.sync(bob.s);
+    await h.sleep(200);
+    assert.deepEqual(bob.rec.events('user-joined').map((e) => e.args[0].user.id), []);
+    assert.deepEqual(bob.rec.events('user-left'), []);
+    assert.deepEqual(lastUsers(bob.rec), ['ann', 'bob']);
+    // The last one goes: Bob hears it once, on another node.
+    await h.callWithin(T, ann2.s, 'leave-room', room);
+    const [left] = await bob.rec.waitFor('user-left', 1, T);
+    assert.equal(left.args[0].user.id, 'ann');
+    await h.sleep(200);
+    assert.equal(bob.rec.events('user-left').length, 1);
+    assert.deepEqual(lastUsers(bob.rec), ['bob']);
+  });
+
+  it('a private message finds its recipient on another node; /admin stats and kick cover every node', async () => {
+    const ann = await tab(nodes[0], 'ann', 'Ann');
+    const dan = await tab(nodes[1], 'dan', 'Dan');
+    const dan2 = await tab(nodes[2], 'dan', 'Dan');
+    const reply = await h.callWithin(T, ann.s, 'private-message', { to: 'dan', content: 'psst' });
+    assert.deepEqual(reply, { success: true });
+    for (const t of [dan, dan2]) {
+      const [pm] = await t.rec.waitFor('private-message', 1, T);
+      assert.equal(pm.args[0].content, 'psst');
+      assert.equal(pm.args[0].sender.id, 'ann');
+    }
+    const nobody = await h.callWithin(T, ann.s, 'private-message', { to: 'nobody', content: '?' });
+    assert.equal(nobody.code, 'NOT_FOUND');
+
+    const adminToken = await h.cliToken(keys.keyPath, { sub: 'root', name: 'Root', admin: true });
+    const admin = await h.connect(`${nodes[0].url}/admin`, { transports: ['websocket'], auth: { token: adminToken } });
+    const stats = await h.callWithin(T, admin, 'stats');
+    assert.equal(stats.node, 'p1');
+    assert.deepEqual(Object.keys(stats.nodes).sort(), ['p2', 'p3']);
+    assert.deepEqual(stats.missingNodes, []);
+    assert.ok(stats.clusterConnections >= 4, JSON.stringify(stats));
+    const gone = Promise.all([dan, dan2].map((t) => h.once(t.s, 'disconnect')));
+    const kick = await h.callWithin(T, admin, 'kick', { userId: 'dan' });
+    assert.deepEqual(kick, { success: true, kicked: 2, missingNodes: [] });
+    const reasons = await h.withTimeout(gone, T, 'both of dan\'s tabs disconnected');
+    assert.deepEqual(reasons.map((r) => r[0]), ['io server disconnect', 'io server disconnect']);
+  });
+
+  it('the users of a SIGKILLed node leave everyone\'s lists when its heartbeat expires', async () => {
+    const room = h.unique('expiry');
+    const ann = await tab(nodes[0], 'ann', 'Ann');
+    const cat = await tab(nodes[2], 'cat', 'Cat');
+    await h.callWithin(T, ann.s, 'join-room', room);
+    const reply = await h.callWithin(T, cat.s, 'join-room', room);
+    assert.deepEqual(ids(reply.users), ['ann', 'cat']);
+    const killedAt = Date.now();
+    nodes[2].proc.kill('SIGKILL');
+    const [left] = await ann.rec.waitFor('user-left', 1, 15_000);
+    const after = Date.now() - killedAt;
+    assert.equal(left.args[0].user.id, 'cat');
+    assert.deepEqual(lastUsers(ann.rec), ['ann']);
+    // Not before the expiry (10 s after its last heartbeat, which was at most 3 s before).
+    assert.ok(after >= 6_000 && after <= 14_000, `user-left ${after} ms after the kill`);
   });
 });
 

@@ -4,7 +4,7 @@ use super::auth::{sign, AuthKey};
 use super::*;
 use crate::codec::socketio::{decode, PacketType};
 use crate::host::ApiRequest;
-use crate::host::{ConnId, Input, Method, TransportEnd};
+use crate::host::{ClusterInput, ConnId, Input, Method, TransportEnd};
 use crate::testing::Host;
 use crate::{Config, Machine, Service};
 use ed25519_dalek::SigningKey;
@@ -817,7 +817,9 @@ fn history_from_the_store_is_capped_at_the_recent_limit() {
     assert_eq!(ids, ["m3", "m4"], "the newest two, oldest first");
 }
 
+mod cluster;
 mod documents;
+mod presence_sim;
 
 #[test]
 fn every_event_takes_from_the_socket_s_budget_known_or_not() {
