@@ -50,6 +50,7 @@
 //! cluster-prefix = "parlor"
 //! node-id = "node-1"                            # none = random
 //! cluster-query-timeout = 2000
+//! redis-wait = 0                                # replicas a write must reach
 //! # the core from a WebAssembly component instead of the linked one
 //! component = "target/wasm32-wasip2/release/parlor_edge.wasm"
 //! component-memory-mb = 1024
@@ -347,6 +348,10 @@ declare_settings! {
         /// before it is answered with what arrived, naming the nodes that did not answer
         #[arg(env = "PARLOR_CLUSTER_QUERY_TIMEOUT", value_name = "MS")]
         cluster_query_timeout: u64 = value(cluster.query_timeout_ms), nonzero;
+        /// Cluster mode: a write is acknowledged as stored only after `WAIT` saw this many
+        /// Redis replicas take it (0: once the primary has it)
+        #[arg(env = "PARLOR_REDIS_WAIT", value_name = "N")]
+        redis_wait: u32 = value(cluster.redis_wait);
         /// Log filter: a level (`info`, `debug`) or tracing directives
         #[arg(env = "PARLOR_LOG", value_name = "LEVEL")]
         log: String = optional(log, "RUST_LOG, else info");
@@ -518,12 +523,20 @@ pub struct ClusterSettings {
     pub node_id: Option<String>,
     /// See [`parlor_core::config::ClusterConfig::query_timeout_ms`].
     pub query_timeout_ms: u64,
+    /// Replicas a write must reach before it counts as stored (`--redis-wait`).
+    pub redis_wait: u32,
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
         let core = parlor_core::config::ClusterConfig::default();
-        ClusterSettings { redis: None, prefix: core.prefix, node_id: None, query_timeout_ms: core.query_timeout_ms }
+        ClusterSettings {
+            redis: None,
+            prefix: core.prefix,
+            node_id: None,
+            query_timeout_ms: core.query_timeout_ms,
+            redis_wait: 0,
+        }
     }
 }
 

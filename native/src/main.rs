@@ -6,6 +6,7 @@ use parlor::cli::{Cli, KeygenArgs, Subcommand, TokenArgs};
 use parlor::component::{ComponentSpec, Runtime};
 use parlor::config::FileConfig;
 use parlor::keys::{self, TokenSpec};
+use parlor::store::redis::RedisSettings;
 use parlor::store::Store;
 use parlor::{clock, AdminAuth, Mount, Settings};
 use parlor_core::app::RoomService;
@@ -47,7 +48,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     // The room service's signing keys also say who may use the host's admin routes.
     let admin = AdminAuth { keys: app.auth_keys.clone(), leeway_secs: app.auth_leeway_secs };
-    let store = Store::open(&settings.data_dir, settings.history_keep)?;
+    let mut store = Store::open(&settings.data_dir, settings.history_keep)?;
+    if let Some(url) = &settings.cluster.redis {
+        // Cluster mode: history, notifications and read marks are the cluster's, in Redis.
+        let shared = RedisSettings {
+            url: url.clone(),
+            prefix: settings.cluster.prefix.clone(),
+            history_keep: settings.history_keep,
+            wait_replicas: settings.cluster.redis_wait,
+        };
+        store = Store::redis(shared, store)?;
+    }
     let mount = match &settings.component {
         Some(path) => {
             let config = serde_json::json!({ "core": settings.core, "app": app }).to_string();

@@ -65,13 +65,6 @@ impl RoomService {
         }
         self.join_chat(io, socket, &room, now)?;
         let nsp = member.nsp.clone();
-        let scope = self.scope(&nsp);
-        if !scope.history.contains_key(&room) {
-            scope.history.insert(room.clone(), History::Loading(Vec::new()));
-            let limit = self.config.recent_limit as u64;
-            let load = RoomRequest::LoadHistory { scope: nsp.clone(), room: room.clone(), limit };
-            self.writes.ask(io, load, Pending::History { nsp: nsp.clone(), room: room.clone() });
-        }
         // A repeated join while the store is slow waits once, not once per join.
         self.room_info_due(io, socket, &nsp, &room, now);
         super::ack(io, socket, ack, json!({"success": true}));
@@ -238,7 +231,9 @@ impl RoomService {
         for socket in waiting {
             self.room_info_due(io, &socket, nsp, room, now);
         }
-        if !self.scope(nsp).presence.is_open(room) {
+        // In cluster mode the other nodes append too: the next join reads the store again
+        // rather than a copy that misses their messages.
+        if !self.scope(nsp).presence.is_open(room) || io.cluster().is_some() {
             self.scope(nsp).history.remove(room);
         }
     }
@@ -255,8 +250,14 @@ impl RoomService {
         match self.scope(nsp).history.get_mut(room) {
             Some(History::Ready(_)) => self.send_room_info(io, socket, nsp, room, now),
             Some(History::Loading(waiting)) if !waiting.contains(socket) => waiting.push(socket.clone()),
-            // Already waiting, or the room closed here meanwhile.
-            Some(History::Loading(_)) | None => {}
+            // Already waiting.
+            Some(History::Loading(_)) => {}
+            None => {
+                self.scope(nsp).history.insert(room.to_owned(), History::Loading(vec![socket.clone()]));
+                let limit = self.config.recent_limit as u64;
+                let load = RoomRequest::LoadHistory { scope: nsp.to_owned(), room: room.to_owned(), limit };
+                self.writes.ask(io, load, Pending::History { nsp: nsp.to_owned(), room: room.to_owned() });
+            }
         }
     }
 

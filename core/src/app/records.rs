@@ -54,6 +54,15 @@ impl Record for RoomRequest {}
 impl Record for RoomAnswer {}
 
 impl RoomRequest {
+    /// Whether the request changes what is stored (a write), rather than reads it.
+    #[must_use]
+    pub fn writes(&self) -> bool {
+        !matches!(
+            self,
+            RoomRequest::LoadHistory { .. } | RoomRequest::LoadNotifications { .. } | RoomRequest::LoadDocument { .. }
+        )
+    }
+
     /// The request's kind, for logs (records themselves are never logged).
     #[must_use]
     pub fn kind(&self) -> &'static str {

@@ -13,8 +13,10 @@
 //! forever. [`Store::close`] lets the thread finish everything queued before it, then stops.
 
 pub mod db;
+pub mod redis;
 
 use self::db::Db;
+use self::redis::{RedisSettings, RedisStore};
 use parlor_core::host::{StoreAnswer, StoreRequest};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -29,10 +31,10 @@ type Callback = Box<dyn FnOnce(StoreAnswer) + Send>;
 
 /// Delivers an answer exactly once: dropped unanswered (a request left in the queue of a
 /// stopped thread), it answers `Failed`.
-struct Answerer(Option<Callback>);
+pub(crate) struct Answerer(Option<Callback>);
 
 impl Answerer {
-    fn send(mut self, answer: StoreAnswer) {
+    pub(crate) fn send(mut self, answer: StoreAnswer) {
         if let Some(f) = self.0.take() {
             f(answer);
         }
@@ -58,10 +60,20 @@ enum Msg {
     Close,
 }
 
-/// A handle on the store thread; clones share it.
+/// A handle on the store; clones share it: the embedded SQLite store (its thread), or in
+/// cluster mode the records in Redis ([`redis`]).
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Inner>),
+    /// Records in Redis; documents still in the node's own SQLite store (one node per
+    /// document holds its edits: until documents move between nodes by a lease, sharing
+    /// their saved state would let two nodes' edits overwrite each other).
+    Redis { redis: Arc<RedisStore>, documents: Arc<Inner> },
 }
 
 struct Inner {
@@ -72,7 +84,10 @@ struct Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish_non_exhaustive()
+        match &self.backend {
+            Backend::Sqlite(inner) => f.debug_struct("Store").field("path", &inner.path).finish_non_exhaustive(),
+            Backend::Redis { redis, .. } => f.debug_tuple("Store").field(redis).finish(),
+        }
     }
 }
 
@@ -85,22 +100,30 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new().name("parlor-store".into()).spawn(move || run(db, &rx))?;
         tracing::info!(path = %path.display(), history_keep, "store open");
-        Ok(Store { inner: Arc::new(Inner { tx, thread: Mutex::new(Some(thread)), path }) })
+        Ok(Store { backend: Backend::Sqlite(Arc::new(Inner { tx, thread: Mutex::new(Some(thread)), path })) })
     }
 
-    /// The database file.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// The records in Redis (cluster mode), run by a task on the current tokio runtime;
+    /// documents go to `documents` (see [`Store::open`]).
+    pub fn redis(settings: RedisSettings, documents: Store) -> anyhow::Result<Store> {
+        let Backend::Sqlite(documents) = documents.backend else {
+            anyhow::bail!("documents need the embedded store");
+        };
+        Ok(Store { backend: Backend::Redis { redis: Arc::new(RedisStore::start(settings)?), documents } })
     }
 
     /// Queues `request`; `reply` gets its answer, on the store thread, after every request
     /// submitted before it was answered. Never blocks. If the store is closed, `reply` gets
     /// `Failed` at once, on this thread.
     pub fn submit(&self, request: StoreRequest, reply: impl FnOnce(StoreAnswer) + Send + 'static) {
-        let job = Job { request, reply: Answerer(Some(Box::new(reply))) };
+        let reply = Answerer(Some(Box::new(reply)));
+        let sqlite = match &self.backend {
+            Backend::Sqlite(inner) => inner,
+            Backend::Redis { documents, .. } if is_document(&request) => documents,
+            Backend::Redis { redis, .. } => return redis.submit(request, reply),
+        };
         // A refused message is dropped here, and its `Answerer` answers `Failed`.
-        let _ = self.inner.tx.send(Msg::Job(job));
+        let _ = sqlite.tx.send(Msg::Job(Job { request, reply }));
     }
 
     /// Submits `request` and waits for the answer (tests, tools; not for async code).
@@ -116,16 +139,31 @@ impl Store {
     /// Requests submitted afterwards answer `Failed`. Safe to call more than once; blocks
     /// (from async code, call it through `spawn_blocking`).
     pub fn close(&self) {
-        let _ = self.inner.tx.send(Msg::Close);
-        let thread = self.inner.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let inner = match &self.backend {
+            Backend::Sqlite(inner) => inner,
+            Backend::Redis { redis, documents } => {
+                redis.close();
+                documents
+            }
+        };
+        let _ = inner.tx.send(Msg::Close);
+        let thread = inner.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(thread) = thread {
             if thread.join().is_err() {
                 tracing::error!("the store thread panicked");
             } else {
-                tracing::info!(path = %self.inner.path.display(), "store closed");
+                tracing::info!(path = %inner.path.display(), "store closed");
             }
         }
     }
+}
+
+/// Whether a request is about a document (kept in the embedded store in cluster mode).
+fn is_document(request: &StoreRequest) -> bool {
+    matches!(
+        parlor_core::app::records::RoomRequest::from_store(request),
+        Ok(parlor_core::app::records::RoomRequest::SaveDocument { .. } | parlor_core::app::records::RoomRequest::LoadDocument { .. })
+    )
 }
 
 /// The store thread: batches of queued requests, in order, until closed or every handle

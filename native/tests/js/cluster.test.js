@@ -5,7 +5,8 @@
 // nodes is one user, a SIGKILLed node's users leave when its heartbeat expires); with Redis
 // unreachable a node still starts and serves its local clients.
 //
-// In progress (issue 14): history, notifications and documents are still per node.
+// History, notifications and read marks are in Redis, so any node reads what another wrote.
+// In progress (issue 14): documents are still per node.
 
 const { describe, it, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -194,6 +195,44 @@ describe('cluster mode: presence is the cluster\'s', { timeout: 120_000 }, () =>
     assert.deepEqual(reasons.map((r) => r[0]), ['io server disconnect', 'io server disconnect']);
   });
 
+  it('history, notifications and read marks are the cluster\'s: written through one node, read through another', async () => {
+    const room = h.unique('history');
+    const ann = await tab(nodes[0], 'ann', 'Ann');
+    ann.s.emit('join', { username: 'Ann', room });
+    await ann.rec.waitFor('room-info', 1, T);
+    const sent = await h.callWithin(T, ann.s, 'send-message', { room, content: 'kept in Redis' });
+    assert.equal(sent.success, true);
+    // Bob joins through another node: the history is the one Ann's node wrote.
+    const bob = await tab(nodes[1], 'bob', 'Bob');
+    bob.s.emit('join', { username: 'Bob', room });
+    const [info] = await bob.rec.waitFor('room-info', 1, T);
+    assert.deepEqual(info.args[0].recentMessages.map((m) => m.content), ['kept in Redis']);
+    assert.deepEqual(ids(info.args[0].users), ['ann', 'bob']);
+
+    // A notification posted to node p2 reaches the user's tab on p3 live, and is listed on
+    // connect through p1; a read mark made through p1 shows through p3.
+    const sub = h.unique('nora');
+    const nora = await tab(nodes[2], sub, 'Nora');
+    await nora.rec.waitFor('pending-notifications', 1, T);
+    const adminToken = await h.cliToken(keys.keyPath, { sub: 'root', name: 'Root', admin: true });
+    const res = await h.fetch(`${nodes[1].url}/api/notifications`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+      body: JSON.stringify({ userId: sub, title: 'Hello', message: 'from node p2' }),
+    });
+    assert.equal(res.status, 201);
+    const stored = await res.json();
+    const [live] = await nora.rec.waitFor('notification', 1, T);
+    assert.equal(live.args[0].id, stored.id);
+    const later = await tab(nodes[0], sub, 'Nora');
+    const [pending] = await later.rec.waitFor('pending-notifications', 1, T);
+    assert.deepEqual(pending.args[0].map((n) => [n.id, n.read]), [[stored.id, false]]);
+    assert.deepEqual(await h.callWithin(T, later.s, 'notification-read', stored.id), { success: true });
+    const third = await tab(nodes[2], sub, 'Nora');
+    const [again] = await third.rec.waitFor('pending-notifications', 1, T);
+    assert.deepEqual(again.args[0].map((n) => [n.id, n.read]), [[stored.id, true]]);
+  });
+
   it('the users of a SIGKILLed node leave everyone\'s lists when its heartbeat expires', async () => {
     const room = h.unique('expiry');
     const ann = await tab(nodes[0], 'ann', 'Ann');
@@ -219,18 +258,29 @@ describe('cluster mode: Redis away', { timeout: 60_000 }, () => {
     if (server) await server.stopAndCheck();
   });
 
-  it('a node whose Redis is unreachable starts and serves its own clients', async () => {
+  it('a node whose Redis is unreachable starts and serves its own clients, and never acks a write Redis did not take', async () => {
     // A loopback port nobody listens on.
     server = await h.startRoomServer(['--redis', 'redis://127.0.0.1:1/0', '--cluster-prefix', `parlor-away-${process.pid}`]);
     const room = h.unique('local');
     const s = await h.connect(server.url, { transports: ['websocket'] });
     const rec = h.recorder(s);
     s.emit('join', { username: 'Solo', room });
-    await rec.waitFor('room-info', 1, T);
-    const reply = await h.callWithin(T, s, 'send-message', { room, content: 'still here' });
-    assert.equal(reply.success, true);
-    const [msg] = await rec.waitFor('new-message', 1, T);
-    assert.equal(msg.args[0].content, 'still here');
+    const [info] = await rec.waitFor('room-info', 1, T);
+    assert.deepEqual(info.args[0].recentMessages, [], 'no history to show without Redis');
+    const other = await h.connect(server.url, { transports: ['websocket'] });
+    const otherRec = h.recorder(other);
+    other.emit('join', { username: 'Duo', room });
+    await otherRec.waitFor('room-info', 1, T);
+    // Local traffic flows: typing reaches the other local member.
+    s.emit('typing-start', { room });
+    const [typing] = await otherRec.waitFor('user-typing', 1, T);
+    assert.equal(typing.args[0].user.username, 'Solo');
+    // A message needs Redis to be stored: the ack says it was not, nobody is told it was sent.
+    const reply = await h.callWithin(T, s, 'send-message', { room, content: 'not stored' });
+    assert.equal(reply.success, undefined, JSON.stringify(reply));
+    assert.equal(reply.code, 'INTERNAL_ERROR');
+    await h.sync(other);
+    assert.deepEqual(otherRec.events('new-message'), []);
     const health = await h.fetch(`${server.url}/healthz`);
     assert.equal(health.status, 200, 'it still serves');
     assert.match(await health.text(), /^degraded/);
