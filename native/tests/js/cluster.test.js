@@ -128,8 +128,12 @@ describe('cluster mode: presence is the cluster\'s', { timeout: 120_000 }, () =>
 
   async function tab(server, sub, name) {
     const token = await h.cliToken(keys.keyPath, { sub, name });
-    const s = await h.connect(server.url, { transports: ['websocket'], auth: { token } });
-    return { s, rec: h.recorder(s) };
+    // The recorder listens before the CONNECT is answered: `pending-notifications` may
+    // come in the same read as it.
+    const s = h.client(server.url, { transports: ['websocket'], auth: { token } });
+    const rec = h.recorder(s);
+    await h.waitConnect(s, T);
+    return { s, rec };
   }
 
   const ids = (users) => users.map((u) => u.id);
