@@ -61,6 +61,9 @@ pub struct ClusterConfig {
     /// How long a question to the other nodes (who is in a room opening here) waits for
     /// their answers; then it is answered with what arrived, naming the nodes that did not.
     pub query_timeout_ms: u64,
+    /// Also deliver the broadcasts `@socket.io/redis-emitter` publishes with this key
+    /// (`--socketio-emitter-key`); `None`: off.
+    pub emitter_key: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -71,6 +74,7 @@ impl Default for ClusterConfig {
             heartbeat_ms: 3_000,
             node_expiry_ms: 10_000,
             query_timeout_ms: 2_000,
+            emitter_key: None,
         }
     }
 }

@@ -161,6 +161,8 @@ enum ClusterOp {
     Reply { from: u8, query: u8, message: SharedOp },
     /// One of the other nodes stops.
     Leaving { from: u8 },
+    /// Bytes on `@socket.io/redis-emitter`'s channel for the namespace.
+    Emitter(Vec<u8>),
     Up,
     Down,
 }
@@ -445,6 +447,7 @@ impl Run {
                 heartbeat_ms: 1_000,
                 node_expiry_ms: 3_000,
                 query_timeout_ms: 500,
+                emitter_key: Some("sio".into()),
             }),
         };
         let app = AppConfig {
@@ -540,6 +543,9 @@ impl Run {
                 let body = Body::Reply { query: u64::from(*query % 8), payload: self.shared(message).encode() };
                 let payload = Envelope { from: peer(*from), incarnation: 1, body }.encode();
                 self.input(Input::Cluster(ClusterInput::Message { channel, payload: &payload }));
+            }
+            ClusterOp::Emitter(bytes) => {
+                self.input(Input::Cluster(ClusterInput::Message { channel: "sio#/#", payload: bytes }));
             }
             ClusterOp::Leaving { from } => {
                 let payload = Envelope { from: peer(*from), incarnation: 1, body: Body::Leaving }.encode();

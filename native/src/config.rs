@@ -51,6 +51,7 @@
 //! node-id = "node-1"                            # none = random
 //! cluster-query-timeout = 2000
 //! redis-wait = 0                                # replicas a write must reach
+//! socketio-emitter-key = "socket.io"            # none = off
 //! # the core from a WebAssembly component instead of the linked one
 //! component = "target/wasm32-wasip2/release/parlor_edge.wasm"
 //! component-memory-mb = 1024
@@ -348,6 +349,10 @@ declare_settings! {
         /// before it is answered with what arrived, naming the nodes that did not answer
         #[arg(env = "PARLOR_CLUSTER_QUERY_TIMEOUT", value_name = "MS")]
         cluster_query_timeout: u64 = value(cluster.query_timeout_ms), nonzero;
+        /// Cluster mode: also deliver the broadcasts `@socket.io/redis-emitter` publishes with
+        /// this key (its `key` option; the Node default is `socket.io`)
+        #[arg(env = "PARLOR_SOCKETIO_EMITTER_KEY", value_name = "KEY")]
+        socketio_emitter_key: String = optional(cluster.emitter_key, "off");
         /// Cluster mode: a write is acknowledged as stored only after `WAIT` saw this many
         /// Redis replicas take it (0: once the primary has it)
         #[arg(env = "PARLOR_REDIS_WAIT", value_name = "N")]
@@ -525,6 +530,8 @@ pub struct ClusterSettings {
     pub query_timeout_ms: u64,
     /// Replicas a write must reach before it counts as stored (`--redis-wait`).
     pub redis_wait: u32,
+    /// `--socketio-emitter-key`: `None`, off.
+    pub emitter_key: Option<String>,
 }
 
 impl Default for ClusterSettings {
@@ -536,6 +543,7 @@ impl Default for ClusterSettings {
             node_id: None,
             query_timeout_ms: core.query_timeout_ms,
             redis_wait: 0,
+            emitter_key: None,
         }
     }
 }
@@ -554,6 +562,7 @@ impl ClusterSettings {
             node_id,
             prefix: self.prefix.clone(),
             query_timeout_ms: self.query_timeout_ms,
+            emitter_key: self.emitter_key.clone(),
             ..parlor_core::config::ClusterConfig::default()
         })
     }

@@ -133,6 +133,8 @@ fn cluster(registry: &mut Registry, snapshot: &Snapshot) {
         ("missing_nodes", "Nodes that had not answered a question when it was done (summed)", sum(|s| s.missing_nodes)),
         ("answered", "Other nodes' questions this node answered", sum(|s| s.answered)),
         ("nodes_refused", "Nodes not taken into the registry because it was full", sum(|s| s.nodes_refused)),
+        ("emitter_received", "Broadcasts from @socket.io/redis-emitter delivered here", sum(|s| s.emitter_received)),
+        ("emitter_refused", "Messages on the emitter's channels that were no broadcast", sum(|s| s.emitter_refused)),
         ("reconnects", "Connections to Redis made again after the first", links.iter().map(|l| l.reconnects).sum()),
         ("dropped", "Commands for Redis dropped: the link's queue was full or Redis away", links.iter().map(|l| l.dropped).sum()),
         ("dropped_events", "Messages from Redis dropped: the node did not keep up", links.iter().map(|l| l.dropped_events).sum()),

@@ -2,11 +2,13 @@
 //! targets and drives it: what nodes say to each other ([`envelope`]), on which channels
 //! ([`channels`]), which channels a node needs while it has members of a room
 //! ([`subscriptions`]), the broadcasts it has already delivered ([`seen`]), the questions it
-//! asked the other nodes ([`queries`]), and one node's state and effects ([`node`]). The host carries `Output::Cluster` to a link (Redis) and
+//! asked the other nodes ([`queries`]), broadcasts from `@socket.io/redis-emitter`
+//! ([`emitter`]), and one node's state and effects ([`node`]). The host carries `Output::Cluster` to a link (Redis) and
 //! reports back with `Input::Cluster`; `testing::cluster` puts a model of Redis pub/sub
 //! on the deterministic bus.
 
 pub mod channels;
+pub mod emitter;
 pub mod envelope;
 pub mod node;
 pub mod queries;

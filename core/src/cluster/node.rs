@@ -5,6 +5,7 @@
 //! outbox at the end of each step ([`ClusterNode::flush`]), in the order they arose.
 
 use super::channels::Channels;
+use super::emitter::{self, Emitted, EmitterChannels};
 use super::envelope::{Body, Broadcast, Envelope, EnvelopeError, NodeId};
 use super::queries::{Done, Queries, QueryId};
 use super::seen::Seen;
@@ -57,6 +58,11 @@ pub struct ClusterStats {
     /// Questions this node answered.
     #[serde(default)]
     pub answered: u64,
+    /// Broadcasts from `@socket.io/redis-emitter` delivered, and its messages refused.
+    #[serde(default)]
+    pub emitter_received: u64,
+    #[serde(default)]
+    pub emitter_refused: u64,
 }
 
 /// At most this many other nodes in the registry: the ids come from whatever publishes on
@@ -84,6 +90,9 @@ pub struct ClusterNode {
     incarnation: u64,
     #[serde(skip, default = "no_channels")]
     channels: Channels,
+    /// The emitter's channels, when its broadcasts are delivered too.
+    #[serde(skip)]
+    emitter: Option<EmitterChannels>,
     subscriptions: Subscriptions,
     /// Other live nodes: when each expires unless heard of again, and its incarnation.
     nodes: BTreeMap<NodeId, (Instant, u64)>,
@@ -120,6 +129,7 @@ impl ClusterNode {
             id,
             incarnation,
             channels,
+            emitter: config.emitter_key.as_deref().map(EmitterChannels::new),
             subscriptions: Subscriptions::default(),
             nodes: BTreeMap::new(),
             next_heartbeat: None,
@@ -141,6 +151,7 @@ impl ClusterNode {
     /// After a restore from a snapshot: the names are derived again from the config.
     pub(crate) fn restored(&mut self) {
         self.channels = Channels::new(&self.config.prefix);
+        self.emitter = self.config.emitter_key.as_deref().map(EmitterChannels::new);
     }
 
     #[must_use]
@@ -196,24 +207,50 @@ impl ClusterNode {
     pub(crate) fn room_opened(&mut self, nsp: &str, room: &str) {
         let channel = self.channels.room(nsp, room);
         self.hold(channel);
+        if let Some(channel) = self.emitter.as_ref().map(|e| e.room(nsp, room)) {
+            self.hold(channel);
+        }
     }
 
     /// A room of `nsp` lost its last local member.
     pub(crate) fn room_closed(&mut self, nsp: &str, room: &str) {
         let channel = self.channels.room(nsp, room);
         self.release(&channel);
+        if let Some(channel) = self.emitter.as_ref().map(|e| e.room(nsp, room)) {
+            self.release(&channel);
+        }
     }
 
     /// A namespace got its first local socket.
     pub(crate) fn namespace_opened(&mut self, nsp: &str) {
         let channel = self.channels.namespace(nsp);
         self.hold(channel);
+        if let Some(channel) = self.emitter.as_ref().map(|e| e.namespace(nsp)) {
+            self.hold(channel);
+        }
     }
 
     /// A namespace lost its last local socket.
     pub(crate) fn namespace_closed(&mut self, nsp: &str) {
         let channel = self.channels.namespace(nsp);
         self.release(&channel);
+        if let Some(channel) = self.emitter.as_ref().map(|e| e.namespace(nsp)) {
+            self.release(&channel);
+        }
+    }
+
+    /// A message on one of the emitter's channels: its broadcast, if it is one (else it
+    /// is refused and counted). `None` also for a channel that is not the emitter's.
+    pub(crate) fn emitted(&mut self, channel: &str, payload: &[u8]) -> Option<Result<Emitted, String>> {
+        if !self.emitter.as_ref().is_some_and(|e| e.owns(channel)) {
+            return None;
+        }
+        let emitted = emitter::decode(payload);
+        match &emitted {
+            Ok(_) => self.stats.emitter_received += 1,
+            Err(_) => self.stats.emitter_refused += 1,
+        }
+        Some(emitted)
     }
 
     /// Publishes a broadcast for the other nodes: on the namespace's channel when it goes

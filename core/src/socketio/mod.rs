@@ -345,7 +345,16 @@ impl Sockets {
                 self.notices.push_back(Notice::ClusterUp);
             }
             ClusterInput::Down => cluster.link_down(),
-            ClusterInput::Message { payload, .. } => {
+            ClusterInput::Message { channel, payload } => {
+                if let Some(emitted) = cluster.emitted(channel, payload) {
+                    // Another backend's broadcast: to this node's sockets, as a local emit
+                    // (its other targets are on the nodes that hold their channels).
+                    // (One that is none is counted by the cluster part.)
+                    if let Ok(e) = emitted {
+                        Io::new(self, out).emit(&e.target, &e.message, now);
+                    }
+                    return;
+                }
                 let received = cluster.receive(payload, now);
                 // A node that restarted is gone before its new incarnation's message; a
                 // question that its answer completes is done after it.

@@ -384,4 +384,49 @@ mod tests {
         assert_eq!(c.nodes.nodes[0].machine.sockets().cluster().unwrap().stats().refused, 6);
         assert!(c.nodes.nodes[0].frames(conn).is_empty());
     }
+
+    #[test]
+    fn the_socketio_emitters_broadcasts_reach_their_targets_on_nodes_that_hold_them() {
+        let with_key = |id: &str| {
+            let cluster = ClusterConfig {
+                node_id: id.into(),
+                prefix: "t".into(),
+                emitter_key: Some("socket.io".into()),
+                ..ClusterConfig::default()
+            };
+            Service::new(Config { cluster: Some(cluster), ..Config::default() }, [3; 32], Instant(0), Relay)
+        };
+        let mut c = Cluster::new(vec![with_key("a"), with_key("bb")], BusConfig::default());
+        let (a, b) = (client(&mut c, 0), client(&mut c, 1));
+        say(&mut c, 0, a, &json!(["join", "lobby"]));
+        assert!(c.subscriptions(0).contains(&"socket.io#/#lobby#"));
+        assert!(!c.subscriptions(1).contains(&"socket.io#/#lobby#"), "no member of the room there");
+        assert!(c.subscriptions(1).contains(&"socket.io#/#"));
+        let emit = |rooms: Vec<&str>| {
+            use rmpv::Value as Mp;
+            let s = |x: &str| Mp::String(x.into());
+            let data = Mp::Array(vec![s("m"), s("from the emitter")]);
+            let packet = Mp::Map(vec![(s("type"), Mp::from(2)), (s("data"), data), (s("nsp"), s("/"))]);
+            let rooms = Mp::Array(rooms.into_iter().map(s).collect());
+            let opts =
+                Mp::Map(vec![(s("rooms"), rooms), (s("flags"), Mp::Map(vec![])), (s("except"), Mp::Array(vec![]))]);
+            let mut out = Vec::new();
+            rmpv::encode::write_value(&mut out, &Mp::Array(vec![s("emitter"), packet, opts])).unwrap();
+            out
+        };
+        let to_lobby = emit(vec!["lobby"]);
+        c.nodes.nodes[0]
+            .input(Input::Cluster(ClusterInput::Message { channel: "socket.io#/#lobby#", payload: &to_lobby }));
+        assert_eq!(got(&mut c, 0, a), ["\"from the emitter\""]);
+        let to_all = emit(vec![]);
+        for n in 0..2 {
+            c.nodes.nodes[n].input(Input::Cluster(ClusterInput::Message { channel: "socket.io#/#", payload: &to_all }));
+        }
+        assert_eq!(got(&mut c, 0, a), ["\"from the emitter\""]);
+        assert_eq!(got(&mut c, 1, b), ["\"from the emitter\""]);
+        c.nodes.nodes[1].input(Input::Cluster(ClusterInput::Message { channel: "socket.io#/#", payload: b"junk" }));
+        let stats = c.nodes.nodes[1].machine.sockets().cluster().unwrap().stats();
+        assert_eq!((stats.emitter_received, stats.emitter_refused), (1, 1));
+        assert!(got(&mut c, 1, b).is_empty());
+    }
 }

@@ -255,6 +255,69 @@ describe('cluster mode: presence is the cluster\'s', { timeout: 120_000 }, () =>
   });
 });
 
+describe('cluster mode: @socket.io/redis-emitter publishes into parlor', { timeout: 60_000 }, () => {
+  const prefix = `parlor-emitter-${process.pid}-${Date.now()}`;
+  const key = `emitter-${process.pid}-${Date.now()}`;
+  const nodes = [];
+  let redis;
+  before(async () => {
+    for (const id of ['e1', 'e2', 'e3']) {
+      const args = ['--redis', REDIS, '--cluster-prefix', prefix, '--node-id', id, '--socketio-emitter-key', key];
+      nodes.push(await h.startRoomServer(args));
+    }
+    const { createClient } = require('redis');
+    redis = createClient({ url: REDIS });
+    await redis.connect();
+  });
+  after(async () => {
+    h.closeAllClients();
+    if (redis) await redis.quit();
+    for (const n of nodes) await n.stop();
+  });
+
+  const received = async (node) => {
+    const text = await (await h.fetch(`${node.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('parlor_cluster_emitter_received_total '));
+    return Number(line.split(' ')[1]);
+  };
+
+  it('a room broadcast reaches the members on every node, a broadcast to all every socket; a node without members hears nothing of the room', async () => {
+    const { Emitter } = require('@socket.io/redis-emitter');
+    const emitter = new Emitter(redis, { key });
+    const room = h.unique('news');
+    const members = [];
+    for (const node of nodes.slice(0, 2)) {
+      const s = await h.connect(node.url, { transports: ['websocket'] });
+      const rec = h.recorder(s);
+      s.emit('join', { username: 'Reader', room });
+      await rec.waitFor('room-info', 1, T);
+      members.push({ s, rec });
+    }
+    const outsider = await h.connect(nodes[2].url, { transports: ['websocket'] });
+    const outRec = h.recorder(outsider);
+    // The nodes subscribe as their members join: publish until both have it.
+    const deadline = Date.now() + T;
+    let n = 0;
+    while (members.some((m) => m.rec.events('announcement').length === 0)) {
+      emitter.to(`chat:${room}`).emit('announcement', { n: n++, text: 'from a backend' }, Buffer.from([1, 2, 3]));
+      await h.sleep(100);
+      assert.ok(Date.now() < deadline, 'the emitter\'s broadcast reached both nodes');
+    }
+    const [first] = members[0].rec.events('announcement');
+    assert.equal(first.args[0].text, 'from a backend');
+    assert.deepEqual(h.normBin(first.args[1]), Buffer.from([1, 2, 3]), 'a Buffer arrives as binary');
+    await h.sync(outsider);
+    assert.deepEqual(outRec.events('announcement'), [], 'not a member');
+    assert.equal(await received(nodes[2]), 0, 'node e3 has no member of the room: none of its traffic');
+
+    emitter.emit('to-everyone', 'hello');
+    for (const rec of [...members.map((m) => m.rec), outRec]) {
+      const [all] = await rec.waitFor('to-everyone', 1, T);
+      assert.equal(all.args[0], 'hello');
+    }
+  });
+});
+
 describe('cluster mode: Redis away', { timeout: 60_000 }, () => {
   let server;
   after(async () => {
