@@ -12,6 +12,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// One mount's numbers: the core's, plus the driver's own.
@@ -22,6 +23,31 @@ pub(crate) struct MountMetrics {
     pub overflows: u64,
     /// The cluster link's counts, in cluster mode.
     pub link: Option<LinkStats>,
+    /// How long the link's batches took to Redis and back, in cluster mode.
+    pub round_trips: Option<Histogram>,
+    /// How long the mount's store took per request, by kind.
+    pub store: Option<StoreLatency>,
+}
+
+/// A request's kind, for the store's latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestKind {
+    pub kind: &'static str,
+}
+
+/// The store's latency per kind of request (`write`, `read`), from submit to answer.
+pub type StoreLatency = Family<RequestKind, Histogram>;
+
+/// The buckets of every latency here: 100 µs doubling to about 3.3 s.
+#[must_use]
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
+/// A family of latency histograms, one per label set.
+#[must_use]
+pub fn store_latency() -> StoreLatency {
+    Family::new_with_constructor(latency_histogram as fn() -> Histogram)
 }
 
 /// Everything `/metrics` shows.
@@ -98,6 +124,10 @@ pub(crate) fn render(snapshot: &Snapshot) -> String {
         counter(snapshot.mounts.iter().map(|m| m.overflows).sum()),
     );
 
+    // The histograms live as long as their store or link; the first mount with one shows it.
+    if let Some(store) = snapshot.mounts.iter().find_map(|m| m.store.clone()) {
+        registry.register("store_request_seconds", "How long the store took per request, submit to answer", store);
+    }
     cluster(&mut registry, snapshot);
 
     let mut out = String::with_capacity(2048);
@@ -114,6 +144,9 @@ fn cluster(registry: &mut Registry, snapshot: &Snapshot) {
         return;
     }
     let c = registry.sub_registry_with_prefix("cluster");
+    if let Some(h) = snapshot.mounts.iter().find_map(|m| m.round_trips.clone()) {
+        c.register("redis_round_trip_seconds", "How long the link's command batches took to Redis and back", h);
+    }
     let sum = |f: fn(&parlor_core::cluster::ClusterStats) -> u64| layers.iter().map(f).sum::<u64>();
     let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
     c.register("link_up", "1 while the link to Redis is connected and subscribed", gauge(links.iter().filter(|l| l.up).count() as u64));
@@ -162,7 +195,7 @@ mod tests {
         core.traffic.packets_out = 4;
         core.traffic.bytes_in = 30;
         core.traffic.bytes_out = 40;
-        MountMetrics { core, overflows: 1, link: None }
+        MountMetrics { core, overflows: 1, link: None, round_trips: None, store: None }
     }
 
     #[test]
@@ -199,17 +232,25 @@ mod tests {
 
     #[test]
     fn every_metric_has_help_and_type_before_its_samples_and_the_text_ends_with_eof() {
-        let text = render(&Snapshot { tcp_connections: 0, mounts: vec![mount(0, &[("/", 0, 0)], &[])] });
+        let mut m = mount(0, &[("/", 0, 0)], &[]);
+        let store = store_latency();
+        store.get_or_create(&RequestKind { kind: "write" }).observe(0.003);
+        m.store = Some(store);
+        let text = render(&Snapshot { tcp_connections: 0, mounts: vec![m] });
         let mut declared = std::collections::HashSet::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 declared.insert(rest.split(' ').next().unwrap().to_owned());
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                let family = name.strip_suffix("_total").unwrap_or(name);
+                let family = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name);
                 assert!(declared.contains(family), "{name} sampled before its TYPE");
             }
         }
+        assert!(text.contains("parlor_store_request_seconds_count{kind=\"write\"} 1"), "{text}");
         assert_eq!(text.lines().last(), Some("# EOF"));
     }
 

@@ -244,6 +244,7 @@ pub fn spawn(config: LinkConfig) -> (LinkHandle, Events) {
         events_bound: config.events_bytes,
         events_bytes: AtomicUsize::new(0),
         counters: Counters::default(),
+        round_trips: crate::metrics::latency_histogram(),
     });
     let seed = config.seed.unwrap_or_else(|| {
         let mut bytes = [0; 8];
@@ -281,6 +282,12 @@ pub struct LinkHandle {
 }
 
 impl LinkHandle {
+    /// The round trips of the link's command batches (for `/metrics`).
+    #[must_use]
+    pub fn round_trips(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.shared.round_trips.clone()
+    }
+
     /// Queues `PUBLISH channel payload`. `false`: dropped (and counted) because the queue is
     /// full; publishes that were queued go out in the order of these calls.
     pub fn publish(&self, channel: String, payload: Bytes) -> bool {
@@ -401,6 +408,8 @@ struct Shared {
     events_bound: usize,
     events_bytes: AtomicUsize,
     counters: Counters,
+    /// How long each batch of commands took, sent to answered.
+    round_trips: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Shared {
@@ -626,7 +635,10 @@ impl Task {
         }
         // Not `query_async`, which turns one refused command into an error for the batch: here
         // each answer is counted for its own command, and only a failed connection is an `Err`.
-        let answers = match con.req_packed_commands(&pipe, 0, batch.len()).await {
+        let started = std::time::Instant::now();
+        let sent = con.req_packed_commands(&pipe, 0, batch.len()).await;
+        self.shared.round_trips.observe(started.elapsed().as_secs_f64());
+        let answers = match sent {
             Ok(answers) => answers,
             Err(err) => {
                 self.shared.count(|c| &c.lost, batch.len() as u64);

@@ -212,7 +212,13 @@ impl Driver {
         match request {
             Control::Metrics(tx) => {
                 let link = self.link.as_ref().map(LinkHandle::stats);
-                let _ = tx.send(MountMetrics { core: self.machine.metrics(), overflows: self.overflows, link });
+                let _ = tx.send(MountMetrics {
+                    core: self.machine.metrics(),
+                    overflows: self.overflows,
+                    link,
+                    round_trips: self.link.as_ref().map(LinkHandle::round_trips),
+                    store: self.store.as_ref().map(Store::latency),
+                });
             }
             Control::Shutdown => {
                 tracing::info!(mount = %self.mount, "shutting down the core");

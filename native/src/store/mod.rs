@@ -17,6 +17,8 @@ pub mod redis;
 
 use self::db::Db;
 use self::redis::{RedisSettings, RedisStore};
+use crate::metrics::{RequestKind, StoreLatency};
+use parlor_core::app::records::RoomRequest;
 use parlor_core::host::{StoreAnswer, StoreRequest};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -65,6 +67,8 @@ enum Msg {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Submit to answer, per kind of request (for `/metrics`).
+    latency: StoreLatency,
 }
 
 #[derive(Clone)]
@@ -100,7 +104,8 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new().name("parlor-store".into()).spawn(move || run(db, &rx))?;
         tracing::info!(path = %path.display(), history_keep, "store open");
-        Ok(Store { backend: Backend::Sqlite(Arc::new(Inner { tx, thread: Mutex::new(Some(thread)), path })) })
+        let backend = Backend::Sqlite(Arc::new(Inner { tx, thread: Mutex::new(Some(thread)), path }));
+        Ok(Store { backend, latency: crate::metrics::store_latency() })
     }
 
     /// The records in Redis (cluster mode), run by a task on the current tokio runtime;
@@ -109,21 +114,35 @@ impl Store {
         let Backend::Sqlite(documents) = documents.backend else {
             anyhow::bail!("documents need the embedded store");
         };
-        Ok(Store { backend: Backend::Redis { redis: Arc::new(RedisStore::start(settings)?), documents } })
+        let backend = Backend::Redis { redis: Arc::new(RedisStore::start(settings)?), documents };
+        Ok(Store { backend, latency: crate::metrics::store_latency() })
     }
 
     /// Queues `request`; `reply` gets its answer, on the store thread, after every request
     /// submitted before it was answered. Never blocks. If the store is closed, `reply` gets
     /// `Failed` at once, on this thread.
     pub fn submit(&self, request: StoreRequest, reply: impl FnOnce(StoreAnswer) + Send + 'static) {
-        let reply = Answerer(Some(Box::new(reply)));
+        let decoded = RoomRequest::from_store(&request);
+        let kind = RequestKind { kind: if decoded.as_ref().is_ok_and(|r| !r.writes()) { "read" } else { "write" } };
+        let (latency, started) = (self.latency.clone(), std::time::Instant::now());
+        let reply = Answerer(Some(Box::new(move |answer| {
+            latency.get_or_create(&kind).observe(started.elapsed().as_secs_f64());
+            reply(answer);
+        })));
+        let document = matches!(decoded, Ok(RoomRequest::SaveDocument { .. } | RoomRequest::LoadDocument { .. }));
         let sqlite = match &self.backend {
             Backend::Sqlite(inner) => inner,
-            Backend::Redis { documents, .. } if is_document(&request) => documents,
+            Backend::Redis { documents, .. } if document => documents,
             Backend::Redis { redis, .. } => return redis.submit(request, reply),
         };
         // A refused message is dropped here, and its `Answerer` answers `Failed`.
         let _ = sqlite.tx.send(Msg::Job(Job { request, reply }));
+    }
+
+    /// How long requests took, per kind.
+    #[must_use]
+    pub fn latency(&self) -> StoreLatency {
+        self.latency.clone()
     }
 
     /// Submits `request` and waits for the answer (tests, tools; not for async code).
@@ -156,14 +175,6 @@ impl Store {
             }
         }
     }
-}
-
-/// Whether a request is about a document (kept in the embedded store in cluster mode).
-fn is_document(request: &StoreRequest) -> bool {
-    matches!(
-        parlor_core::app::records::RoomRequest::from_store(request),
-        Ok(parlor_core::app::records::RoomRequest::SaveDocument { .. } | parlor_core::app::records::RoomRequest::LoadDocument { .. })
-    )
 }
 
 /// The store thread: batches of queued requests, in order, until closed or every handle

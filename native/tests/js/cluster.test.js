@@ -86,6 +86,9 @@ describe('cluster mode: rooms across nodes over Redis', { timeout: 120_000 }, ()
     assert.ok(metric(m2, 'parlor_cluster_delivered_total') >= 2, m2);
     assert.equal(metric(m2, 'parlor_cluster_live_nodes'), 1, 'node two knows node one');
     assert.equal(await (await h.fetch(`${one.url}/healthz`)).text(), 'ok');
+    // Latencies: the link's round trips to Redis, the store's writes (in Redis here).
+    assert.ok(metric(m1, 'parlor_cluster_redis_round_trip_seconds_count') >= 1, m1);
+    assert.ok(metric(m1, 'parlor_store_request_seconds_count{kind="write"}') >= 2, m1);
   });
 
   it('typing and presence events of a room cross nodes too', async () => {
@@ -136,7 +139,9 @@ describe('cluster mode: presence is the cluster\'s', { timeout: 120_000 }, () =>
     return { s, rec };
   }
 
-  const ids = (users) => users.map((u) => u.id);
+  // Sorted: across nodes the order comes from each joining node's clock, which a fast test
+  // can tie or see a millisecond apart.
+  const ids = (users) => users.map((u) => u.id).sort();
   const lastUsers = (rec) => ids(rec.events('room-users-update').at(-1).args[0]);
 
   it('users on three nodes see one list; a user\'s tabs on two nodes are one user; user-left comes with the last tab', async () => {
