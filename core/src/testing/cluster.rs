@@ -429,4 +429,24 @@ mod tests {
         assert_eq!((stats.emitter_received, stats.emitter_refused), (1, 1));
         assert!(got(&mut c, 1, b).is_empty());
     }
+
+    #[test]
+    fn the_registry_is_bounded_whatever_ids_arrive() {
+        let mut c = Cluster::new(vec![node("a")], BusConfig::default());
+        let channel = c.nodes.nodes[0].machine.sockets().cluster().unwrap().names().nodes();
+        let extra = 5;
+        for i in 0..crate::cluster::node::MAX_NODES + extra {
+            let from = crate::cluster::NodeId::new(&format!("peer-{i}")).unwrap();
+            let beat = crate::cluster::Envelope {
+                from,
+                incarnation: 1,
+                body: crate::cluster::Body::Heartbeat { ttl_ms: 10_000 },
+            };
+            let payload = beat.encode();
+            c.nodes.nodes[0].input(Input::Cluster(ClusterInput::Message { channel: &channel, payload: &payload }));
+        }
+        let stats = c.nodes.nodes[0].machine.sockets().cluster().unwrap().stats();
+        assert_eq!(stats.live_nodes as usize, crate::cluster::node::MAX_NODES);
+        assert_eq!(stats.nodes_refused as usize, extra);
+    }
 }

@@ -1,10 +1,12 @@
-//! A seeded simulation of presence across nodes: users with tabs on three nodes join and
-//! leave rooms, tabs close, links to the broker drop and come back, and a node dies. After
-//! every step every node is inside its bounds and no list shows a user twice; at the end,
-//! with the faults over, every node lists for each room exactly the users with a live
-//! socket in it anywhere.
+//! A seeded simulation of the room service across nodes: users with tabs on three nodes
+//! join and leave rooms and send messages, tabs close, links to the broker drop and come
+//! back, and a node dies and restarts. After every step every node is inside its bounds, no
+//! list shows a user twice, no tab gets a message of a room it is not in, and none gets a
+//! message twice; at the end, with the faults over, every node lists for each room exactly
+//! the users with a live socket in it anywhere, and a message sent to each room then
+//! reaches every tab in the room, on every node, once.
 //!
-//! `PRESENCE_SIM_SEEDS=N` runs more seeds; a failure names its seed.
+//! `ROOMS_CLUSTER_SIM_SEEDS=N` runs more seeds; a failure names its seed.
 
 use super::cluster::node;
 use super::*;
@@ -24,6 +26,8 @@ struct Tab {
     client: TestClient,
     rooms: BTreeSet<&'static str>,
     open: bool,
+    /// The ids of the messages it got.
+    got: BTreeSet<String>,
 }
 
 type C = Cluster<Service<RoomService>>;
@@ -31,6 +35,13 @@ type C = Cluster<Service<RoomService>>;
 fn collect(c: &mut C, tabs: &mut [Tab], seed: u64) {
     for (i, tab) in tabs.iter_mut().enumerate().filter(|(_, t)| t.open) {
         for (name, arg) in received(&mut c.nodes.nodes[tab.node], &tab.client) {
+            if name == "new-message" {
+                let room = arg["room"].as_str().unwrap_or_default();
+                assert!(tab.rooms.contains(room), "seed {seed}: tab {i} in {:?} got a message of {room}", tab.rooms);
+                let id = arg["id"].as_str().unwrap_or_default().to_owned();
+                assert!(tab.got.insert(id.clone()), "seed {seed}: tab {i} got message {id} twice");
+                continue;
+            }
             let list = match name.as_str() {
                 "room-users-update" => arg.clone(),
                 "ack:1" if arg.get("users").is_some() => arg["users"].clone(),
@@ -53,6 +64,7 @@ fn collect(c: &mut C, tabs: &mut [Tab], seed: u64) {
 #[derive(Default)]
 struct Tally {
     checked: usize,
+    delivered: usize,
     link_losses: usize,
     deaths: usize,
     restarts: usize,
@@ -69,7 +81,7 @@ fn run(seed: u64, tally: &mut Tally) {
     let mut cut: Option<usize> = None;
     let mut dead: Option<usize> = None;
     let steps = 120 + rng.below(120);
-    let trace = std::env::var("PRESENCE_SIM_TRACE").is_ok();
+    let trace = std::env::var("ROOMS_CLUSTER_SIM_TRACE").is_ok();
     for step in 0..steps {
         if trace {
             let t: Vec<String> = tabs
@@ -86,12 +98,12 @@ fn run(seed: u64, tally: &mut Tally) {
             }
         }
         let live_nodes: Vec<usize> = (0..NODES).filter(|n| Some(*n) != dead).collect();
-        match rng.below(12) {
+        match rng.below(14) {
             0..=1 if tabs.iter().filter(|t| t.open).count() < 8 => {
                 let n = live_nodes[rng.below(live_nodes.len())];
                 let user = USERS[rng.below(USERS.len())];
                 let client = connect(&mut c.nodes.nodes[n], "/", json!({"token": token(user, false)}));
-                tabs.push(Tab { node: n, user, client, rooms: BTreeSet::new(), open: true });
+                tabs.push(Tab { node: n, user, client, rooms: BTreeSet::new(), open: true, got: BTreeSet::new() });
             }
             2..=5 => {
                 if let Some(i) = pick(&mut rng, &tabs) {
@@ -149,6 +161,20 @@ fn run(seed: u64, tally: &mut Tally) {
                     t.open = false;
                 }
             }
+            12 | 13 => {
+                if let Some(i) = pick(&mut rng, &tabs) {
+                    if let Some(room) = tabs[i].rooms.iter().next().copied() {
+                        let (n, client) = (tabs[i].node, &tabs[i].client);
+                        emit(
+                            &mut c.nodes.nodes[n],
+                            client,
+                            Some(3),
+                            "send-message",
+                            &[json!({"room": room, "content": "m"})],
+                        );
+                    }
+                }
+            }
             _ => {}
         }
         c.advance(rng.next_u64() % 40);
@@ -157,6 +183,29 @@ fn run(seed: u64, tally: &mut Tally) {
     // Quiet, long enough for a dead node to expire everywhere.
     c.advance(ClusterConfig::default().node_expiry_ms + 3_000);
     collect(&mut c, &mut tabs, seed);
+    // One message to each room from one of its tabs: every tab in it gets it once.
+    let mut sent = Vec::new();
+    for room in ROOMS {
+        let Some(i) = tabs.iter().position(|t| t.open && t.rooms.contains(room)) else { continue };
+        let before = tabs[i].got.clone();
+        let (n, client) = (tabs[i].node, &tabs[i].client);
+        emit(&mut c.nodes.nodes[n], client, Some(4), "send-message", &[json!({"room": room, "content": "last"})]);
+        c.advance(100);
+        collect(&mut c, &mut tabs, seed);
+        let new: Vec<&String> = tabs[i].got.difference(&before).collect();
+        assert_eq!(new.len(), 1, "seed {seed}: the sender's own copy of the message to {room}");
+        sent.push((room, new[0].clone()));
+    }
+    for (room, id) in &sent {
+        for (i, tab) in tabs.iter().enumerate().filter(|(_, t)| t.open) {
+            assert_eq!(
+                tab.got.contains(id),
+                tab.rooms.contains(room),
+                "seed {seed}: tab {i} and the last message to {room}"
+            );
+            tally.delivered += usize::from(tab.rooms.contains(room));
+        }
+    }
     for room in ROOMS {
         let mut expected: Vec<String> = tabs
             .iter()
@@ -188,16 +237,16 @@ fn pick(rng: &mut Rng, tabs: &[Tab]) -> Option<usize> {
 }
 
 #[test]
-fn presence_simulation() {
-    let seeds = std::env::var("PRESENCE_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200u64);
-    let first = std::env::var("PRESENCE_SIM_FIRST").ok().and_then(|v| v.parse().ok()).unwrap_or(1u64);
+fn room_service_cluster_simulation() {
+    let seeds = std::env::var("ROOMS_CLUSTER_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200u64);
+    let first = std::env::var("ROOMS_CLUSTER_SIM_FIRST").ok().and_then(|v| v.parse().ok()).unwrap_or(1u64);
     let mut t = Tally::default();
     for seed in first..=seeds {
         run(seed, &mut t);
     }
     eprintln!(
-        "presence simulation: {seeds} seeds, {} link losses, {} node deaths, {} restarts, {} room lists checked at the end",
-        t.link_losses, t.deaths, t.restarts, t.checked
+        "room service cluster simulation: {seeds} seeds, {} link losses, {} node deaths, {} restarts, {} room lists and {} final deliveries checked at the end",
+        t.link_losses, t.deaths, t.restarts, t.checked, t.delivered
     );
     // The runs did what they are for: faults happened, and lists were there to check.
     assert!(t.checked as u64 > seeds && t.link_losses > 0 && t.deaths > 0 && t.restarts > 0);
