@@ -30,7 +30,8 @@
 //! Beside the crate: `examples/bench_server.rs` (the three bench handlers on parlor's Rust
 //! API), `tests/bench.rs` (every scenario end to end against it), and the scripts that run
 //! the benchmarks: `run.sh` (every scenario, pinned, medians), `idle_nodes.sh` (idle
-//! connections over several servers) and `lib.sh` (what they and
+//! connections over several servers), `cluster.sh` (fanout over three nodes on Redis,
+//! beside one node) and `lib.sh` (what they and
 //! `native/benches/peers/compare.sh` share).
 
 pub mod client;
@@ -52,13 +53,16 @@ pub struct BenchArgs {
     /// The scenario to run
     #[arg(value_enum)]
     pub scenario: Scenario,
-    /// The server (the Engine.IO path defaults to /socket.io/)
-    #[arg(long, default_value = "http://127.0.0.1:3000", value_name = "URL")]
+    /// The server (the Engine.IO path defaults to /socket.io/); several, comma-separated,
+    /// for the nodes of a cluster: client i connects to the i-th modulo their number (the
+    /// fanout publisher to the first)
+    #[arg(long, default_value = "http://127.0.0.1:3000", value_name = "URL[,URL...]")]
     pub url: String,
     /// The server's process id: report its CPU time per operation (from /proc/PID/stat)
-    /// and its resident memory (VmRSS)
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
+    /// and its resident memory (VmRSS); several, comma-separated, are summed (a cluster's
+    /// nodes)
+    #[arg(long, value_name = "PID[,PID...]", value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Print only the one-line JSON summary
     #[arg(long)]
     pub json: bool,

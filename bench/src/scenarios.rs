@@ -24,7 +24,8 @@ const BUSY_RX: usize = 16 * 1024;
 
 /// What every client task shares with the coordinator.
 struct Ctx {
-    target: Target,
+    /// The servers: client i connects to `targets[i % len]`.
+    targets: Vec<Target>,
     setup: Semaphore,
     setup_timeout: Duration,
     seed: u64,
@@ -65,13 +66,28 @@ impl Ctx {
         }
     }
 
+    /// The server client `i` connects to (the fanout publisher, `usize::MAX`, to the first).
+    fn target(&self, i: usize) -> &Target {
+        if i == usize::MAX {
+            &self.targets[0]
+        } else {
+            &self.targets[i % self.targets.len()]
+        }
+    }
+
     fn seed(&self, i: usize) -> u64 {
         self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let target = Target::resolve(&args.url).await?;
+    let mut targets = Vec::new();
+    for url in args.url.split(',').filter(|u| !u.is_empty()) {
+        targets.push(Target::resolve(url).await?);
+    }
+    if targets.is_empty() {
+        bail!("--url names no server");
+    }
     let clients = match args.scenario {
         Scenario::Fanout => args.clients.unwrap_or(1000),
         Scenario::Echo | Scenario::Storm => args.clients.unwrap_or(50),
@@ -86,11 +102,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if nofile < want {
         eprintln!("warning: open-file limit {nofile} is below the {want} this run needs; connections will fail");
     }
-    if let Some(pid) = args.server_pid {
-        stats::sample_process(pid).map_err(|e| anyhow::anyhow!("--server-pid {pid}: {e}"))?;
+    for pid in &args.server_pid {
+        stats::sample_process(*pid).map_err(|e| anyhow::anyhow!("--server-pid {pid}: {e}"))?;
     }
     let ctx = Arc::new(Ctx {
-        target,
+        targets,
         setup: Semaphore::new(args.connect_concurrency),
         setup_timeout: Duration::from_secs_f64(args.timeout),
         seed: now_ns() ^ u64::from(std::process::id()).rotate_left(32),
@@ -136,7 +152,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn setup(ctx: &Ctx, i: usize, room: Option<&str>, rx_capacity: usize) -> Option<Conn> {
     let permit = ctx.setup.acquire().await.ok()?;
     let attempt = async {
-        let mut conn = Conn::connect(&ctx.target, ctx.seed(i), rx_capacity).await?;
+        let mut conn = Conn::connect(ctx.target(i), ctx.seed(i), rx_capacity).await?;
         if let Some(room) = room {
             conn.join(room).await?;
         }
@@ -189,7 +205,7 @@ async fn idle_loop(mut conn: Conn, ctx: Arc<Ctx>) {
 
 /// CPU time of the server and of the generator from the start of the measured window.
 struct Window {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     server: Option<ProcSample>,
     own: Duration,
     start_ns: u64,
@@ -198,15 +214,21 @@ struct Window {
 }
 
 impl Window {
-    fn start(pid: Option<u32>) -> Window {
-        let server = pid.and_then(|p| stats::sample_process(p).ok());
-        Window { pid, server, own: stats::own_cpu(), start_ns: now_ns(), machine: stats::machine_busy_secs() }
+    fn start(pids: &[u32]) -> Window {
+        let server = stats::sample_processes(pids);
+        Window {
+            pids: pids.to_vec(),
+            server,
+            own: stats::own_cpu(),
+            start_ns: now_ns(),
+            machine: stats::machine_busy_secs(),
+        }
     }
 
     /// Samples the end of the window and reports CPU per operation (`per` names it).
     fn finish(&self, report: &mut Report, per: &str, ops: u64) {
         let own = (stats::own_cpu() - self.own).as_secs_f64();
-        let server = self.pid.and_then(|p| stats::sample_process(p).ok());
+        let server = stats::sample_processes(&self.pids);
         let server_cpu = match (self.server, server) {
             (Some(a), Some(b)) => Some(b.cpu_secs - a.cpu_secs),
             _ => None,
@@ -281,7 +303,7 @@ async fn fanout(
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
     pool.take_locals().await;
-    let w = Window::start(args.server_pid);
+    let w = Window::start(&args.server_pid);
     let _ = go_tx.send(true);
 
     let expected = receivers * m;
@@ -421,7 +443,7 @@ async fn echo(
     }
     say(format!("echo: {ready} clients up ({} failed); {secs} s of round trips", ctx.failed.load(Relaxed)));
     pool.take_locals().await;
-    let w = Window::start(args.server_pid);
+    let w = Window::start(&args.server_pid);
     let deadline = w.start_ns + (secs * 1e9) as u64;
     ctx.deadline_ns.store(deadline, Relaxed);
     let _ = go_tx.send(true);
@@ -500,7 +522,7 @@ async fn idle(
     say: impl Fn(String),
 ) -> anyhow::Result<Report> {
     let hold = args.seconds.unwrap_or(30.0);
-    let before = args.server_pid.and_then(|p| stats::sample_process(p).ok());
+    let before = stats::sample_processes(&args.server_pid);
     let own_before = stats::own_rss_kib();
     let t = now_ns();
     for i in 0..clients {
@@ -526,10 +548,10 @@ async fn idle(
         ctx.failed.load(Relaxed)
     ));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = args.server_pid.and_then(|p| stats::sample_process(p).ok());
+    let after = stats::sample_processes(&args.server_pid);
     let own_after = stats::own_rss_kib();
     pool.take_locals().await;
-    let w = Window::start(args.server_pid);
+    let w = Window::start(&args.server_pid);
     tokio::time::sleep(Duration::from_secs_f64(hold)).await;
     let local = pool.take_locals().await;
     let mut cpu = Report::new(Scenario::Idle.name());
@@ -571,7 +593,7 @@ async fn storm(
     let secs = args.seconds.unwrap_or(10.0);
     say(format!("storm: {workers} workers connecting, joining and disconnecting for {secs} s"));
     pool.take_locals().await;
-    let w = Window::start(args.server_pid);
+    let w = Window::start(&args.server_pid);
     let deadline = w.start_ns + (secs * 1e9) as u64;
     ctx.deadline_ns.store(deadline, Relaxed);
     for i in 0..workers {
@@ -605,7 +627,7 @@ async fn storm_worker(ctx: Arc<Ctx>, worker: usize) {
             return;
         }
         let cycle = async {
-            let mut conn = Conn::connect(&ctx.target, ctx.seed(worker ^ (n << 20)), SMALL_RX).await?;
+            let mut conn = Conn::connect(ctx.target(worker), ctx.seed(worker ^ (n << 20)), SMALL_RX).await?;
             conn.join(&room).await?;
             conn.close(Duration::from_secs(2)).await
         };
@@ -661,7 +683,7 @@ async fn rooms(
         ctx.failed.load(Relaxed)
     ));
     pool.take_locals().await;
-    let w = Window::start(args.server_pid);
+    let w = Window::start(&args.server_pid);
     let deadline = w.start_ns + (secs * 1e9) as u64;
     ctx.deadline_ns.store(deadline, Relaxed);
     let _ = go_tx.send(true);

@@ -193,6 +193,18 @@ fn clock_ticks() -> f64 {
 }
 
 /// Samples process `pid` from `/proc`.
+/// The processes' CPU time and RSS, summed; `None` for no process or one that cannot be read.
+#[must_use]
+pub fn sample_processes(pids: &[u32]) -> Option<ProcSample> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(ProcSample { cpu_secs: 0.0, rss_kib: 0 }, |sum, pid| {
+        let s = sample_process(*pid).ok()?;
+        Some(ProcSample { cpu_secs: sum.cpu_secs + s.cpu_secs, rss_kib: sum.rss_kib + s.rss_kib })
+    })
+}
+
 pub fn sample_process(pid: u32) -> std::io::Result<ProcSample> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("cannot parse {what}"));
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;

@@ -818,8 +818,8 @@ fn history_from_the_store_is_capped_at_the_recent_limit() {
 }
 
 mod cluster;
-mod documents;
 mod cluster_sim;
+mod documents;
 
 #[test]
 fn every_event_takes_from_the_socket_s_budget_known_or_not() {
