@@ -181,6 +181,10 @@ enum SharedOp {
     NodeStats { json: J },
     Kick { user: Option<Str>, socket: Option<Str> },
     Kicked { count: u8 },
+    Sockets { nsp: bool, room: Str },
+    SocketList { sockets: Vec<(Str, (Str, Str, u8))> },
+    Rooms { nsp: bool },
+    RoomList { rooms: Vec<(Str, u8)> },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -607,6 +611,14 @@ impl Run {
                 socket: socket.as_ref().map(|s| s.render(seen)),
             },
             SharedOp::Kicked { count } => Shared::Kicked { count: u64::from(*count) },
+            SharedOp::Sockets { nsp: n, room } => Shared::Sockets { nsp: nsp(n), room: room.render(seen) },
+            SharedOp::SocketList { sockets } => Shared::SocketList {
+                sockets: sockets.iter().take(8).map(|(id, u)| (id.render(seen), user(u).0)).collect(),
+            },
+            SharedOp::Rooms { nsp: n } => Shared::Rooms { nsp: nsp(n) },
+            SharedOp::RoomList { rooms } => {
+                Shared::RoomList { rooms: rooms.iter().take(8).map(|(r, n)| (r.render(seen), u64::from(*n))).collect() }
+            }
         }
     }
 

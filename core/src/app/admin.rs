@@ -2,7 +2,8 @@
 //! HTTP API (`POST /api/notifications`, `POST /api/broadcast`) with an admin Bearer token.
 
 use super::peers::Shared;
-use super::remote::Asked;
+use super::presence::User;
+use super::remote::{self, Asked};
 use super::validate::{self, AppError, ErrorCode};
 use super::{chat_room, ReplyTo, RoomService, SCOPES};
 use crate::codec::socketio::RESERVED_EVENTS;
@@ -32,7 +33,9 @@ impl RoomService {
                 }
                 Ok(())
             }
-            "kick" => self.kick(io, socket, event.ack, arg.and_then(Value::as_object), now),
+            "kick" => self.kick(io, socket, event, now),
+            "sockets" => self.list_sockets(io, socket, event, now),
+            "rooms" => self.list_rooms(io, socket, event, now),
             "notify" => self.notify(io, arg.and_then(Value::as_object), reply, now),
             "broadcast" => broadcast(io, arg.and_then(Value::as_object), now).map(|()| {
                 super::ack(io, socket, event.ack, json!({"success": true}));
@@ -46,14 +49,8 @@ impl RoomService {
 
     /// Disconnects every socket of a user, or one socket, in the chat namespaces, here and
     /// (cluster mode) on every node; the ack counts them.
-    fn kick(
-        &mut self,
-        io: &mut Io<'_>,
-        admin: &SocketId,
-        ack: Option<u64>,
-        arg: Option<&Map<String, Value>>,
-        now: Instant,
-    ) -> Result<(), AppError> {
+    fn kick(&mut self, io: &mut Io<'_>, admin: &SocketId, event: &Event, now: Instant) -> Result<(), AppError> {
+        let (arg, ack) = (event.args.first().and_then(Value::as_object), event.ack);
         let Some(arg) = arg else { return Err(AppError::validation("payload must be an object")) };
         let (user, socket) = if let Some(user) = arg.get("userId") {
             (Some(validate::text(Some(user), "userId", 1, validate::MAX_ROOM)?), None)
@@ -67,6 +64,40 @@ impl RoomService {
         let asked = Asked::Kick { socket: admin.clone(), ack, kicked: sockets.len() as u64 };
         if !self.ask(io, &Shared::Kick { user, socket }, asked, now) {
             super::ack(io, admin, ack, json!({"success": true, "kicked": sockets.len()}));
+        }
+        Ok(())
+    }
+
+    /// `sockets {room, namespace?}`: a chat room's sockets on every node, with their users
+    /// and nodes; in cluster mode the ack names the nodes that did not answer.
+    fn list_sockets(&mut self, io: &mut Io<'_>, admin: &SocketId, event: &Event, now: Instant) -> Result<(), AppError> {
+        let (arg, ack) = (event.args.first().and_then(Value::as_object), event.ack);
+        let Some(arg) = arg else { return Err(AppError::validation("payload must be an object")) };
+        let room = validate::room(arg.get("room"))?;
+        let nsp = scope_of(arg)?;
+        let node = io.cluster().map_or("", |c| c.id().as_str()).to_owned();
+        let listed: Vec<(String, User, String)> =
+            self.sockets_of(io, &nsp, &room).into_iter().map(|(id, user)| (id, user, node.clone())).collect();
+        let question = Shared::Sockets { nsp, room };
+        let asked = Asked::Sockets { socket: admin.clone(), ack, listed: listed.clone() };
+        if !self.ask(io, &question, asked, now) {
+            super::ack(io, admin, ack, json!({"sockets": remote::socket_list(&listed), "missingNodes": []}));
+        }
+        Ok(())
+    }
+
+    /// `rooms {namespace?}`: the chat rooms of every node with their sockets.
+    fn list_rooms(&mut self, io: &mut Io<'_>, admin: &SocketId, event: &Event, now: Instant) -> Result<(), AppError> {
+        let (arg, ack) = (event.args.first().and_then(Value::as_object), event.ack);
+        let nsp = match arg {
+            Some(arg) => scope_of(arg)?,
+            None => "/".to_owned(),
+        };
+        let rooms: BTreeMap<String, u64> = self.rooms_here(io, &nsp).into_iter().collect();
+        let asked = Asked::Rooms { socket: admin.clone(), ack, rooms: rooms.clone() };
+        if !self.ask(io, &Shared::Rooms { nsp }, asked, now) {
+            let rooms: Vec<Value> = rooms.into_iter().map(|(room, n)| json!({"room": room, "sockets": n})).collect();
+            super::ack(io, admin, ack, json!({"rooms": rooms, "missingNodes": []}));
         }
         Ok(())
     }
@@ -110,6 +141,15 @@ impl RoomService {
         if let Err(e) = result {
             fail(io, 400, e.code, &e.message);
         }
+    }
+}
+
+/// The chat namespace an admin request names (`namespace`, default `/`).
+fn scope_of(arg: &Map<String, Value>) -> Result<String, AppError> {
+    match arg.get("namespace") {
+        None | Some(Value::Null) => Ok("/".to_owned()),
+        Some(Value::String(n)) if SCOPES.contains(&n.as_str()) => Ok(n.clone()),
+        Some(_) => Err(AppError::validation("namespace must be / or /chat")),
     }
 }
 

@@ -485,7 +485,11 @@ impl Handler for RoomService {
     fn on_cluster_question(&mut self, io: &mut Io<'_>, from: &NodeId, question: &[u8], now: Instant) -> Bytes {
         let Some(shared) = self.decode_shared(question) else { return Bytes::new() };
         let answer = match shared {
-            Shared::Find { .. } | Shared::Stats | Shared::Kick { .. } => self.answer_question(io, &shared, now),
+            Shared::Find { .. }
+            | Shared::Stats
+            | Shared::Kick { .. }
+            | Shared::Sockets { .. }
+            | Shared::Rooms { .. } => self.answer_question(io, &shared, now),
             presence => self.on_presence(io, from, presence, true, now),
         };
         answer.map(|a| a.encode()).unwrap_or_default()
@@ -498,7 +502,11 @@ impl Handler for RoomService {
         }
         let Some(shared) = self.decode_shared(answer) else { return };
         match shared {
-            Shared::Found { .. } | Shared::NodeStats { .. } | Shared::Kicked { .. } => {
+            Shared::Found { .. }
+            | Shared::NodeStats { .. }
+            | Shared::Kicked { .. }
+            | Shared::SocketList { .. }
+            | Shared::RoomList { .. } => {
                 self.on_answer(io, query, from, shared, now);
             }
             presence => {

@@ -46,7 +46,18 @@ pub enum Shared {
     Kick { user: Option<String>, socket: Option<String> },
     /// Its answer: how many.
     Kicked { count: u64 },
+    /// A question: this node's sockets in a chat room, with their users.
+    Sockets { nsp: String, room: String },
+    /// Its answer: (socket id, user), at most [`MAX_LISTED`].
+    SocketList { sockets: Vec<(String, User)> },
+    /// A question: this node's chat rooms with how many of its sockets are in each.
+    Rooms { nsp: String },
+    /// Its answer: (room, sockets), at most [`MAX_LISTED`].
+    RoomList { rooms: Vec<(String, u64)> },
 }
+
+/// At most this many entries in one node's list of sockets or rooms.
+pub const MAX_LISTED: usize = 10_000;
 
 impl Shared {
     /// The message's bytes: the format, then postcard.
@@ -78,6 +89,12 @@ impl Shared {
             Shared::Find { nsp, to } => SCOPES.contains(&nsp.as_str()) && text(to),
             Shared::Kick { user, socket } => user.as_deref().is_none_or(text) && socket.as_deref().is_none_or(text),
             Shared::NodeStats { json } => json.len() <= MAX_STATS_TEXT,
+            Shared::Sockets { nsp, room: r } => SCOPES.contains(&nsp.as_str()) && room(r),
+            Shared::Rooms { nsp } => SCOPES.contains(&nsp.as_str()),
+            Shared::SocketList { sockets } => {
+                sockets.len() <= MAX_LISTED && sockets.iter().all(|(id, u)| text(id) && ok_user(u))
+            }
+            Shared::RoomList { rooms } => rooms.len() <= MAX_LISTED && rooms.iter().all(|(r, _)| room(r)),
             Shared::Found { .. } | Shared::Stats | Shared::Kicked { .. } => true,
         };
         ok.then_some(shared)

@@ -4,9 +4,10 @@
 //! is kept here by the question's number, and a reply that names a node that did not
 //! answer is never a silent partial one.
 
-use super::peers::Shared;
+use super::peers::{Shared, MAX_LISTED};
+use super::presence::User;
 use super::validate::{AppError, ErrorCode};
-use super::{user_room, RoomService, SCOPES};
+use super::{chat_room, user_room, RoomService, SCOPES};
 use crate::cluster::{NodeId, QueryId};
 use crate::socketio::{Io, Message, SocketId, Target};
 use crate::time::Instant;
@@ -37,6 +38,10 @@ pub(super) enum Asked {
     },
     /// `/admin` `kick`: how many went here, and on the nodes that answered.
     Kick { socket: SocketId, ack: Option<u64>, kicked: u64 },
+    /// `/admin` `sockets`: a chat room's sockets on every node: (socket id, user, node).
+    Sockets { socket: SocketId, ack: Option<u64>, listed: Vec<(String, User, String)> },
+    /// `/admin` `rooms`: the chat rooms of every node, with their sockets summed.
+    Rooms { socket: SocketId, ack: Option<u64>, rooms: BTreeMap<String, u64> },
 }
 
 /// The questions waiting, by number.
@@ -69,8 +74,32 @@ impl RoomService {
                 }
                 Some(Shared::Kicked { count: sockets.len() as u64 })
             }
+            Shared::Sockets { nsp, room } => Some(Shared::SocketList { sockets: self.sockets_of(io, nsp, room) }),
+            Shared::Rooms { nsp } => Some(Shared::RoomList { rooms: self.rooms_here(io, nsp) }),
             _ => None,
         }
+    }
+
+    /// This node's sockets in a chat room, with their users (at most [`MAX_LISTED`]).
+    pub(super) fn sockets_of(&self, io: &Io<'_>, nsp: &str, room: &str) -> Vec<(String, User)> {
+        let mut out: Vec<(String, User)> = io
+            .sockets_in(nsp, &[&chat_room(room)])
+            .into_iter()
+            .filter_map(|s| self.members.get(&s).map(|m| (s.as_str().to_owned(), m.user.clone())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.truncate(MAX_LISTED);
+        out
+    }
+
+    /// This node's chat rooms of `nsp`, with how many of its sockets are in each.
+    pub(super) fn rooms_here(&self, io: &Io<'_>, nsp: &str) -> Vec<(String, u64)> {
+        let Some(scope) = self.scopes.get(nsp) else { return Vec::new() };
+        let mut out: Vec<(String, u64)> =
+            scope.presence.rooms().map(|r| (r.to_owned(), io.sockets_in(nsp, &[&chat_room(r)]).len() as u64)).collect();
+        out.sort();
+        out.truncate(MAX_LISTED);
+        out
     }
 
     /// The sockets a kick of `user` (or of one `socket`) takes, in the chat namespaces.
@@ -108,6 +137,14 @@ impl RoomService {
                 nodes.insert(from.as_str().to_owned(), json);
             }
             (Asked::Kick { kicked, .. }, Shared::Kicked { count }) => *kicked += count,
+            (Asked::Sockets { listed, .. }, Shared::SocketList { sockets }) => {
+                listed.extend(sockets.into_iter().map(|(id, user)| (id, user, from.as_str().to_owned())));
+            }
+            (Asked::Rooms { rooms, .. }, Shared::RoomList { rooms: theirs }) => {
+                for (room, n) in theirs {
+                    *rooms.entry(room).or_default() += n;
+                }
+            }
             _ => {}
         }
     }
@@ -147,6 +184,19 @@ impl RoomService {
             Asked::Kick { socket, ack, kicked } => {
                 super::ack(io, &socket, ack, json!({"success": true, "kicked": kicked, "missingNodes": missing}));
             }
+            Asked::Sockets { socket, ack, listed } => {
+                super::ack(io, &socket, ack, json!({"sockets": socket_list(&listed), "missingNodes": missing}));
+            }
+            Asked::Rooms { socket, ack, rooms } => {
+                let rooms: Vec<Value> =
+                    rooms.into_iter().map(|(room, n)| json!({"room": room, "sockets": n})).collect();
+                super::ack(io, &socket, ack, json!({"rooms": rooms, "missingNodes": missing}));
+            }
         }
     }
+}
+
+/// An `/admin` `sockets` answer's list: `{id, user, node}` each.
+pub(super) fn socket_list(listed: &[(String, User, String)]) -> Vec<Value> {
+    listed.iter().map(|(id, user, node)| json!({"id": id, "user": user.to_json(), "node": node})).collect()
 }

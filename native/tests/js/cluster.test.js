@@ -197,6 +197,13 @@ describe('cluster mode: presence is the cluster\'s', { timeout: 120_000 }, () =>
     assert.deepEqual(Object.keys(stats.nodes).sort(), ['p2', 'p3']);
     assert.deepEqual(stats.missingNodes, []);
     assert.ok(stats.clusterConnections >= 4, JSON.stringify(stats));
+    const room = h.unique('admin-view');
+    for (const t of [dan, dan2]) await h.callWithin(T, t.s, 'join-room', room);
+    const listed = await h.callWithin(T, admin, 'sockets', { room });
+    assert.deepEqual(listed.sockets.map((e) => `${e.user.id}@${e.node}`).sort(), ['dan@p2', 'dan@p3']);
+    assert.deepEqual(listed.missingNodes, []);
+    const rooms = await h.callWithin(T, admin, 'rooms', {});
+    assert.deepEqual(rooms.rooms.find((r) => r.room === room), { room, sockets: 2 });
     const gone = Promise.all([dan, dan2].map((t) => h.once(t.s, 'disconnect')));
     const kick = await h.callWithin(T, admin, 'kick', { userId: 'dan' });
     assert.deepEqual(kick, { success: true, kicked: 2, missingNodes: [] });

@@ -161,6 +161,23 @@ fn admin_stats_and_kick_cover_every_node() {
     assert_eq!(stats["nodes"]["c"]["connections"], json!(1));
     assert_eq!(stats["clusterConnections"], json!(4), "alice, the admin, and bob's two tabs: {stats}");
     assert_eq!(stats["missingNodes"], json!([]));
+    // Membership across the cluster: a room's sockets with their users and nodes, and the
+    // rooms with their sockets summed over the nodes.
+    send(&mut c, 1, &bob, "join-room", &[json!("lobby")]);
+    send(&mut c, 2, &bob2, "join-room", &[json!("lobby")]);
+    send(&mut c, 0, &admin, "sockets", &[json!({"room": "lobby"})]);
+    let listed = &named(&got(&mut c, 0, &admin), "ack:1")[0];
+    let mut where_: Vec<(String, String)> = listed["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["user"]["id"].as_str().unwrap().to_owned(), s["node"].as_str().unwrap().to_owned()))
+        .collect();
+    where_.sort();
+    assert_eq!(where_, [("bob".to_owned(), "b".to_owned()), ("bob".to_owned(), "c".to_owned())], "{listed}");
+    assert_eq!(listed["missingNodes"], json!([]));
+    send(&mut c, 0, &admin, "rooms", &[json!({})]);
+    assert_eq!(named(&got(&mut c, 0, &admin), "ack:1")[0]["rooms"], json!([{"room": "lobby", "sockets": 2}]));
     send(&mut c, 0, &admin, "kick", &[json!({"userId": "bob"})]);
     assert_eq!(named(&got(&mut c, 0, &admin), "ack:1")[0], json!({"success": true, "kicked": 2, "missingNodes": []}));
     for (n, tab) in [(1, &bob), (2, &bob2)] {
