@@ -118,10 +118,12 @@ impl RoomService {
     pub(super) fn on_answer(&mut self, io: &mut Io<'_>, query: QueryId, from: &NodeId, answer: Shared, now: Instant) {
         let Some(asked) = self.asks.get_mut(&query) else { return };
         match (asked, answer) {
-            (Asked::Private { nsp, to, message, sent, .. }, Shared::Found { socket, user }) if !*sent => {
+            (Asked::Private { socket: sender, ack, nsp, to, message, sent }, Shared::Found { socket, user })
+                if !*sent =>
+            {
                 let msg = Message::new("private-message", vec![message.clone()]);
                 if socket {
-                    io.emit_on_node(from, &Target::all(nsp).to(to.as_str()), &msg, now);
+                    io.emit_on_node(from, &Target::all(nsp).to(to.as_str()), &msg);
                 } else if user {
                     // To the user's room: every node with one of their sockets delivers it.
                     io.emit(&Target::all(nsp).to(user_room(to)), &msg, now);
@@ -129,9 +131,7 @@ impl RoomService {
                     return;
                 }
                 *sent = true;
-                let Some(Asked::Private { socket, ack, .. }) = self.asks.get(&query) else { return };
-                let (socket, ack) = (socket.clone(), *ack);
-                super::ack(io, &socket, ack, json!({"success": true}));
+                super::ack(io, sender, *ack, json!({"success": true}));
             }
             (Asked::Stats { nodes, .. }, Shared::NodeStats { json }) => {
                 nodes.insert(from.as_str().to_owned(), json);

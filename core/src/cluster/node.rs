@@ -203,40 +203,47 @@ impl ClusterNode {
         }
     }
 
+    /// The channels a room of `nsp` (or, without a room, the namespace) needs: parlor's,
+    /// and the emitter's when its broadcasts are delivered too.
+    fn place_channels(&self, nsp: &str, room: Option<&str>) -> impl Iterator<Item = String> {
+        let (ours, emitter) = match room {
+            Some(room) => (self.channels.room(nsp, room), self.emitter.as_ref().map(|e| e.room(nsp, room))),
+            None => (self.channels.namespace(nsp), self.emitter.as_ref().map(|e| e.namespace(nsp))),
+        };
+        std::iter::once(ours).chain(emitter)
+    }
+
     /// A room of `nsp` got its first local member.
     pub(crate) fn room_opened(&mut self, nsp: &str, room: &str) {
-        let channel = self.channels.room(nsp, room);
-        self.hold(channel);
-        if let Some(channel) = self.emitter.as_ref().map(|e| e.room(nsp, room)) {
+        for channel in self.place_channels(nsp, Some(room)).collect::<Vec<_>>() {
             self.hold(channel);
         }
     }
 
     /// A room of `nsp` lost its last local member.
     pub(crate) fn room_closed(&mut self, nsp: &str, room: &str) {
-        let channel = self.channels.room(nsp, room);
-        self.release(&channel);
-        if let Some(channel) = self.emitter.as_ref().map(|e| e.room(nsp, room)) {
+        for channel in self.place_channels(nsp, Some(room)).collect::<Vec<_>>() {
             self.release(&channel);
         }
     }
 
     /// A namespace got its first local socket.
     pub(crate) fn namespace_opened(&mut self, nsp: &str) {
-        let channel = self.channels.namespace(nsp);
-        self.hold(channel);
-        if let Some(channel) = self.emitter.as_ref().map(|e| e.namespace(nsp)) {
+        for channel in self.place_channels(nsp, None).collect::<Vec<_>>() {
             self.hold(channel);
         }
     }
 
     /// A namespace lost its last local socket.
     pub(crate) fn namespace_closed(&mut self, nsp: &str) {
-        let channel = self.channels.namespace(nsp);
-        self.release(&channel);
-        if let Some(channel) = self.emitter.as_ref().map(|e| e.namespace(nsp)) {
+        for channel in self.place_channels(nsp, None).collect::<Vec<_>>() {
             self.release(&channel);
         }
+    }
+
+    /// A message from this node, as it goes out.
+    fn seal(&self, body: Body) -> bytes::Bytes {
+        Envelope { from: self.id.clone(), incarnation: self.incarnation, body }.encode()
     }
 
     /// A message on one of the emitter's channels: its broadcast, if it is one (else it
@@ -274,9 +281,7 @@ impl ClusterNode {
     fn publish_on(&mut self, mut broadcast: Broadcast, channels: Vec<String>) {
         broadcast.seq = self.next_seq;
         self.next_seq += 1;
-        let payload =
-            Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::Broadcast(broadcast) }
-                .encode();
+        let payload = self.seal(Body::Broadcast(broadcast));
         for channel in channels {
             self.stats.published += 1;
             self.queued.push_back(ClusterOutput::Publish { channel, payload: payload.clone() });
@@ -285,8 +290,7 @@ impl ClusterNode {
 
     /// Publishes bytes for the applications of the nodes that hold `channel`.
     pub(crate) fn publish_app(&mut self, channel: String, payload: bytes::Bytes) {
-        let payload =
-            Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::App(payload) }.encode();
+        let payload = self.seal(Body::App(payload));
         self.stats.app_sent += 1;
         self.queued.push_back(ClusterOutput::Publish { channel, payload });
     }
@@ -303,18 +307,16 @@ impl ClusterNode {
             self.stats.missing_nodes += missing.len() as u64;
             self.done.push((query, missing));
         }
-        let envelope =
-            Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::Ask { query, payload } };
-        self.queued.push_back(ClusterOutput::Publish { channel: self.channels.nodes(), payload: envelope.encode() });
+        let payload = self.seal(Body::Ask { query, payload });
+        self.queued.push_back(ClusterOutput::Publish { channel: self.channels.nodes(), payload });
         query
     }
 
     /// Answers another node's question.
     pub(crate) fn reply(&mut self, to: &NodeId, query: QueryId, payload: bytes::Bytes) {
-        let envelope =
-            Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::Reply { query, payload } };
+        let payload = self.seal(Body::Reply { query, payload });
         self.stats.answered += 1;
-        self.queued.push_back(ClusterOutput::Publish { channel: self.channels.node(to), payload: envelope.encode() });
+        self.queued.push_back(ClusterOutput::Publish { channel: self.channels.node(to), payload });
     }
 
     /// The questions done since the last call, each with the nodes that did not answer.
@@ -455,12 +457,7 @@ impl ClusterNode {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.next_heartbeat.is_some_and(|t| t <= now) {
             let ttl = self.config.node_expiry_ms;
-            let beat = Envelope {
-                from: self.id.clone(),
-                incarnation: self.incarnation,
-                body: Body::Heartbeat { ttl_ms: ttl },
-            }
-            .encode();
+            let beat = self.seal(Body::Heartbeat { ttl_ms: ttl });
             self.queued.push_back(ClusterOutput::Publish { channel: self.channels.nodes(), payload: beat });
             let key = self.channels.node_key(&self.id);
             let value = bytes::Bytes::copy_from_slice(self.id.as_str().as_bytes());
@@ -481,7 +478,7 @@ impl ClusterNode {
 
     /// The node stops: the others forget it now.
     pub(crate) fn leave(&mut self) {
-        let bye = Envelope { from: self.id.clone(), incarnation: self.incarnation, body: Body::Leaving }.encode();
+        let bye = self.seal(Body::Leaving);
         self.queued.push_back(ClusterOutput::Publish { channel: self.channels.nodes(), payload: bye });
         self.queued.push_back(ClusterOutput::Delete { key: self.channels.node_key(&self.id) });
         self.next_heartbeat = None;

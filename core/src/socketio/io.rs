@@ -144,7 +144,7 @@ impl<'a> Io<'a> {
 
     /// In cluster mode: emits to the sockets `target` selects on one other node only (a
     /// socket there by its id, say); nothing is delivered here.
-    pub fn emit_on_node(&mut self, node: &NodeId, target: &Target, msg: &Message, _now: Instant) {
+    pub fn emit_on_node(&mut self, node: &NodeId, target: &Target, msg: &Message) {
         let packets = encode_event(&target.nsp, None, msg, None);
         let broadcast = crossing(target, &packets);
         if let Some(c) = self.layer.cluster.as_mut() {

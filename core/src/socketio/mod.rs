@@ -121,26 +121,13 @@ enum Notice {
         tag: u64,
         reply: AckReply,
     },
-    /// Bytes from another node's application.
-    Cluster {
-        from: NodeId,
-        payload: Bytes,
-    },
+    /// What another node's application sent: bytes, a question, an answer (never a
+    /// broadcast: those are delivered at once).
+    FromNode(Received),
     /// Another node is gone (expired, stopped, or restarted as a new incarnation).
     NodeGone(NodeId),
     /// The link to the cluster is up again.
     ClusterUp,
-    /// Another node's question, and an answer to one of this node's.
-    Question {
-        from: NodeId,
-        query: QueryId,
-        payload: Bytes,
-    },
-    Answer {
-        from: NodeId,
-        query: QueryId,
-        payload: Bytes,
-    },
     /// One of this node's questions is done; the nodes that did not answer.
     QueryDone {
         query: QueryId,
@@ -359,14 +346,11 @@ impl Sockets {
                 // A node that restarted is gone before its new incarnation's message; a
                 // question that its answer completes is done after it.
                 self.take_gone_nodes();
-                let notice = match received {
+                match received {
                     Some(Received::Broadcast(b)) => return self.deliver(out, b),
-                    Some(Received::App { from, payload }) => Notice::Cluster { from, payload },
-                    Some(Received::Question { from, query, payload }) => Notice::Question { from, query, payload },
-                    Some(Received::Answer { from, query, payload }) => Notice::Answer { from, query, payload },
+                    Some(other) => self.notices.push_back(Notice::FromNode(other)),
                     None => return,
-                };
-                self.notices.push_back(notice);
+                }
                 self.take_done_queries();
             }
         }
@@ -392,6 +376,26 @@ impl Sockets {
                 }
             }
         });
+    }
+
+    /// Hands the handler what another node's application sent; a question's answer goes
+    /// back to the asker.
+    fn hand_to_handler<H: Handler>(&mut self, out: &mut Outbox, handler: &mut H, received: Received, now: Instant) {
+        match received {
+            Received::App { from, payload } => {
+                handler.on_cluster_message(&mut Io::new(self, out), &from, &payload, now)
+            }
+            Received::Question { from, query, payload } => {
+                let answer = handler.on_cluster_question(&mut Io::new(self, out), &from, &payload, now);
+                if let Some(c) = self.cluster.as_mut() {
+                    c.reply(&from, query, answer);
+                }
+            }
+            Received::Answer { from, query, payload } => {
+                handler.on_cluster_answer(&mut Io::new(self, out), query, &from, &payload, now);
+            }
+            Received::Broadcast(b) => self.deliver(out, b),
+        }
     }
 
     /// Owes the handler a notice for every node the cluster part forgot.
@@ -436,20 +440,9 @@ impl Sockets {
                         handler.on_disconnect(&mut Io::new(self, out), &id, &nsp, reason, now)
                     }
                     Notice::Ack { id, tag, reply } => handler.on_ack(&mut Io::new(self, out), &id, tag, reply, now),
-                    Notice::Cluster { from, payload } => {
-                        handler.on_cluster_message(&mut Io::new(self, out), &from, &payload, now);
-                    }
+                    Notice::FromNode(received) => self.hand_to_handler(out, handler, received, now),
                     Notice::NodeGone(node) => handler.on_node_gone(&mut Io::new(self, out), &node, now),
                     Notice::ClusterUp => handler.on_cluster_up(&mut Io::new(self, out), now),
-                    Notice::Question { from, query, payload } => {
-                        let answer = handler.on_cluster_question(&mut Io::new(self, out), &from, &payload, now);
-                        if let Some(c) = self.cluster.as_mut() {
-                            c.reply(&from, query, answer);
-                        }
-                    }
-                    Notice::Answer { from, query, payload } => {
-                        handler.on_cluster_answer(&mut Io::new(self, out), query, &from, &payload, now);
-                    }
                     Notice::QueryDone { query, missing } => {
                         handler.on_cluster_query_done(&mut Io::new(self, out), query, &missing, now);
                     }
